@@ -1,0 +1,335 @@
+//! `dbmon-client`: what people use to see their clusters. `status` prints
+//! one line per cluster, `watch` follows reports live, `get cluster` shows
+//! every check of one cluster.
+
+pub mod view;
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand, ValueEnum};
+use dbmon_proto::health::{health_name, summarize};
+use dbmon_proto::v1::monitor_client::MonitorClient;
+use dbmon_proto::v1::{ListReportsRequest, WatchRequest, watch_event};
+use dbmon_proto::{Report, now_ms};
+use std::collections::BTreeMap;
+use std::io::{IsTerminal, Write};
+use std::time::Duration;
+use tokio_stream::StreamExt;
+use tonic::transport::Channel;
+use view::{ClusterView, ReportView};
+
+/// Where the server is when nothing else says.
+pub const DEFAULT_SERVER: &str = "http://127.0.0.1:7070";
+
+#[derive(Parser, Debug)]
+#[command(name = "dbmon-client", version, about = "See the live health of the clusters dbmon watches")]
+pub struct Cli {
+    /// gRPC address of the dbmon server.
+    #[arg(long, global = true, env = "DBMON_SERVER", default_value = DEFAULT_SERVER)]
+    pub server: String,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// One line per cluster: health, nodes up, worst checks, age of the newest report.
+    Status {
+        #[arg(short, long, value_enum, default_value_t = Format::Table)]
+        output: Format,
+    },
+    /// Follow reports as they arrive (a live table on a terminal, one line per event otherwise).
+    Watch {
+        /// Only these clusters (repeatable).
+        #[arg(long = "cluster")]
+        clusters: Vec<String>,
+        #[arg(short, long, value_enum, default_value_t = Format::Table)]
+        output: Format,
+    },
+    /// Details of one object.
+    Get {
+        #[command(subcommand)]
+        what: GetWhat,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum GetWhat {
+    /// Every check of one cluster, and its recent history.
+    Cluster {
+        name: String,
+        #[arg(short, long, value_enum, default_value_t = Format::Table)]
+        output: Format,
+    },
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    Table,
+    Json,
+    Yaml,
+}
+
+/// Runs the command line; errors are printed by the caller.
+pub async fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Status { output } => status(&cli.server, output).await,
+        Command::Watch { clusters, output } => watch(&cli.server, clusters, output).await,
+        Command::Get {
+            what: GetWhat::Cluster { name, output },
+        } => get_cluster(&cli.server, &name, output).await,
+    }
+}
+
+/// Connects, or explains why not and what to do.
+pub async fn connect(server: &str) -> Result<MonitorClient<Channel>> {
+    let endpoint = tonic::transport::Endpoint::from_shared(server.to_string())
+        .with_context(|| format!("{server:?} is not a server address; expected http://HOST:PORT"))?
+        .connect_timeout(Duration::from_secs(5));
+    let channel = endpoint.connect().await.map_err(|e| {
+        let mut why = e.to_string();
+        let mut src = std::error::Error::source(&e);
+        while let Some(s) = src {
+            why = format!("{why}: {s}");
+            src = s.source();
+        }
+        anyhow::anyhow!(
+            "cannot reach the dbmon server at {server} ({why}). Is `dbmon server` running there? \
+             Point to it with --server or DBMON_SERVER."
+        )
+    })?;
+    Ok(MonitorClient::new(channel))
+}
+
+fn rpc_error(server: &str, s: tonic::Status) -> anyhow::Error {
+    anyhow::anyhow!("the dbmon server at {server} answered {:?}: {}", s.code(), s.message())
+}
+
+fn print_structured<T: serde::Serialize>(value: &T, format: Format) -> Result<()> {
+    let text = match format {
+        Format::Json => serde_json::to_string_pretty(value)? + "\n",
+        Format::Yaml => serde_saphyr::to_string(value).context("cannot render YAML")?,
+        Format::Table => unreachable!("tables are rendered by the caller"),
+    };
+    std::io::stdout().write_all(text.as_bytes())?;
+    Ok(())
+}
+
+async fn status(server: &str, output: Format) -> Result<()> {
+    let mut client = connect(server).await?;
+    let resp = client
+        .list_reports(ListReportsRequest::default())
+        .await
+        .map_err(|s| rpc_error(server, s))?
+        .into_inner();
+    let now = resp.server_time_ms;
+    let summaries = summarize(&resp.latest, now);
+    match output {
+        Format::Table if summaries.is_empty() => {
+            println!("no reports yet: no collector has published to {server}");
+        }
+        Format::Table => print!("{}", view::status_table(&summaries, now)),
+        f => {
+            let views: Vec<ClusterView> = summaries.iter().map(|s| ClusterView::new(s, now)).collect();
+            print_structured(&views, f)?;
+        }
+    }
+    Ok(())
+}
+
+async fn get_cluster(server: &str, name: &str, output: Format) -> Result<()> {
+    let mut client = connect(server).await?;
+    let resp = client
+        .list_reports(ListReportsRequest {
+            clusters: vec![name.to_string()],
+            include_history: true,
+        })
+        .await
+        .map_err(|s| rpc_error(server, s))?
+        .into_inner();
+    if resp.latest.is_empty() {
+        bail!("no cluster named {name:?} has reports on {server}; `dbmon-client status` lists the clusters");
+    }
+    let now = resp.server_time_ms;
+    let summary = summarize(&resp.latest, now).remove(0);
+    match output {
+        Format::Table => {
+            println!(
+                "{}  {}  health: {}  nodes up: {}/{}  newest report: {} ago\n",
+                summary.cluster,
+                summary.kind,
+                health_name(summary.health),
+                summary.nodes_up,
+                summary.nodes_total,
+                view::age(now - summary.newest_ms)
+            );
+            print!("{}", view::reports_table(&resp.latest));
+            let changes: Vec<&Report> = resp.history.iter().filter(|r| view::notable(r.status())).collect();
+            if !changes.is_empty() {
+                println!("\nrecent problems (newest last):");
+                for r in changes.iter().rev().take(10).rev() {
+                    println!("  {}  {}: {}", view::timestamp(r.observed_at_ms), view::short(r), r.message);
+                }
+            }
+        }
+        f => {
+            #[derive(serde::Serialize)]
+            struct Detail {
+                summary: ClusterView,
+                checks: Vec<ReportView>,
+                history: Vec<ReportView>,
+            }
+            print_structured(
+                &Detail {
+                    summary: ClusterView::new(&summary, now),
+                    checks: resp.latest.iter().map(ReportView::new).collect(),
+                    history: resp.history.iter().map(ReportView::new).collect(),
+                },
+                f,
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// The latest report per (cluster, node, check), as a watcher sees it.
+#[derive(Default)]
+struct State {
+    latest: BTreeMap<(String, String, String), Report>,
+}
+
+impl State {
+    fn replace(&mut self, reports: Vec<Report>) {
+        self.latest = reports
+            .into_iter()
+            .map(|r| ((r.cluster.clone(), r.node.clone(), r.check.clone()), r))
+            .collect();
+    }
+
+    fn apply(&mut self, r: Report) {
+        self.latest.insert((r.cluster.clone(), r.node.clone(), r.check.clone()), r);
+    }
+
+    fn summary(&self, cluster: &str, now: i64) -> Option<dbmon_proto::health::ClusterSummary> {
+        summarize(self.latest.values().filter(|r| r.cluster == cluster), now).pop()
+    }
+}
+
+async fn watch(server: &str, clusters: Vec<String>, output: Format) -> Result<()> {
+    let live = output == Format::Table && std::io::stdout().is_terminal();
+    let mut state = State::default();
+    let mut recent: Vec<String> = Vec::new();
+    let mut backoff = Duration::from_millis(500);
+    let mut connected_once = false;
+    loop {
+        let attempt = async {
+            let mut client = connect(server).await?;
+            let stream = client
+                .watch(WatchRequest {
+                    clusters: clusters.clone(),
+                })
+                .await
+                .map_err(|s| rpc_error(server, s))?
+                .into_inner();
+            Ok::<_, anyhow::Error>(stream)
+        }
+        .await;
+        let mut stream = match attempt {
+            Ok(s) => s,
+            Err(e) if !connected_once => return Err(e),
+            Err(e) => {
+                eprintln!("{e}; retrying in {}", humantime::format_duration(backoff));
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+                continue;
+            }
+        };
+        connected_once = true;
+        backoff = Duration::from_millis(500);
+        while let Some(event) = stream.next().await {
+            let event = match event {
+                Ok(e) => e,
+                Err(s) => {
+                    eprintln!("watch interrupted: {}", s.message());
+                    break;
+                }
+            };
+            let now = now_ms();
+            match event.event {
+                Some(watch_event::Event::Snapshot(snap)) => {
+                    state.replace(snap.latest);
+                    let names: Vec<String> = state.latest.keys().map(|k| k.0.clone()).collect::<std::collections::BTreeSet<_>>().into_iter().collect();
+                    let summaries: Vec<_> = names.iter().filter_map(|c| state.summary(c, now)).collect();
+                    if output == Format::Json {
+                        let line = serde_json::json!({
+                            "type": "snapshot",
+                            "reason": snap.reason,
+                            "position": event.position,
+                            "clusters": summaries.iter().map(|s| ClusterView::new(s, now)).collect::<Vec<_>>(),
+                        });
+                        println!("{line}");
+                    } else if !live {
+                        println!("-- {} ({} reports) --", snap.reason, state.latest.len());
+                        print!("{}", view::status_table(&summaries, now));
+                    }
+                }
+                Some(watch_event::Event::Report(r)) => {
+                    let cluster = r.cluster.clone();
+                    let line = format!(
+                        "{}  {}  {}: {}",
+                        view::timestamp(r.observed_at_ms),
+                        cluster,
+                        view::short(&r),
+                        r.message
+                    );
+                    let rv = ReportView::new(&r);
+                    state.apply(r);
+                    let s = state.summary(&cluster, now);
+                    if output == Format::Json {
+                        let line = serde_json::json!({
+                            "type": "report",
+                            "position": event.position,
+                            "report": rv,
+                            "cluster_health": s.as_ref().map(|s| health_name(s.health)),
+                            "nodes_up": s.as_ref().map(|s| s.nodes_up),
+                            "nodes_total": s.as_ref().map(|s| s.nodes_total),
+                        });
+                        println!("{line}");
+                    } else if !live {
+                        let h = s.map(|s| health_name(s.health)).unwrap_or("unknown");
+                        println!("{line}  [cluster {h}]");
+                    } else {
+                        if rv.status != "ok" {
+                            recent.push(line);
+                            if recent.len() > 10 {
+                                recent.remove(0);
+                            }
+                        }
+                    }
+                }
+                None => {}
+            }
+            if live {
+                redraw(&state, &recent, server, now);
+            }
+            std::io::stdout().flush()?;
+        }
+        eprintln!("lost the stream from {server}; reconnecting");
+    }
+}
+
+fn redraw(state: &State, recent: &[String], server: &str, now: i64) {
+    let names: std::collections::BTreeSet<&String> = state.latest.keys().map(|k| &k.0).collect();
+    let summaries: Vec<_> = names.iter().filter_map(|c| state.summary(c, now)).collect();
+    let mut out = String::from("\x1b[H\x1b[2J");
+    out.push_str(&format!("dbmon watch: {server}  ({})\n\n", view::timestamp(now)));
+    out.push_str(&view::status_table(&summaries, now));
+    if !recent.is_empty() {
+        out.push_str("\nrecent problems:\n");
+        for l in recent {
+            out.push_str("  ");
+            out.push_str(l);
+            out.push('\n');
+        }
+    }
+    let _ = std::io::stdout().write_all(out.as_bytes());
+}

@@ -1,0 +1,4 @@
+//! One module per kind of cluster. To add one, see docs/connectors.md.
+
+pub mod cockroachdb;
+pub mod etcd;

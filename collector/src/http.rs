@@ -1,0 +1,105 @@
+//! The HTTP client a connector uses to reach a cluster's nodes: TLS verified
+//! against the configured CA, a client certificate when configured, and every
+//! failure turned into a sentence a person can act on.
+
+use crate::connector::ConnectorError;
+use dbmon_config::ClusterConfig;
+use std::time::{Duration, Instant};
+
+/// Builds the client for one cluster. Certificate verification is skipped
+/// only when the cluster says so, and that is logged at every start.
+pub fn client_for(cluster: &ClusterConfig) -> Result<reqwest::Client, ConnectorError> {
+    let mut b = reqwest::Client::builder()
+        .timeout(cluster.timeout)
+        .connect_timeout(cluster.timeout)
+        .user_agent(concat!("dbmon/", env!("CARGO_PKG_VERSION")))
+        .pool_max_idle_per_host(2);
+    let tls = &cluster.tls;
+    if let Some(ca) = &tls.ca_file {
+        let pem = dbmon_pki::read_certificates(ca)?;
+        let certs = reqwest::Certificate::from_pem_bundle(&pem)
+            .map_err(|e| ConnectorError::Http(format!("CA file {}: {e}", ca.display())))?;
+        b = b.tls_built_in_root_certs(false);
+        for c in certs {
+            b = b.add_root_certificate(c);
+        }
+    }
+    if let (Some(cert), Some(key)) = (&tls.cert_file, &tls.key_file) {
+        let pem = dbmon_pki::read_identity(cert, key)?;
+        let id = reqwest::Identity::from_pem(&pem).map_err(|e| {
+            ConnectorError::Http(format!(
+                "client certificate {} with key {}: {e}",
+                cert.display(),
+                key.display()
+            ))
+        })?;
+        b = b.identity(id);
+    }
+    if tls.insecure_skip_verify {
+        tracing::warn!(
+            cluster = %cluster.name,
+            "tls.insecure_skip_verify is set: the cluster's certificates are NOT verified"
+        );
+        b = b.danger_accept_invalid_certs(true);
+    }
+    b.build()
+        .map_err(|e| ConnectorError::Http(format!("{e}")))
+}
+
+/// A successful answer: status code and body.
+pub struct Answer {
+    pub status: u16,
+    pub body: String,
+    pub latency: Duration,
+}
+
+/// Sends `req`, reads the whole body, and describes any failure in one line
+/// (refused, timed out, TLS, closed mid-body).
+pub async fn fetch(req: reqwest::RequestBuilder, timeout: Duration) -> Result<Answer, String> {
+    let started = Instant::now();
+    let resp = req.send().await.map_err(|e| describe(&e, timeout))?;
+    let status = resp.status().as_u16();
+    let body = resp.text().await.map_err(|e| describe(&e, timeout))?;
+    Ok(Answer {
+        status,
+        body,
+        latency: started.elapsed(),
+    })
+}
+
+/// One line for a request error, without the URL's credentials.
+pub fn describe(e: &reqwest::Error, timeout: Duration) -> String {
+    if e.is_timeout() {
+        return format!("no answer within {}", humantime::format_duration(timeout));
+    }
+    let mut chain = Vec::new();
+    let mut source: Option<&dyn std::error::Error> = Some(e);
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !chain.iter().any(|c: &String| c.contains(&text)) {
+            chain.push(text);
+        }
+        source = s.source();
+    }
+    let text = chain.join(": ");
+    let text = text
+        .replace("error sending request for url ", "request to ")
+        .replace("client error (Connect)", "cannot connect");
+    if e.is_connect() {
+        format!("no answer: {text}")
+    } else if e.is_body() || e.is_decode() {
+        format!("answer cut short: {text}")
+    } else {
+        text
+    }
+}
+
+/// Shortens a body for a message: first line, at most 80 characters.
+pub fn excerpt(body: &str) -> String {
+    let line = body.trim().lines().next().unwrap_or("");
+    let mut s: String = line.chars().take(80).collect();
+    if line.chars().count() > 80 {
+        s.push('…');
+    }
+    if s.is_empty() { "(empty body)".into() } else { format!("{s:?}") }
+}

@@ -1,0 +1,665 @@
+//! Typed YAML configuration shared by dbmon's server, collector and client.
+//!
+//! One file describes the clusters to watch and how the parts find each
+//! other. Loading goes in two passes: serde reads the YAML into raw structs
+//! whose values keep their source location ([`serde_saphyr::Spanned`]), then
+//! [`validate`] turns them into the typed [`Config`], collecting *every*
+//! problem it finds with its file, line, column and field, instead of stopping
+//! at the first. Structural errors (an unknown field, a mapping where a list
+//! belongs) are found by serde; each cluster entry is read on its own so that
+//! one broken entry does not hide the errors of the others.
+//!
+//! Connector kinds and their checks are not known here (they live in the
+//! collector, above this crate): callers pass a [`Catalog`] describing them.
+
+mod raw;
+
+use raw::RawCheck as RawCheckDefault;
+mod secret;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub use secret::{SecretError, SecretRef};
+use serde_saphyr::Spanned;
+
+/// Default gRPC address of the server (collectors and clients).
+pub const DEFAULT_GRPC_ADDR: &str = "127.0.0.1:7070";
+/// Default address of the server's `/healthz` and `/metrics`.
+pub const DEFAULT_HTTP_ADDR: &str = "127.0.0.1:7071";
+
+/// The whole configuration of one deployment.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub collector: CollectorConfig,
+    pub client: ClientConfig,
+    pub clusters: Vec<ClusterConfig>,
+}
+
+/// Where and how the server listens and how much it keeps.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// gRPC endpoint for collectors and clients.
+    pub listen: SocketAddr,
+    /// Plain HTTP endpoint for `/healthz` and `/metrics`.
+    pub http_listen: SocketAddr,
+    /// Reports of history kept per cluster.
+    pub history_per_cluster: usize,
+    /// Reports a subscriber may fall behind before it is resynchronized.
+    pub subscriber_queue: usize,
+}
+
+/// Identity of the collector and where it sends reports.
+#[derive(Debug, Clone)]
+pub struct CollectorConfig {
+    /// Names this collector in every report; defaults to the host name.
+    pub id: String,
+    /// gRPC address of the server, `http://host:port`.
+    pub server: String,
+    /// Reports kept while the server does not acknowledge them; past this,
+    /// the oldest are dropped and the loss is reported.
+    pub buffer_reports: usize,
+}
+
+/// Where `dbmon-client` finds the server.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    pub server: String,
+}
+
+/// One watched cluster.
+#[derive(Debug, Clone)]
+pub struct ClusterConfig {
+    pub name: String,
+    /// Connector kind: `etcd`, `cockroachdb`, ...
+    pub kind: String,
+    /// Base URLs of the nodes' HTTP APIs.
+    pub nodes: Vec<url::Url>,
+    pub interval: Duration,
+    /// Per-request timeout.
+    pub timeout: Duration,
+    /// Longest wait between polls while no node answers.
+    pub max_backoff: Duration,
+    pub tls: TlsConfig,
+    pub auth: Option<AuthConfig>,
+    /// The checks to run, with thresholds resolved against the kind's
+    /// defaults. Always holds every enabled check of the kind.
+    pub checks: BTreeMap<String, CheckConfig>,
+    pub labels: BTreeMap<String, String>,
+}
+
+/// TLS towards a cluster's nodes.
+#[derive(Debug, Clone, Default)]
+pub struct TlsConfig {
+    /// CA certificate(s) that sign the cluster's certificates (PEM).
+    pub ca_file: Option<PathBuf>,
+    /// Client certificate (PEM), for clusters that authenticate clients by certificate.
+    pub cert_file: Option<PathBuf>,
+    /// Key of the client certificate (PEM); must not be readable by others.
+    pub key_file: Option<PathBuf>,
+    /// Skip verifying the cluster's certificate. Logged as a warning at every start.
+    pub insecure_skip_verify: bool,
+}
+
+/// Username and password login (CockroachDB's `/api/v2/login/`).
+#[derive(Debug, Clone)]
+pub struct AuthConfig {
+    pub username: String,
+    pub password: SecretRef,
+}
+
+/// Resolved thresholds of one check.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CheckConfig {
+    pub direction: Direction,
+    pub warn: Option<f64>,
+    pub crit: Option<f64>,
+}
+
+/// Which way a value goes bad.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    /// Bad when the value is greater than the threshold.
+    Above,
+    /// Bad when the value is less than the threshold.
+    Below,
+}
+
+/// Outcome of comparing a value with thresholds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Level {
+    Ok,
+    Warn,
+    Crit,
+}
+
+impl CheckConfig {
+    /// Compares `value` with the thresholds: crit wins over warn.
+    pub fn level(&self, value: f64) -> Level {
+        let bad = |t: f64| match self.direction {
+            Direction::Above => value > t,
+            Direction::Below => value < t,
+        };
+        if self.crit.is_some_and(bad) {
+            Level::Crit
+        } else if self.warn.is_some_and(bad) {
+            Level::Warn
+        } else {
+            Level::Ok
+        }
+    }
+}
+
+/// A check a connector kind offers, with its defaults.
+#[derive(Debug, Clone, Copy)]
+pub struct CheckSpec {
+    pub name: &'static str,
+    pub about: &'static str,
+    pub unit: &'static str,
+    pub direction: Direction,
+    pub warn: Option<f64>,
+    pub crit: Option<f64>,
+}
+
+/// Describes the connector kinds that exist and the checks each offers.
+pub trait Catalog {
+    /// Every known kind, for error messages.
+    fn kinds(&self) -> Vec<&'static str>;
+    /// The checks of `kind`, or `None` for an unknown kind.
+    fn checks(&self, kind: &str) -> Option<&'static [CheckSpec]>;
+}
+
+/// One problem in a configuration file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub file: PathBuf,
+    /// 1-based; 0 when the position is unknown.
+    pub line: u64,
+    pub column: u64,
+    /// Dotted path of the field, e.g. `clusters[1].interval`.
+    pub field: String,
+    /// What is wrong and what is expected.
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}:{}: ", self.file.display(), self.line, self.column)?;
+        if !self.field.is_empty() {
+            write!(f, "{}: ", self.field)?;
+        }
+        f.write_str(&self.message)
+    }
+}
+
+/// Every problem found in a configuration file, in file order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+impl Config {
+    /// Reads and validates the file at `path`.
+    pub fn load(path: &Path, catalog: &dyn Catalog) -> Result<Config, ConfigErrors> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ConfigErrors(vec![ConfigError {
+                file: path.to_path_buf(),
+                line: 0,
+                column: 0,
+                field: String::new(),
+                message: format!("cannot read the configuration file: {e}"),
+            }])
+        })?;
+        Self::parse(&text, path, catalog)
+    }
+
+    /// Validates `text`; `file` names it in error messages.
+    pub fn parse(text: &str, file: &Path, catalog: &dyn Catalog) -> Result<Config, ConfigErrors> {
+        let mut v = Validator {
+            file,
+            errors: Vec::new(),
+            line_offset: 0,
+        };
+        let config = raw::read(text, &mut v).and_then(|raw| v.config(raw, catalog));
+        match config {
+            Some(c) if v.errors.is_empty() => Ok(c),
+            _ => {
+                v.errors.sort_by_key(|e| (e.line, e.column));
+                Err(ConfigErrors(v.errors))
+            }
+        }
+    }
+
+    /// The configuration used when none is given: a server and collector on
+    /// loopback and no clusters.
+    pub fn embedded_default() -> Config {
+        Config {
+            server: ServerConfig {
+                listen: DEFAULT_GRPC_ADDR.parse().expect("constant address"),
+                http_listen: DEFAULT_HTTP_ADDR.parse().expect("constant address"),
+                history_per_cluster: raw::DEFAULT_HISTORY,
+                subscriber_queue: raw::DEFAULT_SUBSCRIBER_QUEUE,
+            },
+            collector: CollectorConfig {
+                id: default_collector_id(),
+                server: format!("http://{DEFAULT_GRPC_ADDR}"),
+                buffer_reports: raw::DEFAULT_BUFFER,
+            },
+            client: ClientConfig {
+                server: format!("http://{DEFAULT_GRPC_ADDR}"),
+            },
+            clusters: Vec::new(),
+        }
+    }
+}
+
+fn default_collector_id() -> String {
+    std::env::var("HOSTNAME")
+        .ok()
+        .filter(|h| !h.is_empty())
+        .or_else(|| {
+            std::fs::read_to_string("/etc/hostname")
+                .ok()
+                .map(|h| h.trim().to_string())
+        })
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "collector".to_string())
+}
+
+/// Collects errors while turning raw structs into typed ones.
+pub(crate) struct Validator<'a> {
+    file: &'a Path,
+    errors: Vec<ConfigError>,
+    /// Lines before the text being validated (a cluster entry read alone).
+    line_offset: u64,
+}
+
+impl Validator<'_> {
+    pub(crate) fn error_at(
+        &mut self,
+        loc: serde_saphyr::Location,
+        field: impl Into<String>,
+        message: impl Into<String>,
+    ) {
+        self.errors.push(ConfigError {
+            file: self.file.to_path_buf(),
+            line: if loc.line() == 0 { 0 } else { loc.line() + self.line_offset },
+            column: loc.column(),
+            field: field.into(),
+            message: message.into(),
+        });
+    }
+
+    fn err<T>(&mut self, s: &Spanned<T>, field: &str, message: impl Into<String>) {
+        self.error_at(s.referenced, field, message);
+    }
+
+    fn config(&mut self, raw: raw::RawConfig, catalog: &dyn Catalog) -> Option<Config> {
+        let mut config = Config::embedded_default();
+        if let Some(s) = raw.server {
+            if let Some(a) = s.listen {
+                config.server.listen = self.addr(&a, "server.listen")?;
+            }
+            if let Some(a) = s.http_listen {
+                config.server.http_listen = self.addr(&a, "server.http_listen")?;
+            }
+            if let Some(n) = s.history_per_cluster {
+                config.server.history_per_cluster =
+                    self.positive(&n, "server.history_per_cluster")?;
+            }
+            if let Some(n) = s.subscriber_queue {
+                config.server.subscriber_queue = self.positive(&n, "server.subscriber_queue")?;
+            }
+        }
+        if let Some(c) = raw.collector {
+            if let Some(id) = c.id {
+                if id.value.trim().is_empty() {
+                    self.err(&id, "collector.id", "must not be empty");
+                } else {
+                    config.collector.id = id.value;
+                }
+            }
+            if let Some(s) = c.server {
+                config.collector.server = self.endpoint(&s, "collector.server")?;
+            }
+            if let Some(n) = c.buffer_reports {
+                config.collector.buffer_reports = self.positive(&n, "collector.buffer_reports")?;
+            }
+        }
+        if let Some(c) = raw.client
+            && let Some(s) = c.server
+        {
+            config.client.server = self.endpoint(&s, "client.server")?;
+        }
+        let mut names: BTreeMap<String, u64> = BTreeMap::new();
+        for (i, entry) in raw.clusters.into_iter().enumerate() {
+            let Some((rc, line_offset)) = entry else { continue };
+            self.line_offset = line_offset;
+            let field = format!("clusters[{i}]");
+            if let Some(first) = names.get(&rc.name.value) {
+                let msg = format!(
+                    "duplicate cluster name {:?} (first defined at line {}); names must be unique",
+                    rc.name.value,
+                    first
+                );
+                self.err(&rc.name, &format!("{field}.name"), msg);
+            } else {
+                names.insert(rc.name.value.clone(), rc.name.referenced.line() + line_offset);
+            }
+            let cluster = self.cluster(rc, &field, catalog);
+            self.line_offset = 0;
+            config.clusters.extend(cluster);
+        }
+        Some(config)
+    }
+
+    fn cluster(
+        &mut self,
+        rc: raw::RawCluster,
+        field: &str,
+        catalog: &dyn Catalog,
+    ) -> Option<ClusterConfig> {
+        let before = self.errors.len();
+        let name = rc.name.value.clone();
+        if !valid_name(&name) {
+            self.err(
+                &rc.name,
+                &format!("{field}.name"),
+                "expected a name of letters, digits, '-', '_' or '.', 1 to 63 characters",
+            );
+        }
+        let specs = catalog.checks(&rc.kind.value);
+        if specs.is_none() {
+            let msg = format!(
+                "unknown connector kind {:?}; expected one of: {}",
+                rc.kind.value,
+                catalog.kinds().join(", ")
+            );
+            self.err(&rc.kind, &format!("{field}.kind"), msg);
+        }
+        let mut nodes = Vec::new();
+        if rc.nodes.value.is_empty() {
+            self.err(
+                &rc.nodes,
+                &format!("{field}.nodes"),
+                "expected at least one node address",
+            );
+        }
+        for (j, n) in rc.nodes.value.iter().enumerate() {
+            if let Some(u) = self.node_url(n, &format!("{field}.nodes[{j}]"), rc.tls.is_some()) {
+                nodes.push(u);
+            }
+        }
+        let interval = match &rc.interval {
+            Some(d) => self.duration(d, &format!("{field}.interval")),
+            None => Some(raw::DEFAULT_INTERVAL),
+        };
+        let timeout = match &rc.timeout {
+            Some(d) => self.duration(d, &format!("{field}.timeout")),
+            None => interval.map(|i| (i / 2).min(raw::DEFAULT_TIMEOUT)),
+        };
+        if let (Some(i), Some(t), Some(ts)) = (interval, timeout, &rc.timeout)
+            && t > i
+        {
+            let msg = format!(
+                "timeout {} is longer than the interval {}; expected timeout <= interval",
+                humantime::format_duration(t),
+                humantime::format_duration(i)
+            );
+            self.err(ts, &format!("{field}.timeout"), msg);
+        }
+        let max_backoff = match &rc.max_backoff {
+            Some(d) => self.duration(d, &format!("{field}.max_backoff")),
+            None => interval.map(|i| (i * 8).clamp(i, raw::DEFAULT_MAX_BACKOFF.max(i))),
+        };
+        if let (Some(i), Some(b), Some(bs)) = (interval, max_backoff, &rc.max_backoff)
+            && b < i
+        {
+            self.err(
+                bs,
+                &format!("{field}.max_backoff"),
+                "expected a max_backoff at least as long as the interval",
+            );
+        }
+        let tls = match rc.tls {
+            Some(t) => {
+                if t.cert_file.is_some() != t.key_file.is_some() {
+                    self.error_at(
+                        t.cert_file
+                            .as_ref()
+                            .or(t.key_file.as_ref())
+                            .map(|s| s.referenced)
+                            .unwrap_or(rc.name.referenced),
+                        format!("{field}.tls"),
+                        "cert_file and key_file go together; give both or neither",
+                    );
+                }
+                TlsConfig {
+                    ca_file: t.ca_file.map(|s| s.value),
+                    cert_file: t.cert_file.map(|s| s.value),
+                    key_file: t.key_file.map(|s| s.value),
+                    insecure_skip_verify: t.insecure_skip_verify.unwrap_or(false),
+                }
+            }
+            None => TlsConfig::default(),
+        };
+        let auth = rc.auth.and_then(|a| {
+            let password = self.secret(&a.password, &format!("{field}.auth.password"))?;
+            Some(AuthConfig {
+                username: a.username,
+                password,
+            })
+        });
+        let mut checks = BTreeMap::new();
+        if let Some(specs) = specs {
+            let chosen = rc.checks.as_ref();
+            for spec in specs {
+                let over = chosen.map(|c| c.value.get(spec.name));
+                let (enabled, warn, crit, loc) = match over {
+                    // `checks` given and this one not listed: not run.
+                    Some(None) => (false, None, None, rc.kind.referenced),
+                    Some(Some(o)) => {
+                        let d = RawCheckDefault::default();
+                        let v = o.value.as_ref().unwrap_or(&d);
+                        (v.enabled.unwrap_or(true), v.warn, v.crit, o.referenced)
+                    }
+                    None => (true, None, None, rc.kind.referenced),
+                };
+                if !enabled {
+                    continue;
+                }
+                let c = CheckConfig {
+                    direction: spec.direction,
+                    warn: warn.or(spec.warn),
+                    crit: crit.or(spec.crit),
+                };
+                if let (Some(w), Some(cr)) = (c.warn, c.crit) {
+                    let inverted = match c.direction {
+                        Direction::Above => w > cr,
+                        Direction::Below => w < cr,
+                    };
+                    if inverted {
+                        let (word, cmp) = match c.direction {
+                            Direction::Above => ("higher", "warn <= crit"),
+                            Direction::Below => ("lower", "warn >= crit"),
+                        };
+                        self.error_at(
+                            loc,
+                            format!("{field}.checks.{}", spec.name),
+                            format!(
+                                "warn {w} and crit {cr} are inverted: {} is bad when {word}, so expected {cmp}",
+                                spec.name
+                            ),
+                        );
+                    }
+                }
+                checks.insert(spec.name.to_string(), c);
+            }
+            if let Some(chosen) = chosen {
+                for (name, entry) in &chosen.value {
+                    if !specs.iter().any(|s| s.name == name) {
+                        let known: Vec<&str> = specs.iter().map(|s| s.name).collect();
+                        self.err(
+                            entry,
+                            &format!("{field}.checks.{name}"),
+                            format!(
+                                "unknown check {name:?} for kind {:?}; expected one of: {}",
+                                rc.kind.value,
+                                known.join(", ")
+                            ),
+                        );
+                    }
+                }
+            }
+        }
+        if self.errors.len() > before {
+            return None;
+        }
+        Some(ClusterConfig {
+            name,
+            kind: rc.kind.value,
+            nodes,
+            interval: interval?,
+            timeout: timeout?,
+            max_backoff: max_backoff?,
+            tls,
+            auth,
+            checks,
+            labels: rc.labels.unwrap_or_default(),
+        })
+    }
+
+    fn addr(&mut self, s: &Spanned<String>, field: &str) -> Option<SocketAddr> {
+        match s.value.parse() {
+            Ok(a) => Some(a),
+            Err(_) => {
+                self.err(
+                    s,
+                    field,
+                    format!("{:?} is not an address; expected IP:PORT such as 127.0.0.1:7070", s.value),
+                );
+                None
+            }
+        }
+    }
+
+    fn endpoint(&mut self, s: &Spanned<String>, field: &str) -> Option<String> {
+        match url::Url::parse(&s.value) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {
+                Some(s.value.trim_end_matches('/').to_string())
+            }
+            _ => {
+                self.err(
+                    s,
+                    field,
+                    format!(
+                        "{:?} is not a server URL; expected http://HOST:PORT or https://HOST:PORT",
+                        s.value
+                    ),
+                );
+                None
+            }
+        }
+    }
+
+    fn node_url(&mut self, s: &Spanned<String>, field: &str, tls: bool) -> Option<url::Url> {
+        let text = s.value.trim();
+        let with_scheme = if text.contains("://") {
+            text.to_string()
+        } else {
+            format!("{}://{text}", if tls { "https" } else { "http" })
+        };
+        match url::Url::parse(&with_scheme) {
+            Ok(u)
+                if matches!(u.scheme(), "http" | "https")
+                    && u.host().is_some()
+                    && u.port_or_known_default().is_some()
+                    && u.path() == "/" =>
+            {
+                Some(u)
+            }
+            _ => {
+                self.err(
+                    s,
+                    field,
+                    format!(
+                        "{:?} is not a node address; expected HOST:PORT or http(s)://HOST:PORT without a path",
+                        s.value
+                    ),
+                );
+                None
+            }
+        }
+    }
+
+    fn duration(&mut self, s: &Spanned<String>, field: &str) -> Option<Duration> {
+        match humantime::parse_duration(s.value.trim()) {
+            Ok(d) if d >= Duration::from_millis(100) => Some(d),
+            Ok(_) => {
+                self.err(s, field, format!("{:?} is too short; expected at least 100ms", s.value));
+                None
+            }
+            Err(e) => {
+                self.err(
+                    s,
+                    field,
+                    format!("{:?} is not a duration ({e}); expected a number and a unit, like 10s or 1m", s.value),
+                );
+                None
+            }
+        }
+    }
+
+    fn positive(&mut self, n: &Spanned<u64>, field: &str) -> Option<usize> {
+        if n.value == 0 {
+            self.err(n, field, "expected a number greater than 0");
+            return None;
+        }
+        Some(n.value as usize)
+    }
+
+    fn secret(&mut self, s: &Spanned<raw::RawSecret>, field: &str) -> Option<SecretRef> {
+        match &s.value {
+            raw::RawSecret::Inline(_) => {
+                self.err(
+                    s,
+                    field,
+                    "secrets are never written inline; expected {file: PATH} or {env: VARIABLE}",
+                );
+                None
+            }
+            raw::RawSecret::Ref(r) => match (&r.file, &r.env) {
+                (Some(f), None) => Some(SecretRef::File(f.clone())),
+                (None, Some(e)) if !e.is_empty() => Some(SecretRef::Env(e.clone())),
+                _ => {
+                    self.err(s, field, "expected exactly one of file: PATH or env: VARIABLE");
+                    None
+                }
+            },
+        }
+    }
+}
+
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 63
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}

@@ -1,0 +1,235 @@
+//! Latest state and bounded history of every cluster, and the fan-out of
+//! new reports to subscribers.
+//!
+//! One lock orders everything: a report is stored, numbered with the next
+//! server position and broadcast while the write lock is held, and a new
+//! subscriber takes its snapshot and subscribes under the read lock. So a
+//! subscriber sees each report exactly once: in its snapshot, or after it.
+
+use dbmon_proto::Report;
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use tokio::sync::broadcast;
+
+/// A report as stored and fanned out, with its server position.
+#[derive(Debug)]
+pub struct Entry {
+    pub position: u64,
+    pub report: Report,
+}
+
+/// What happened to an ingested report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ingested {
+    Stored(u64),
+    /// Already seen (same collector epoch, seq not above the last one).
+    Duplicate,
+}
+
+#[derive(Default)]
+struct ClusterState {
+    latest: BTreeMap<(String, String), Arc<Entry>>,
+    history: VecDeque<Arc<Entry>>,
+}
+
+#[derive(Default)]
+struct Inner {
+    clusters: HashMap<String, ClusterState>,
+    position: u64,
+    /// collector id -> (epoch, last seq stored)
+    collectors: HashMap<String, (u64, u64)>,
+}
+
+/// The server's in-memory state.
+pub struct Cache {
+    inner: RwLock<Inner>,
+    events: broadcast::Sender<Arc<Entry>>,
+    history_per_cluster: usize,
+    pub ingested: AtomicU64,
+    pub duplicates: AtomicU64,
+}
+
+impl Cache {
+    /// `subscriber_queue` is how far a subscriber may fall behind before it
+    /// is told to resync.
+    pub fn new(history_per_cluster: usize, subscriber_queue: usize) -> Self {
+        let (events, _) = broadcast::channel(subscriber_queue.max(1));
+        Cache {
+            inner: RwLock::new(Inner::default()),
+            events,
+            history_per_cluster: history_per_cluster.max(1),
+            ingested: AtomicU64::new(0),
+            duplicates: AtomicU64::new(0),
+        }
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Inner> {
+        self.inner.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Inner> {
+        self.inner.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Where a collector epoch stands: the last seq stored for it (0 if the
+    /// epoch is new).
+    pub fn last_seq(&self, collector: &str, epoch: u64) -> u64 {
+        match self.read().collectors.get(collector) {
+            Some((e, s)) if *e == epoch => *s,
+            _ => 0,
+        }
+    }
+
+    /// Stores a report of `collector`'s `epoch`, dropping duplicates.
+    pub fn ingest(&self, epoch: u64, report: Report) -> Ingested {
+        let mut inner = self.write();
+        let last = inner
+            .collectors
+            .entry(report.collector_id.clone())
+            .or_insert((epoch, 0));
+        if last.0 != epoch {
+            *last = (epoch, 0);
+        }
+        if report.seq != 0 && report.seq <= last.1 {
+            self.duplicates.fetch_add(1, Ordering::Relaxed);
+            return Ingested::Duplicate;
+        }
+        last.1 = report.seq;
+        inner.position += 1;
+        let entry = Arc::new(Entry {
+            position: inner.position,
+            report,
+        });
+        let state = inner
+            .clusters
+            .entry(entry.report.cluster.clone())
+            .or_default();
+        state.latest.insert(
+            (entry.report.node.clone(), entry.report.check.clone()),
+            entry.clone(),
+        );
+        state.history.push_back(entry.clone());
+        while state.history.len() > self.history_per_cluster {
+            state.history.pop_front();
+        }
+        let position = entry.position;
+        // No receivers is fine; lagging ones are told by the channel.
+        let _ = self.events.send(entry);
+        self.ingested.fetch_add(1, Ordering::Relaxed);
+        Ingested::Stored(position)
+    }
+
+    /// Latest report per (node, check) of the selected clusters (all when
+    /// `clusters` is empty), sorted by cluster, node, check.
+    pub fn latest(&self, clusters: &[String]) -> Vec<Report> {
+        Self::latest_of(&self.read(), clusters)
+    }
+
+    fn latest_of(inner: &Inner, clusters: &[String]) -> Vec<Report> {
+        let mut names: Vec<&String> = inner
+            .clusters
+            .keys()
+            .filter(|c| clusters.is_empty() || clusters.contains(c))
+            .collect();
+        names.sort();
+        names
+            .into_iter()
+            .flat_map(|c| inner.clusters[c].latest.values().map(|e| e.report.clone()))
+            .collect()
+    }
+
+    /// History of the selected clusters, oldest first.
+    pub fn history(&self, clusters: &[String]) -> Vec<Report> {
+        let inner = self.read();
+        let mut all: Vec<&Arc<Entry>> = inner
+            .clusters
+            .iter()
+            .filter(|(c, _)| clusters.is_empty() || clusters.contains(c))
+            .flat_map(|(_, s)| s.history.iter())
+            .collect();
+        all.sort_by_key(|e| e.position);
+        all.into_iter().map(|e| e.report.clone()).collect()
+    }
+
+    /// Subscribes and snapshots atomically: the snapshot holds everything up
+    /// to the returned position, the receiver everything after it.
+    pub fn subscribe(
+        &self,
+        clusters: &[String],
+    ) -> (broadcast::Receiver<Arc<Entry>>, Vec<Report>, u64) {
+        let inner = self.read();
+        let rx = self.events.subscribe();
+        (rx, Self::latest_of(&inner, clusters), inner.position)
+    }
+
+    /// A fresh snapshot after a subscriber fell behind.
+    pub fn snapshot(&self, clusters: &[String]) -> (Vec<Report>, u64) {
+        let inner = self.read();
+        (Self::latest_of(&inner, clusters), inner.position)
+    }
+
+    /// Number of live subscribers.
+    pub fn subscribers(&self) -> usize {
+        self.events.receiver_count()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rep(cluster: &str, node: &str, seq: u64) -> Report {
+        Report {
+            cluster: cluster.into(),
+            node: node.into(),
+            check: "up".into(),
+            collector_id: "c1".into(),
+            seq,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn keeps_latest_per_node_and_check_and_bounded_history() {
+        let cache = Cache::new(3, 16);
+        for seq in 1..=5 {
+            cache.ingest(7, rep("a", if seq % 2 == 0 { "n1" } else { "n2" }, seq));
+        }
+        let latest = cache.latest(&[]);
+        assert_eq!(latest.len(), 2);
+        assert_eq!(cache.history(&["a".into()]).iter().map(|r| r.seq).collect::<Vec<_>>(), vec![3, 4, 5]);
+    }
+
+    #[test]
+    fn drops_duplicates_within_an_epoch_and_resets_on_a_new_one() {
+        let cache = Cache::new(10, 16);
+        assert_eq!(cache.ingest(1, rep("a", "n", 1)), Ingested::Stored(1));
+        assert_eq!(cache.ingest(1, rep("a", "n", 1)), Ingested::Duplicate);
+        assert_eq!(cache.last_seq("c1", 1), 1);
+        assert_eq!(cache.last_seq("c1", 2), 0);
+        assert_eq!(cache.ingest(2, rep("a", "n", 1)), Ingested::Stored(2));
+    }
+
+    #[test]
+    fn filters_by_cluster() {
+        let cache = Cache::new(10, 16);
+        cache.ingest(1, rep("a", "n", 1));
+        cache.ingest(1, rep("b", "n", 2));
+        assert_eq!(cache.latest(&["b".into()]).len(), 1);
+        assert_eq!(cache.latest(&["b".into()])[0].cluster, "b");
+    }
+
+    #[test]
+    fn subscriber_sees_each_report_once() {
+        let cache = Cache::new(10, 16);
+        cache.ingest(1, rep("a", "n", 1));
+        let (mut rx, snap, pos) = cache.subscribe(&[]);
+        cache.ingest(1, rep("a", "n", 2));
+        assert_eq!(snap.len(), 1);
+        assert_eq!(pos, 1);
+        let e = rx.try_recv().expect("one event after the snapshot");
+        assert_eq!(e.position, 2);
+        assert!(rx.try_recv().is_err());
+    }
+}

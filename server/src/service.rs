@@ -1,0 +1,199 @@
+//! The gRPC services: `Ingest` for collectors, `Monitor` for clients.
+
+use crate::cache::{Cache, Ingested};
+use dbmon_proto::v1::ingest_server::Ingest;
+use dbmon_proto::v1::monitor_server::Monitor;
+use dbmon_proto::v1::{
+    ListReportsRequest, ListReportsResponse, PublishAck, PublishRequest, Snapshot, WatchEvent,
+    WatchRequest, publish_request, watch_event,
+};
+use dbmon_proto::{Report, Status as ReportStatus};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use tokio::sync::{broadcast, mpsc, watch};
+use tokio_stream::{Stream, StreamExt};
+use tonic::{Request, Response, Status, Streaming};
+
+type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
+
+/// Shared by both services (cheap to clone).
+#[derive(Clone)]
+pub struct Services {
+    pub cache: Arc<Cache>,
+    pub collectors: Arc<AtomicUsize>,
+}
+
+fn peer(req_addr: Option<std::net::SocketAddr>) -> String {
+    req_addr.map_or_else(|| "unknown".into(), |a| a.to_string())
+}
+
+/// Checks a report from a collector; the error names the field.
+fn validate(r: &Report) -> Result<(), String> {
+    if r.cluster.is_empty() {
+        return Err(format!("report seq {}: field `cluster` is empty", r.seq));
+    }
+    if r.check.is_empty() {
+        return Err(format!("report seq {} of {}: field `check` is empty", r.seq, r.cluster));
+    }
+    if ReportStatus::try_from(r.status).is_err() || r.status == 0 {
+        return Err(format!(
+            "report seq {} of {}: field `status` is {}, expected 1 (ok) to 4 (unknown)",
+            r.seq, r.cluster, r.status
+        ));
+    }
+    Ok(())
+}
+
+#[tonic::async_trait]
+impl Ingest for Services {
+    type PublishStream = BoxStream<PublishAck>;
+
+    async fn publish(
+        &self,
+        request: Request<Streaming<PublishRequest>>,
+    ) -> Result<Response<Self::PublishStream>, Status> {
+        let peer = peer(request.remote_addr());
+        let mut stream = request.into_inner();
+        let hello = match stream.next().await {
+            Some(Ok(PublishRequest {
+                msg: Some(publish_request::Msg::Hello(h)),
+            })) if !h.collector_id.is_empty() => h,
+            Some(Err(e)) => return Err(e),
+            _ => {
+                return Err(Status::invalid_argument(
+                    "the first message of Publish must be a Hello with a collector_id",
+                ));
+            }
+        };
+        let cache = self.cache.clone();
+        let start = cache.last_seq(&hello.collector_id, hello.epoch);
+        let (ack_tx, ack_rx) = watch::channel(start);
+        let collectors = self.collectors.clone();
+        collectors.fetch_add(1, Ordering::Relaxed);
+        tracing::info!(collector = %hello.collector_id, %peer, clusters = ?hello.clusters, resume_after = start, "collector connected");
+        let (err_tx, err_rx) = mpsc::channel::<Status>(1);
+        tokio::spawn(async move {
+            let id = hello.collector_id;
+            let result = async {
+                while let Some(msg) = stream.next().await {
+                    let msg = msg?;
+                    match msg.msg {
+                        Some(publish_request::Msg::Report(mut r)) => {
+                            validate(&r).map_err(Status::invalid_argument)?;
+                            // The collector's identity is the Hello's, not what a report claims.
+                            r.collector_id.clone_from(&id);
+                            let seq = r.seq;
+                            // Stored or already seen: either way it is safe with us.
+                            let _: Ingested = cache.ingest(hello.epoch, r);
+                            let acked = seq.max(*ack_tx.borrow());
+                            ack_tx.send_replace(acked);
+                        }
+                        Some(publish_request::Msg::Hello(_)) => {
+                            return Err(Status::invalid_argument("Hello may only be sent once, first"));
+                        }
+                        None => return Err(Status::invalid_argument("empty PublishRequest")),
+                    }
+                }
+                Ok::<(), Status>(())
+            }
+            .await;
+            collectors.fetch_sub(1, Ordering::Relaxed);
+            match result {
+                Ok(()) => tracing::info!(collector = %id, %peer, "collector disconnected"),
+                Err(e) => {
+                    tracing::warn!(collector = %id, %peer, error = %e.message(), "collector stream ended");
+                    let _ = err_tx.send(e).await;
+                }
+            }
+        });
+        // Acks are cumulative: a slow reader gets the latest, never blocks ingest.
+        let acks = tokio_stream::wrappers::WatchStream::new(ack_rx)
+            .map(|s| Ok(PublishAck { acked_seq: s }));
+        let errors = tokio_stream::wrappers::ReceiverStream::new(err_rx).map(Err);
+        Ok(Response::new(Box::pin(acks.merge(errors))))
+    }
+}
+
+#[tonic::async_trait]
+impl Monitor for Services {
+    async fn list_reports(
+        &self,
+        request: Request<ListReportsRequest>,
+    ) -> Result<Response<ListReportsResponse>, Status> {
+        let req = request.into_inner();
+        let latest = self.cache.latest(&req.clusters);
+        let history = if req.include_history {
+            self.cache.history(&req.clusters)
+        } else {
+            Vec::new()
+        };
+        Ok(Response::new(ListReportsResponse {
+            latest,
+            history,
+            server_time_ms: dbmon_proto::now_ms(),
+        }))
+    }
+
+    type WatchStream = BoxStream<WatchEvent>;
+
+    async fn watch(
+        &self,
+        request: Request<WatchRequest>,
+    ) -> Result<Response<Self::WatchStream>, Status> {
+        let peer = peer(request.remote_addr());
+        let clusters = request.into_inner().clusters;
+        let (mut rx, latest, position) = self.cache.subscribe(&clusters);
+        // Small: the real queue is the broadcast ring; this only decouples.
+        let (tx, out) = mpsc::channel::<Result<WatchEvent, Status>>(16);
+        let cache = self.cache.clone();
+        tracing::debug!(%peer, ?clusters, "watch started");
+        tokio::spawn(async move {
+            let first = snapshot_event(latest, position, "initial");
+            if tx.send(Ok(first)).await.is_err() {
+                return;
+            }
+            loop {
+                let next = tokio::select! {
+                    n = rx.recv() => n,
+                    _ = tx.closed() => return,
+                };
+                let event = match next {
+                    Ok(e) if e.position <= position => continue,
+                    Ok(e) => {
+                        if !clusters.is_empty() && !clusters.contains(&e.report.cluster) {
+                            continue;
+                        }
+                        WatchEvent {
+                            event: Some(watch_event::Event::Report(e.report.clone())),
+                            position: e.position,
+                        }
+                    }
+                    Err(broadcast::error::RecvError::Lagged(n)) => {
+                        tracing::warn!(%peer, missed = n, "watch subscriber fell behind; resynchronizing");
+                        let (latest, pos) = cache.snapshot(&clusters);
+                        snapshot_event(latest, pos, &format!("resync: fell {n} reports behind"))
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return,
+                };
+                if tx.send(Ok(event)).await.is_err() {
+                    return;
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(out),
+        )))
+    }
+}
+
+fn snapshot_event(latest: Vec<Report>, position: u64, reason: &str) -> WatchEvent {
+    WatchEvent {
+        event: Some(watch_event::Event::Snapshot(Snapshot {
+            latest,
+            reason: reason.to_string(),
+            server_time_ms: dbmon_proto::now_ms(),
+        })),
+        position,
+    }
+}
