@@ -96,8 +96,8 @@ impl Connector for Etcd {
         let mut out = Vec::new();
         let mut answering = 0usize;
         let mut members: Option<Vec<String>> = None;
-        for (obs, up, m) in per_node {
-            if up {
+        for (obs, answered, m) in per_node {
+            if answered {
                 answering += 1;
             }
             if members.is_none() {
@@ -133,8 +133,8 @@ impl Connector for Etcd {
 }
 
 impl Etcd {
-    /// Polls one member: its observations, whether it is up, and the member
-    /// names it reports.
+    /// Polls one member: its observations, whether it answered, and the
+    /// member names it reports.
     async fn poll_node(&self, base: &url::Url) -> (Vec<Observation>, bool, Option<Vec<String>>) {
         let node = node_label(base);
         let timeout = self.cluster.timeout;
@@ -171,11 +171,21 @@ impl Etcd {
                 }
             }
         };
-        let up = matches!(up_status, Status::Ok);
+        // Quorum counts members that answer at all. An isolated member may
+        // say unhealthy, or not answer /health in time (it reads through
+        // Raft) while its /metrics still answers.
+        let answered = health.is_ok() || metrics.is_ok();
+        let (up_status, up_msg) = match (&health, &metrics) {
+            (Err(e), Ok(_)) => (
+                Status::Crit,
+                format!("/health: {e}, but /metrics answers: the member is running without a working cluster"),
+            ),
+            _ => (up_status, up_msg),
+        };
         out.push(Observation::new(&node, UP_CHECK, up_status, up_msg).with_latency(latency));
 
         match metrics {
-            Err(e) if up => out.push(Observation::new(&node, "metrics", Status::Unknown, format!("/metrics: {e}"))),
+            Err(e) if answered => out.push(Observation::new(&node, "metrics", Status::Unknown, format!("/metrics: {e}"))),
             Err(_) => {}
             Ok(a) if a.status != 200 => out.push(Observation::new(
                 &node,
@@ -210,7 +220,7 @@ impl Etcd {
                     .collect::<Vec<_>>(),
             )
         });
-        (out, up, names)
+        (out, answered, names)
     }
 
     fn judge_metrics(&self, node: &str, m: &Metrics, latency: Duration) -> Vec<Observation> {

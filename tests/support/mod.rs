@@ -1,0 +1,204 @@
+//! Shared by the end-to-end tests: real `dbmon` and `dbmon-client`
+//! processes on loopback, and waiting for conditions with deadlines.
+#![allow(dead_code)]
+
+use serde_json::Value;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+pub use dbmon::local::{EtcdCluster, free_port};
+
+pub const DBMON: &str = env!("CARGO_BIN_EXE_dbmon");
+pub const CLIENT: &str = env!("CARGO_BIN_EXE_dbmon-client");
+
+/// A child process killed when dropped; its stderr goes to a log file.
+pub struct Proc {
+    pub child: Child,
+    pub log: PathBuf,
+}
+
+impl Proc {
+    pub fn spawn(cmd: &mut Command, log: PathBuf) -> Proc {
+        let file = std::fs::File::create(&log).expect("create log file");
+        let child = cmd
+            .stdin(Stdio::null())
+            .stderr(file)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"));
+        Proc { child, log }
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Server and collector processes for one config, with their addresses.
+pub struct Stack {
+    pub server: Proc,
+    pub collector: Option<Proc>,
+    pub grpc: String,
+    pub http_port: u16,
+    pub dir: PathBuf,
+}
+
+/// Writes a config with a server on free ports and the given clusters
+/// (a YAML list body, indented by two spaces), and starts the server.
+pub fn start_server(dir: &Path, clusters_yaml: &str) -> Stack {
+    let grpc_port = free_port();
+    let http_port = free_port();
+    let yaml = format!(
+        "server:\n  listen: 127.0.0.1:{grpc_port}\n  http_listen: 127.0.0.1:{http_port}\n\
+         collector:\n  id: test-collector\n  server: http://127.0.0.1:{grpc_port}\n\
+         clusters:\n{clusters_yaml}"
+    );
+    let path = dir.join("dbmon.yaml");
+    std::fs::write(&path, yaml).expect("write config");
+    let server = Proc::spawn(
+        Command::new(DBMON).arg("server").arg("--config").arg(&path).stdout(Stdio::null()),
+        dir.join("server.log"),
+    );
+    let grpc = format!("http://127.0.0.1:{grpc_port}");
+    wait_until(Duration::from_secs(20), "the server listens", || {
+        std::net::TcpStream::connect(("127.0.0.1", grpc_port)).is_ok()
+    });
+    Stack {
+        server,
+        collector: None,
+        grpc,
+        http_port,
+        dir: dir.to_path_buf(),
+    }
+}
+
+impl Stack {
+    pub fn start_collector(&mut self) {
+        let path = self.dir.join("dbmon.yaml");
+        self.collector = Some(Proc::spawn(
+            Command::new(DBMON).arg("collector").arg("--config").arg(&path).stdout(Stdio::null()),
+            self.dir.join("collector.log"),
+        ));
+    }
+
+    /// Runs `dbmon-client --server <grpc> args...` to completion.
+    pub fn client(&self, args: &[&str]) -> std::process::Output {
+        Command::new(CLIENT)
+            .arg("--server")
+            .arg(&self.grpc)
+            .args(args)
+            .output()
+            .expect("run dbmon-client")
+    }
+
+    /// `dbmon-client watch -o json` in the background.
+    pub fn watch_json(&self, extra: &[&str]) -> Watcher {
+        Watcher::spawn(&self.grpc, extra, &self.dir)
+    }
+
+    /// A blocking HTTP GET on the server's HTTP endpoint.
+    pub fn http_get(&self, path: &str) -> String {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", self.http_port)).expect("connect http");
+        s.write_all(format!("GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").as_bytes()).expect("write");
+        let mut out = String::new();
+        s.read_to_string(&mut out).expect("read");
+        out
+    }
+}
+
+/// A `dbmon-client watch -o json` process and the events it printed.
+pub struct Watcher {
+    proc: Proc,
+    rx: mpsc::Receiver<Value>,
+    pub seen: Vec<Value>,
+}
+
+impl Watcher {
+    pub fn spawn(server: &str, extra: &[&str], dir: &Path) -> Watcher {
+        let n = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+        let mut proc = Proc::spawn(
+            Command::new(CLIENT)
+                .arg("--server")
+                .arg(server)
+                .arg("watch")
+                .arg("-o")
+                .arg("json")
+                .args(extra)
+                .stdout(Stdio::piped()),
+            dir.join(format!("watch-{n}.log")),
+        );
+        let stdout = proc.child.stdout.take().expect("piped stdout");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                match serde_json::from_str::<Value>(&line) {
+                    Ok(v) => {
+                        if tx.send(v).is_err() {
+                            break;
+                        }
+                    }
+                    Err(e) => panic!("watch printed a line that is not JSON ({e}): {line}"),
+                }
+            }
+        });
+        Watcher { proc, rx, seen: Vec::new() }
+    }
+
+    /// Waits for an event matching `pred`; panics with the recent events
+    /// and the watcher's stderr when the deadline passes.
+    pub fn wait_for(&mut self, within: Duration, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + within;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.rx.recv_timeout(left) {
+                Ok(v) => {
+                    self.seen.push(v.clone());
+                    if pred(&v) {
+                        return v;
+                    }
+                }
+                Err(_) => {
+                    let tail: Vec<String> = self.seen.iter().rev().take(15).rev().map(|v| v.to_string()).collect();
+                    panic!(
+                        "no watch event within {within:?}: {what}\nlast events:\n{}\nwatch stderr:\n{}",
+                        tail.join("\n"),
+                        self.proc.log_text()
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// Polls `cond` every 50 ms until it holds; panics after `within`.
+pub fn wait_until(within: Duration, what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + within;
+    while !cond() {
+        assert!(Instant::now() < deadline, "not true within {within:?}: {what}");
+        std::thread::park_timeout(Duration::from_millis(50));
+    }
+}
+
+/// Fields of a report event, for predicates.
+pub fn report_is(v: &Value, node: Option<&str>, check: &str, status: &str) -> bool {
+    v["type"] == "report"
+        && v["report"]["check"] == check
+        && v["report"]["status"] == status
+        && node.is_none_or(|n| v["report"]["node"] == n)
+}
+
+/// Cluster health carried by a report event.
+pub fn health_of(v: &Value) -> &str {
+    v["cluster_health"].as_str().unwrap_or("")
+}
