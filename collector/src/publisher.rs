@@ -36,10 +36,19 @@ impl Buffer {
     fn push(&mut self, mut r: Report) -> Vec<Report> {
         let mut out = Vec::with_capacity(2);
         if self.items.len() >= self.capacity {
-            let dropped = self.items.pop_front();
-            self.lost += 1;
+            // Room for the loss report and `r`.
+            let mut dropped = None;
+            while self.items.len() + 2 > self.capacity {
+                match self.items.pop_front() {
+                    Some(d) => {
+                        self.lost += 1;
+                        dropped = Some(d);
+                    }
+                    None => break,
+                }
+            }
             if let Some(d) = dropped {
-                tracing::warn!(cluster = %d.cluster, seq = d.seq, lost = self.lost, "report buffer full; dropped the oldest report");
+                tracing::warn!(cluster = %d.cluster, seq = d.seq, lost = self.lost, "report buffer full; dropped the oldest reports");
                 let mut loss = Report {
                     cluster: d.cluster,
                     check: LOST_CHECK.into(),
@@ -52,16 +61,10 @@ impl Buffer {
                     observed_at_ms: dbmon_proto::now_ms(),
                     collector_id: d.collector_id,
                     kind: d.kind,
-                    stale_after_ms: 0,
                     ..Default::default()
                 };
                 loss.set_status(Status::Warn);
                 self.number(&mut loss);
-                // Make room for the loss report itself.
-                if self.items.len() >= self.capacity {
-                    self.items.pop_front();
-                    self.lost += 1;
-                }
                 self.items.push_back(loss.clone());
                 out.push(loss);
             }

@@ -300,15 +300,12 @@ impl CockroachDb {
         }
         if let Some(cfg) = check(c, "cert_expiry") {
             let now = dbmon_proto::now_ms() as f64 / 1000.0;
-            let earliest = m
-                .with_prefix("security_certificate_expiration_")
-                .filter(|(_, v)| *v > 0.0)
-                .min_by(|a, b| a.1.total_cmp(&b.1));
-            let any = m.with_prefix("security_certificate_expiration_").next().is_some();
+            let earliest = earliest_expiry(m);
+            let any = m.with_prefix(CERT_PREFIX).next().is_some();
             out.push(match earliest {
                 Some((name, at)) => {
                     let days = (at - now) / 86_400.0;
-                    let which = name.trim_start_matches("security_certificate_expiration_");
+                    let which = name.trim_start_matches(CERT_PREFIX);
                     let msg = if days < 0.0 {
                         format!("{which} certificate expired {} days ago", fmt_num(-days.ceil()))
                     } else {
@@ -476,6 +473,16 @@ impl CockroachDb {
     }
 }
 
+const CERT_PREFIX: &str = "security_certificate_expiration_";
+
+/// The certificate that expires first (name, unix seconds); 0 means "no
+/// such certificate" and is skipped.
+fn earliest_expiry(m: &Metrics) -> Option<(&str, f64)> {
+    m.with_prefix(CERT_PREFIX)
+        .filter(|(_, v)| *v > 0.0)
+        .min_by(|a, b| a.1.total_cmp(&b.1))
+}
+
 /// Liveness statuses of `/_status/nodes`, as numbers or enum names.
 fn liveness_name(v: &serde_json::Value) -> String {
     const NAMES: [&str; 7] = ["UNKNOWN", "DEAD", "UNAVAILABLE", "LIVE", "DECOMMISSIONING", "DECOMMISSIONED", "DRAINING"];
@@ -528,4 +535,26 @@ fn parse_nodes(body: &str) -> Result<Membership, String> {
     o.value = Some(members as f64);
     o.unit = "nodes".into();
     Ok(Membership { members, observation: o })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn earliest_certificate_of_a_real_v22_node() {
+        let text = include_str!("../../tests/fixtures/cockroachdb/security-metrics-v22.2.8.txt");
+        let m = Metrics::parse(text).expect("real payload parses");
+        let (name, at) = earliest_expiry(&m).expect("certificates present");
+        // node expires 1.841077264e9, before the CA (1.999189262e9); zeros are absent certificates.
+        assert_eq!(name, "security_certificate_expiration_node");
+        assert_eq!(at, 1.841077264e9);
+    }
+
+    #[test]
+    fn liveness_names_from_numbers_and_strings() {
+        assert_eq!(liveness_name(&serde_json::json!(3)), "LIVE");
+        assert_eq!(liveness_name(&serde_json::json!(1)), "DEAD");
+        assert_eq!(liveness_name(&serde_json::json!("NODE_STATUS_DRAINING")), "DRAINING");
+    }
 }
