@@ -615,11 +615,11 @@ impl Validator<'_> {
                 self.err(s, field, format!("{:?} is too short; expected at least 100ms", s.value));
                 None
             }
-            Err(e) => {
+            Err(_) => {
                 self.err(
                     s,
                     field,
-                    format!("{:?} is not a duration ({e}); expected a number and a unit, like 10s or 1m", s.value),
+                    format!("{:?} is not a duration; expected a number and a unit, like 500ms, 10s or 1m", s.value),
                 );
                 None
             }

@@ -163,7 +163,15 @@ pub(crate) fn read(text: &str, v: &mut Validator<'_>) -> Option<RawConfig> {
         match serde_saphyr::from_str::<RawCluster>(&piece) {
             Ok(c) => clusters.push(Some((c, line_offset))),
             Err(e) => {
+                let before = v.errors.len();
                 v.serde_error(&e, &format!("clusters[{i}]"), line_offset);
+                // A missing field is noticed at the end of the entry; point at its start.
+                if let Some(last) = v.errors.get_mut(before)
+                    && last.message.starts_with("missing field")
+                {
+                    last.line = entry.referenced.line();
+                    last.column = entry.referenced.column();
+                }
                 clusters.push(None);
             }
         }

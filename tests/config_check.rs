@@ -1,0 +1,161 @@
+//! `dbmon config check` on bad files: each error names the file, line,
+//! column and field, and says what is expected.
+
+mod support;
+
+use std::process::Command;
+use support::DBMON;
+
+fn check(yaml: &str) -> (i32, String, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("dbmon.yaml");
+    std::fs::write(&path, yaml).unwrap();
+    let out = Command::new(DBMON).args(["config", "check"]).arg(&path).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).replace(&path.display().to_string(), "FILE");
+    (out.status.code().unwrap_or(-1), stdout, String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+const GOOD: &str = "clusters:\n  - name: a\n    kind: etcd\n    nodes: [127.0.0.1:2379]\n";
+
+/// (what, file, the exact error line expected, FILE standing for the path)
+const CASES: &[(&str, &str, &str)] = &[
+    (
+        "unknown top-level field",
+        "severs:\n  listen: 127.0.0.1:7070\n",
+        "FILE:1:1: unknown field `severs`, expected one of server, collector, client, clusters",
+    ),
+    (
+        "unknown cluster field",
+        "clusters:\n  - name: a\n    kind: etcd\n    nodes: [127.0.0.1:2379]\n    intervl: 5s\n",
+        "FILE:5:5: clusters[0]: unknown field `intervl`, expected one of name, kind, nodes, interval, timeout, max_backoff, tls, auth, checks, labels",
+    ),
+    (
+        "not a duration",
+        "clusters:\n  - name: a\n    kind: etcd\n    nodes: [127.0.0.1:2379]\n    interval: ten\n",
+        "FILE:5:15: clusters[0].interval: \"ten\" is not a duration; expected a number and a unit, like 500ms, 10s or 1m",
+    ),
+    (
+        "too short an interval",
+        "clusters:\n  - name: a\n    kind: etcd\n    nodes: [127.0.0.1:2379]\n    interval: 10ms\n",
+        "FILE:5:15: clusters[0].interval: \"10ms\" is too short; expected at least 100ms",
+    ),
+    (
+        "unknown kind",
+        "clusters:\n  - name: a\n    kind: mongo\n    nodes: [127.0.0.1:2379]\n",
+        "FILE:3:11: clusters[0].kind: unknown connector kind \"mongo\"; expected one of: cockroachdb, etcd",
+    ),
+    (
+        "inline secret",
+        "clusters:\n  - name: a\n    kind: cockroachdb\n    nodes: [127.0.0.1:8080]\n    auth:\n      username: dbmon\n      password: hunter2\n",
+        "FILE:7:17: clusters[0].auth.password: secrets are never written inline; expected {file: PATH} or {env: VARIABLE}",
+    ),
+    (
+        "secret by file and env at once",
+        "clusters:\n  - name: a\n    kind: cockroachdb\n    nodes: [127.0.0.1:8080]\n    auth:\n      username: dbmon\n      password: {file: /p, env: P}\n",
+        "FILE:7:17: clusters[0].auth.password: expected exactly one of file: PATH or env: VARIABLE",
+    ),
+    (
+        "no nodes",
+        "clusters:\n  - name: a\n    kind: etcd\n    nodes: []\n",
+        "FILE:4:12: clusters[0].nodes: expected at least one node address",
+    ),
+    (
+        "node address with a path",
+        "clusters:\n  - name: a\n    kind: etcd\n    nodes:\n      - http://10.0.0.1:2379/v2\n",
+        "FILE:5:9: clusters[0].nodes[0]: \"http://10.0.0.1:2379/v2\" is not a node address; expected HOST:PORT or http(s)://HOST:PORT without a path",
+    ),
+    (
+        "nodes not a list",
+        "clusters:\n  - name: a\n    kind: etcd\n    nodes: 127.0.0.1:2379\n",
+        "FILE:4:12: clusters[0]: expected a list",
+    ),
+    (
+        "timeout longer than interval",
+        "clusters:\n  - name: a\n    kind: etcd\n    nodes: [127.0.0.1:2379]\n    interval: 5s\n    timeout: 10s\n",
+        "FILE:6:14: clusters[0].timeout: timeout 10s is longer than the interval 5s; expected timeout <= interval",
+    ),
+    (
+        "inverted thresholds",
+        "clusters:\n  - name: a\n    kind: etcd\n    nodes: [127.0.0.1:2379]\n    checks:\n      db_size: {warn: 99, crit: 90}\n",
+        "FILE:6:16: clusters[0].checks.db_size: warn 99 and crit 90 are inverted: db_size is bad when higher, so expected warn <= crit",
+    ),
+    (
+        "unknown check of the kind",
+        "clusters:\n  - name: a\n    kind: etcd\n    nodes: [127.0.0.1:2379]\n    checks:\n      clock_offset: {crit: 300}\n",
+        "FILE:6:21: clusters[0].checks.clock_offset: unknown check \"clock_offset\" for kind \"etcd\"; expected one of: up, quorum, has_leader, leader_changes, db_size, proposals_failed",
+    ),
+    (
+        "duplicate cluster names",
+        "clusters:\n  - name: a\n    kind: etcd\n    nodes: [127.0.0.1:2379]\n  - name: a\n    kind: etcd\n    nodes: [127.0.0.1:2380]\n",
+        "FILE:5:11: clusters[1].name: duplicate cluster name \"a\" (first defined at line 2); names must be unique",
+    ),
+    (
+        "server address not IP:PORT",
+        "server:\n  listen: localhost\n",
+        "FILE:2:11: server.listen: \"localhost\" is not an address; expected IP:PORT such as 127.0.0.1:7070",
+    ),
+    (
+        "client certificate without its key",
+        "clusters:\n  - name: a\n    kind: etcd\n    nodes: [127.0.0.1:2379]\n    tls:\n      cert_file: /etc/dbmon/etcd.crt\n",
+        "FILE:6:18: clusters[0].tls: cert_file and key_file go together; give both or neither",
+    ),
+    (
+        "missing kind",
+        "clusters:\n  - name: a\n    nodes: [127.0.0.1:2379]\n",
+        "FILE:2:5: clusters[0]: missing field `kind`",
+    ),
+    (
+        "broken YAML",
+        "clusters: [\n",
+        "FILE:1:11: unclosed bracket '['",
+    ),
+    (
+        "bad cluster name",
+        "clusters:\n  - name: \"prod cluster!\"\n    kind: etcd\n    nodes: [127.0.0.1:2379]\n",
+        "FILE:2:11: clusters[0].name: expected a name of letters, digits, '-', '_' or '.', 1 to 63 characters",
+    ),
+];
+
+#[test]
+fn every_bad_config_gets_its_own_located_error() {
+    assert!(CASES.len() >= 12);
+    let mut failures = Vec::new();
+    for (what, yaml, expected) in CASES {
+        let (code, stdout, stderr) = check(yaml);
+        if code != 1 || !stdout.lines().any(|l| l == *expected) {
+            failures.push(format!("{what}: exit {code}\n  expected: {expected}\n  got:      {}\n  stderr: {stderr}", stdout.trim()));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn errors_in_several_clusters_are_all_reported_in_file_order() {
+    let yaml = "clusters:\n  - name: a\n    kind: etcd\n    nodes: [127.0.0.1:2379]\n    bogus: 1\n  - name: b\n    kind: nope\n    nodes: [127.0.0.1:2379]\n  - name: c\n    kind: etcd\n    nodes: [127.0.0.1:2379]\n    interval: soon\n";
+    let (code, stdout, stderr) = check(yaml);
+    assert_eq!(code, 1);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 3, "{stdout}");
+    assert!(lines[0].starts_with("FILE:5:5: clusters[0]: unknown field `bogus`"), "{stdout}");
+    assert!(lines[1].starts_with("FILE:7:11: clusters[1].kind: unknown connector kind \"nope\""), "{stdout}");
+    assert!(lines[2].starts_with("FILE:12:15: clusters[2].interval: \"soon\" is not a duration"), "{stdout}");
+    assert!(stderr.contains("3 error(s)"), "{stderr}");
+}
+
+#[test]
+fn a_good_config_and_the_shipped_example_pass() {
+    let (code, stdout, _) = check(GOOD);
+    assert_eq!(code, 0, "{stdout}");
+    assert!(stdout.contains("ok (1 clusters)"), "{stdout}");
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/dbmon.example.yaml");
+    let out = Command::new(DBMON).args(["config", "check", example]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+}
+
+#[test]
+fn a_missing_file_is_named() {
+    let out = Command::new(DBMON).args(["config", "check", "/nonexistent/dbmon.yaml"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("/nonexistent/dbmon.yaml:0:0: cannot read the configuration file"), "{stdout}");
+}
