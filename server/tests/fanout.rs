@@ -1,0 +1,163 @@
+//! Fan-out under a slow subscriber: ingest and a fast subscriber go on at
+//! full speed, and the slow one is told to resync instead of silently
+//! missing reports.
+
+use dbmon_config::Config;
+use dbmon_proto::Report;
+use dbmon_proto::v1::ingest_client::IngestClient;
+use dbmon_proto::v1::monitor_client::MonitorClient;
+use dbmon_proto::v1::{Hello, PublishRequest, WatchRequest, publish_request, watch_event};
+use std::time::Duration;
+use tokio_stream::StreamExt;
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+async fn start(queue: usize) -> (String, tokio::sync::watch::Sender<bool>) {
+    let mut cfg = Config::embedded_default().server;
+    cfg.listen = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    cfg.http_listen = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    cfg.subscriber_queue = queue;
+    let url = format!("http://{}", cfg.listen);
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(dbmon_server::serve(cfg, rx));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Ok(ch) = tonic::transport::Endpoint::from_shared(url.clone()).unwrap().connect().await {
+            drop(ch);
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "server did not start");
+        tokio::task::yield_now().await;
+    }
+    (url, tx)
+}
+
+fn report(seq: u64) -> PublishRequest {
+    let mut r = Report {
+        cluster: "c".into(),
+        node: format!("n{}", seq % 3),
+        check: "up".into(),
+        // Large enough that the slow client's HTTP/2 windows fill up.
+        message: "x".repeat(2000),
+        seq,
+        ..Default::default()
+    };
+    r.set_status(dbmon_proto::Status::Ok);
+    PublishRequest { msg: Some(publish_request::Msg::Report(r)) }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_subscriber_is_resynced_and_blocks_no_one() {
+    const N: u64 = 5000;
+    const BATCH: u64 = 100;
+    // Far more than a batch, far less than N.
+    let (url, _stop) = start(1024).await;
+    let mut fast = MonitorClient::connect(url.clone()).await.unwrap().watch(WatchRequest::default()).await.unwrap().into_inner();
+    // Subscribes, then reads nothing until ingest is over.
+    let mut slow = MonitorClient::connect(url.clone()).await.unwrap().watch(WatchRequest::default()).await.unwrap().into_inner();
+
+    // The fast subscriber reads as reports come and tells how far it got.
+    let (seen_tx, mut seen_rx) = tokio::sync::watch::channel(0u64);
+    let fast_task = tokio::spawn(async move {
+        let mut seqs = Vec::new();
+        while let Some(Ok(e)) = fast.next().await {
+            match e.event {
+                Some(watch_event::Event::Report(r)) => {
+                    seqs.push(r.seq);
+                    let _ = seen_tx.send(r.seq);
+                    if r.seq == N {
+                        break;
+                    }
+                }
+                Some(watch_event::Event::Snapshot(s)) if s.reason != "initial" => panic!("fast subscriber resynced: {}", s.reason),
+                _ => {}
+            }
+        }
+        seqs
+    });
+
+    let mut ingest = IngestClient::connect(url.clone()).await.unwrap();
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tx.send(PublishRequest { msg: Some(publish_request::Msg::Hello(Hello { collector_id: "load".into(), epoch: 1, clusters: vec!["c".into()] })) }).unwrap();
+    let mut acks = ingest.publish(tokio_stream::wrappers::UnboundedReceiverStream::new(rx)).await.unwrap().into_inner();
+    // Batches paced by the fast subscriber, so only the slow one can fall behind.
+    for start in (1..=N).step_by(BATCH as usize) {
+        for seq in start..start + BATCH {
+            tx.send(report(seq)).unwrap();
+        }
+        let end = start + BATCH - 1;
+        tokio::time::timeout(Duration::from_secs(30), seen_rx.wait_for(|s| *s >= end))
+            .await
+            .unwrap_or_else(|_| panic!("fast subscriber stuck before {end}"))
+            .unwrap();
+    }
+    let acked = tokio::time::timeout(Duration::from_secs(30), async {
+        while let Some(Ok(a)) = acks.next().await {
+            if a.acked_seq == N {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    assert_eq!(acked, Ok(true), "every report acknowledged while a subscriber sleeps");
+
+    let seqs = tokio::time::timeout(Duration::from_secs(60), fast_task).await.expect("fast subscriber done").unwrap();
+    assert_eq!(seqs, (1..=N).collect::<Vec<_>>(), "the fast subscriber got every report, in order");
+
+    // The slow one gets what its buffers held, in order and without a gap,
+    // and then is told to resync.
+    let mut resynced = None;
+    let mut last_seq = 0;
+    let outcome = tokio::time::timeout(Duration::from_secs(30), async {
+        while let Some(Ok(e)) = slow.next().await {
+            match e.event {
+                Some(watch_event::Event::Snapshot(s)) if s.reason.starts_with("resync") => {
+                    resynced = Some((s.reason, s.latest.len()));
+                    return;
+                }
+                Some(watch_event::Event::Report(r)) => {
+                    assert_eq!(r.seq, last_seq + 1, "before a resync, no gap and no duplicate");
+                    last_seq = r.seq;
+                    assert!(r.seq < N, "10 MB of reports never read, yet no resync");
+                }
+                _ => {}
+            }
+        }
+    })
+    .await;
+    assert!(outcome.is_ok(), "slow subscriber stream stalled");
+    let (reason, latest) = resynced.expect("a resync snapshot");
+    assert!(reason.contains("behind"), "{reason}");
+    assert_eq!(latest, 3, "the resync carries the latest state: one report per (node, check)");
+}
+
+#[tokio::test]
+async fn a_report_without_a_check_is_refused_by_name() {
+    let (url, _stop) = start(16).await;
+    let mut ingest = IngestClient::connect(url).await.unwrap();
+    let hello = PublishRequest { msg: Some(publish_request::Msg::Hello(Hello { collector_id: "x".into(), epoch: 1, clusters: vec![] })) };
+    let mut bad = report(1);
+    if let Some(publish_request::Msg::Report(r)) = &mut bad.msg {
+        r.check.clear();
+    }
+    let mut acks = ingest.publish(tokio_stream::iter(vec![hello, bad])).await.unwrap().into_inner();
+    let err = loop {
+        match acks.next().await {
+            Some(Ok(_)) => continue,
+            Some(Err(e)) => break e,
+            None => panic!("stream ended without an error"),
+        }
+    };
+    assert_eq!(err.code(), tonic::Code::InvalidArgument);
+    assert_eq!(err.message(), "report seq 1 of c: field `check` is empty");
+
+    // A stream must start with Hello.
+    let (url2, _stop2) = start(16).await;
+    let mut ingest = IngestClient::connect(url2).await.unwrap();
+    let err = ingest.publish(tokio_stream::iter(vec![report(1)])).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::InvalidArgument);
+    assert!(err.message().contains("first message of Publish must be a Hello"), "{}", err.message());
+}
