@@ -6,7 +6,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // SAFETY: build scripts are single-threaded; prost-build reads PROTOC.
     unsafe { std::env::set_var("PROTOC", protoc) };
     println!("cargo:rerun-if-changed=proto");
-    tonic_prost_build::configure()
-        .compile_protos(&["proto/dbmon/v1/dbmon.proto"], &["proto"])?;
+    tonic_prost_build::configure().compile_protos(&["proto/dbmon/v1/dbmon.proto"], &["proto"])?;
     Ok(())
 }

@@ -88,17 +88,28 @@ impl EtcdCluster {
         let client = format!("http://127.0.0.1:{}", m.client_port);
         let peer = format!("http://127.0.0.1:{}", m.peer_port);
         let child = Command::new(&self.binary)
-            .arg("--name").arg(&m.name)
-            .arg("--data-dir").arg(&data)
-            .arg("--listen-client-urls").arg(&client)
-            .arg("--advertise-client-urls").arg(&client)
-            .arg("--listen-peer-urls").arg(&peer)
-            .arg("--initial-advertise-peer-urls").arg(&peer)
-            .arg("--initial-cluster").arg(&self.initial_cluster)
-            .arg("--initial-cluster-state").arg("new")
-            .arg("--initial-cluster-token").arg("dbmon-local")
-            .arg("--heartbeat-interval").arg("100")
-            .arg("--election-timeout").arg("1000")
+            .arg("--name")
+            .arg(&m.name)
+            .arg("--data-dir")
+            .arg(&data)
+            .arg("--listen-client-urls")
+            .arg(&client)
+            .arg("--advertise-client-urls")
+            .arg(&client)
+            .arg("--listen-peer-urls")
+            .arg(&peer)
+            .arg("--initial-advertise-peer-urls")
+            .arg(&peer)
+            .arg("--initial-cluster")
+            .arg(&self.initial_cluster)
+            .arg("--initial-cluster-state")
+            .arg("new")
+            .arg("--initial-cluster-token")
+            .arg("dbmon-local")
+            .arg("--heartbeat-interval")
+            .arg("100")
+            .arg("--election-timeout")
+            .arg("1000")
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
@@ -145,7 +156,10 @@ impl EtcdCluster {
                 return Ok(());
             }
             if Instant::now() > deadline {
-                bail!("etcd cluster not healthy after {timeout:?}; logs in {}", self.dir.display());
+                bail!(
+                    "etcd cluster not healthy after {timeout:?}; logs in {}",
+                    self.dir.display()
+                );
             }
             std::thread::park_timeout(Duration::from_millis(100));
         }
@@ -171,15 +185,16 @@ fn http_ok(port: u16, path: &str) -> bool {
         return false;
     };
     let _ = s.set_read_timeout(Some(Duration::from_secs(1)));
-    if s
-        .write_all(format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").as_bytes())
+    if s.write_all(format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").as_bytes())
         .is_err()
     {
         return false;
     }
     let mut buf = String::new();
     let _ = s.read_to_string(&mut buf);
-    buf.starts_with("HTTP/1.") && buf.contains(" 200 ") && (path != "/health" || buf.contains("\"true\""))
+    buf.starts_with("HTTP/1.")
+        && buf.contains(" 200 ")
+        && (path != "/health" || buf.contains("\"true\""))
 }
 
 /// A local CockroachDB cluster (`cockroach start --insecure`), when the
@@ -198,7 +213,11 @@ impl CockroachCluster {
         )?;
         let sql: Vec<u16> = (0..3).map(|_| free_port()).collect();
         let http: Vec<u16> = (0..3).map(|_| free_port()).collect();
-        let join = sql.iter().map(|p| format!("127.0.0.1:{p}")).collect::<Vec<_>>().join(",");
+        let join = sql
+            .iter()
+            .map(|p| format!("127.0.0.1:{p}"))
+            .collect::<Vec<_>>()
+            .join(",");
         let mut children = Vec::new();
         for i in 0..3 {
             let log = std::fs::File::create(dir.join(format!("cockroach{}.log", i + 1)))?;
@@ -225,7 +244,10 @@ impl CockroachCluster {
         if !status.success() {
             bail!("cockroach init failed; logs in {}", dir.display());
         }
-        Ok(CockroachCluster { children, http_ports: http })
+        Ok(CockroachCluster {
+            children,
+            http_ports: http,
+        })
     }
 }
 

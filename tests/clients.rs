@@ -14,7 +14,8 @@ use support::*;
 fn status_and_watch_clients_see_the_same_cluster() {
     let dir = tempfile::tempdir().expect("temp dir");
     let mut etcd = EtcdCluster::start(&dir.path().join("etcd"), 3).expect("start etcd");
-    etcd.wait_healthy(Duration::from_secs(30)).expect("etcd healthy");
+    etcd.wait_healthy(Duration::from_secs(30))
+        .expect("etcd healthy");
     let clusters = format!(
         "  - name: shop-etcd\n    kind: etcd\n    interval: 1s\n    timeout: 500ms\n    nodes: [{}]\n    labels: {{env: test}}\n",
         etcd.client_urls().join(", ")
@@ -42,16 +43,25 @@ fn status_and_watch_clients_see_the_same_cluster() {
     let mut seen = Vec::new();
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
-        let l = lines
-            .recv_timeout(left)
-            .unwrap_or_else(|_| panic!("watch printed no healthy line; got:\n{}\n{}", seen.join("\n"), watcher.log_text()));
-        let done = l.contains("shop-etcd") && l.contains(" up ok: healthy") && l.ends_with("[cluster healthy]");
+        let l = lines.recv_timeout(left).unwrap_or_else(|_| {
+            panic!(
+                "watch printed no healthy line; got:\n{}\n{}",
+                seen.join("\n"),
+                watcher.log_text()
+            )
+        });
+        let done = l.contains("shop-etcd")
+            && l.contains(" up ok: healthy")
+            && l.ends_with("[cluster healthy]");
         seen.push(l);
         if done {
             break;
         }
     }
-    assert!(seen[0].starts_with("-- initial (0 reports) --"), "first the snapshot: {seen:?}");
+    assert!(
+        seen[0].starts_with("-- initial (0 reports) --"),
+        "first the snapshot: {seen:?}"
+    );
 
     // Status, at the same time, as a table: every node up.
     wait_until(Duration::from_secs(10), "status shows 3/3 healthy", || {
@@ -60,7 +70,11 @@ fn status_and_watch_clients_see_the_same_cluster() {
         out.status.success()
             && text.lines().any(|l| {
                 let cols: Vec<&str> = l.split_whitespace().collect();
-                cols.len() >= 5 && cols[0] == "shop-etcd" && cols[1] == "etcd" && cols[2] == "healthy" && cols[3] == "3/3"
+                cols.len() >= 5
+                    && cols[0] == "shop-etcd"
+                    && cols[1] == "etcd"
+                    && cols[2] == "healthy"
+                    && cols[3] == "3/3"
             })
     });
     let out = stack.client(&["status", "-o", "json"]);
@@ -72,13 +86,28 @@ fn status_and_watch_clients_see_the_same_cluster() {
 
     let out = stack.client(&["status", "-o", "yaml"]);
     let yaml = String::from_utf8_lossy(&out.stdout);
-    assert!(yaml.contains("cluster: shop-etcd") && yaml.contains("health: healthy"), "{yaml}");
+    assert!(
+        yaml.contains("cluster: shop-etcd") && yaml.contains("health: healthy"),
+        "{yaml}"
+    );
 
     // get cluster: every check of every node.
     let out = stack.client(&["get", "cluster", "shop-etcd", "-o", "json"]);
     let detail: serde_json::Value = serde_json::from_slice(&out.stdout).expect("get -o json");
-    let checks: Vec<&str> = detail["checks"].as_array().unwrap().iter().filter_map(|c| c["check"].as_str()).collect();
-    for c in ["up", "quorum", "has_leader", "leader_changes", "db_size", "proposals_failed"] {
+    let checks: Vec<&str> = detail["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|c| c["check"].as_str())
+        .collect();
+    for c in [
+        "up",
+        "quorum",
+        "has_leader",
+        "leader_changes",
+        "db_size",
+        "proposals_failed",
+    ] {
         assert!(checks.contains(&c), "get cluster lacks {c}: {checks:?}");
     }
     assert!(!detail["history"].as_array().unwrap().is_empty());
@@ -89,27 +118,46 @@ fn status_and_watch_clients_see_the_same_cluster() {
     // The server's own health and metrics.
     assert!(stack.http_get("/healthz").contains("200 OK"));
     let metrics = stack.http_get("/metrics");
-    assert!(metrics.contains("dbmon_cluster_health{cluster=\"shop-etcd\"} 0"), "{metrics}");
+    assert!(
+        metrics.contains("dbmon_cluster_health{cluster=\"shop-etcd\"} 0"),
+        "{metrics}"
+    );
     assert!(metrics.contains("dbmon_watch_subscribers 1"), "{metrics}");
-    assert!(metrics.contains("dbmon_collectors_connected 1"), "{metrics}");
+    assert!(
+        metrics.contains("dbmon_collectors_connected 1"),
+        "{metrics}"
+    );
     let ingested: u64 = metrics
         .lines()
         .find_map(|l| l.strip_prefix("dbmon_reports_ingested_total "))
         .and_then(|v| v.trim().parse().ok())
         .expect("ingested counter");
-    assert!(ingested >= 16, "one poll of 3 members is 16 reports (5 per member, and quorum): {ingested}");
+    assert!(
+        ingested >= 16,
+        "one poll of 3 members is 16 reports (5 per member, and quorum): {ingested}"
+    );
 }
 
 #[test]
 fn clients_without_a_server_say_what_to_do() {
     let port = free_port();
     let server = format!("http://127.0.0.1:{port}");
-    for args in [&["status"][..], &["watch"][..], &["get", "cluster", "x"][..]] {
-        let out = Command::new(CLIENT).arg("--server").arg(&server).args(args).output().unwrap();
+    for args in [
+        &["status"][..],
+        &["watch"][..],
+        &["get", "cluster", "x"][..],
+    ] {
+        let out = Command::new(CLIENT)
+            .arg("--server")
+            .arg(&server)
+            .args(args)
+            .output()
+            .unwrap();
         assert_eq!(out.status.code(), Some(2), "{args:?}");
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(
-            err.contains(&format!("cannot reach the dbmon server at {server}")) && err.contains("--server or DBMON_SERVER"),
+            err.contains(&format!("cannot reach the dbmon server at {server}"))
+                && err.contains("--server or DBMON_SERVER"),
             "{args:?}: {err}"
         );
     }

@@ -10,9 +10,17 @@ fn check(yaml: &str) -> (i32, String, String) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("dbmon.yaml");
     std::fs::write(&path, yaml).unwrap();
-    let out = Command::new(DBMON).args(["config", "check"]).arg(&path).output().unwrap();
+    let out = Command::new(DBMON)
+        .args(["config", "check"])
+        .arg(&path)
+        .output()
+        .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout).replace(&path.display().to_string(), "FILE");
-    (out.status.code().unwrap_or(-1), stdout, String::from_utf8_lossy(&out.stderr).into_owned())
+    (
+        out.status.code().unwrap_or(-1),
+        stdout,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 const GOOD: &str = "clusters:\n  - name: a\n    kind: etcd\n    nodes: [127.0.0.1:2379]\n";
@@ -123,7 +131,10 @@ fn every_bad_config_gets_its_own_located_error() {
     for (what, yaml, expected) in CASES {
         let (code, stdout, stderr) = check(yaml);
         if code != 1 || !stdout.lines().any(|l| l == *expected) {
-            failures.push(format!("{what}: exit {code}\n  expected: {expected}\n  got:      {}\n  stderr: {stderr}", stdout.trim()));
+            failures.push(format!(
+                "{what}: exit {code}\n  expected: {expected}\n  got:      {}\n  stderr: {stderr}",
+                stdout.trim()
+            ));
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
@@ -136,9 +147,18 @@ fn errors_in_several_clusters_are_all_reported_in_file_order() {
     assert_eq!(code, 1);
     let lines: Vec<&str> = stdout.lines().collect();
     assert_eq!(lines.len(), 3, "{stdout}");
-    assert!(lines[0].starts_with("FILE:5:5: clusters[0]: unknown field `bogus`"), "{stdout}");
-    assert!(lines[1].starts_with("FILE:7:11: clusters[1].kind: unknown connector kind \"nope\""), "{stdout}");
-    assert!(lines[2].starts_with("FILE:12:15: clusters[2].interval: \"soon\" is not a duration"), "{stdout}");
+    assert!(
+        lines[0].starts_with("FILE:5:5: clusters[0]: unknown field `bogus`"),
+        "{stdout}"
+    );
+    assert!(
+        lines[1].starts_with("FILE:7:11: clusters[1].kind: unknown connector kind \"nope\""),
+        "{stdout}"
+    );
+    assert!(
+        lines[2].starts_with("FILE:12:15: clusters[2].interval: \"soon\" is not a duration"),
+        "{stdout}"
+    );
     assert!(stderr.contains("3 error(s)"), "{stderr}");
 }
 
@@ -148,14 +168,27 @@ fn a_good_config_and_the_shipped_example_pass() {
     assert_eq!(code, 0, "{stdout}");
     assert!(stdout.contains("ok (1 clusters)"), "{stdout}");
     let example = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/dbmon.example.yaml");
-    let out = Command::new(DBMON).args(["config", "check", example]).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    let out = Command::new(DBMON)
+        .args(["config", "check", example])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
 }
 
 #[test]
 fn a_missing_file_is_named() {
-    let out = Command::new(DBMON).args(["config", "check", "/nonexistent/dbmon.yaml"]).output().unwrap();
+    let out = Command::new(DBMON)
+        .args(["config", "check", "/nonexistent/dbmon.yaml"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(stdout.contains("/nonexistent/dbmon.yaml:0:0: cannot read the configuration file"), "{stdout}");
+    assert!(
+        stdout.contains("/nonexistent/dbmon.yaml:0:0: cannot read the configuration file"),
+        "{stdout}"
+    );
 }

@@ -21,7 +21,11 @@ use view::{ClusterView, ReportView};
 pub const DEFAULT_SERVER: &str = "http://127.0.0.1:7070";
 
 #[derive(Parser, Debug)]
-#[command(name = "dbmon-client", version, about = "See the live health of the clusters dbmon watches")]
+#[command(
+    name = "dbmon-client",
+    version,
+    about = "See the live health of the clusters dbmon watches"
+)]
 pub struct Cli {
     /// gRPC address of the dbmon server.
     #[arg(long, global = true, env = "DBMON_SERVER", default_value = DEFAULT_SERVER)]
@@ -101,7 +105,11 @@ pub async fn connect(server: &str) -> Result<MonitorClient<Channel>> {
 }
 
 fn rpc_error(server: &str, s: tonic::Status) -> anyhow::Error {
-    anyhow::anyhow!("the dbmon server at {server} answered {:?}: {}", s.code(), s.message())
+    anyhow::anyhow!(
+        "the dbmon server at {server} answered {:?}: {}",
+        s.code(),
+        s.message()
+    )
 }
 
 fn print_structured<T: serde::Serialize>(value: &T, format: Format) -> Result<()> {
@@ -129,7 +137,8 @@ async fn status(server: &str, output: Format) -> Result<()> {
         }
         Format::Table => print!("{}", view::status_table(&summaries, now)),
         f => {
-            let views: Vec<ClusterView> = summaries.iter().map(|s| ClusterView::new(s, now)).collect();
+            let views: Vec<ClusterView> =
+                summaries.iter().map(|s| ClusterView::new(s, now)).collect();
             print_structured(&views, f)?;
         }
     }
@@ -147,7 +156,9 @@ async fn get_cluster(server: &str, name: &str, output: Format) -> Result<()> {
         .map_err(|s| rpc_error(server, s))?
         .into_inner();
     if resp.latest.is_empty() {
-        bail!("no cluster named {name:?} has reports on {server}; `dbmon-client status` lists the clusters");
+        bail!(
+            "no cluster named {name:?} has reports on {server}; `dbmon-client status` lists the clusters"
+        );
     }
     let now = resp.server_time_ms;
     let summary = summarize(&resp.latest, now).remove(0);
@@ -163,11 +174,20 @@ async fn get_cluster(server: &str, name: &str, output: Format) -> Result<()> {
                 view::age(now - summary.newest_ms)
             );
             print!("{}", view::reports_table(&resp.latest));
-            let changes: Vec<&Report> = resp.history.iter().filter(|r| view::notable(r.status())).collect();
+            let changes: Vec<&Report> = resp
+                .history
+                .iter()
+                .filter(|r| view::notable(r.status()))
+                .collect();
             if !changes.is_empty() {
                 println!("\nrecent problems (newest last):");
                 for r in changes.iter().rev().take(10).rev() {
-                    println!("  {}  {}: {}", view::timestamp(r.observed_at_ms), view::short(r), r.message);
+                    println!(
+                        "  {}  {}: {}",
+                        view::timestamp(r.observed_at_ms),
+                        view::short(r),
+                        r.message
+                    );
                 }
             }
         }
@@ -206,7 +226,8 @@ impl State {
     }
 
     fn apply(&mut self, r: Report) {
-        self.latest.insert((r.cluster.clone(), r.node.clone(), r.check.clone()), r);
+        self.latest
+            .insert((r.cluster.clone(), r.node.clone(), r.check.clone()), r);
     }
 
     fn summary(&self, cluster: &str, now: i64) -> Option<dbmon_proto::health::ClusterSummary> {
@@ -257,8 +278,15 @@ async fn watch(server: &str, clusters: Vec<String>, output: Format) -> Result<()
             match event.event {
                 Some(watch_event::Event::Snapshot(snap)) => {
                     state.replace(snap.latest);
-                    let names: Vec<String> = state.latest.keys().map(|k| k.0.clone()).collect::<std::collections::BTreeSet<_>>().into_iter().collect();
-                    let summaries: Vec<_> = names.iter().filter_map(|c| state.summary(c, now)).collect();
+                    let names: Vec<String> = state
+                        .latest
+                        .keys()
+                        .map(|k| k.0.clone())
+                        .collect::<std::collections::BTreeSet<_>>()
+                        .into_iter()
+                        .collect();
+                    let summaries: Vec<_> =
+                        names.iter().filter_map(|c| state.summary(c, now)).collect();
                     if output == Format::Json {
                         let line = serde_json::json!({
                             "type": "snapshot",
@@ -321,7 +349,10 @@ fn redraw(state: &State, recent: &[String], server: &str, now: i64) {
     let names: std::collections::BTreeSet<&String> = state.latest.keys().map(|k| &k.0).collect();
     let summaries: Vec<_> = names.iter().filter_map(|c| state.summary(c, now)).collect();
     let mut out = String::from("\x1b[H\x1b[2J");
-    out.push_str(&format!("dbmon watch: {server}  ({})\n\n", view::timestamp(now)));
+    out.push_str(&format!(
+        "dbmon watch: {server}  ({})\n\n",
+        view::timestamp(now)
+    ));
     out.push_str(&view::status_table(&summaries, now));
     if !recent.is_empty() {
         out.push_str("\nrecent problems:\n");

@@ -87,7 +87,11 @@ pub fn age(ms: i64) -> String {
 
 /// One short phrase for a not-ok report: "n1 up: crit".
 pub fn short(r: &Report) -> String {
-    let who = if r.node.is_empty() { String::new() } else { format!("{} ", r.node) };
+    let who = if r.node.is_empty() {
+        String::new()
+    } else {
+        format!("{} ", r.node)
+    };
     format!("{who}{} {}", r.check, status_name(r.status()))
 }
 
@@ -104,7 +108,11 @@ pub fn status_table(summaries: &[ClusterSummary], now_ms: i64) -> String {
     for s in summaries {
         let worst: Vec<String> = s.worst.iter().take(3).map(short).collect();
         let more = s.worst.len().saturating_sub(3);
-        let mut worst = if worst.is_empty() { "-".to_string() } else { worst.join(", ") };
+        let mut worst = if worst.is_empty() {
+            "-".to_string()
+        } else {
+            worst.join(", ")
+        };
         if more > 0 {
             worst.push_str(&format!(" (+{more})"));
         }
@@ -131,11 +139,25 @@ pub fn reports_table(reports: &[Report]) -> String {
     ]];
     for r in reports {
         rows.push(vec![
-            if r.node.is_empty() { "(cluster)".into() } else { r.node.clone() },
+            if r.node.is_empty() {
+                "(cluster)".into()
+            } else {
+                r.node.clone()
+            },
             r.check.clone(),
             status_name(r.status()).to_string(),
             r.value
-                .map(|v| format!("{}{}", trim(v), if r.unit.is_empty() { String::new() } else { format!(" {}", r.unit) }))
+                .map(|v| {
+                    format!(
+                        "{}{}",
+                        trim(v),
+                        if r.unit.is_empty() {
+                            String::new()
+                        } else {
+                            format!(" {}", r.unit)
+                        }
+                    )
+                })
                 .unwrap_or_else(|| "-".into()),
             r.message.clone(),
         ]);
@@ -155,7 +177,13 @@ fn trim(v: f64) -> String {
 pub fn table(rows: &[Vec<String>]) -> String {
     let cols = rows.iter().map(Vec::len).max().unwrap_or(0);
     let widths: Vec<usize> = (0..cols)
-        .map(|c| rows.iter().filter_map(|r| r.get(c)).map(|s| s.chars().count()).max().unwrap_or(0))
+        .map(|c| {
+            rows.iter()
+                .filter_map(|r| r.get(c))
+                .map(|s| s.chars().count())
+                .max()
+                .unwrap_or(0)
+        })
         .collect();
     let mut out = String::new();
     for r in rows {

@@ -43,10 +43,17 @@ pub async fn run(
             },
         };
         let all_down = {
-            let mut ups = observations.iter().filter(|o| o.check == UP_CHECK).peekable();
+            let mut ups = observations
+                .iter()
+                .filter(|o| o.check == UP_CHECK)
+                .peekable();
             ups.peek().is_some() && ups.all(|o| o.status == Status::Crit)
         };
-        down_polls = if all_down { down_polls.saturating_add(1) } else { 0 };
+        down_polls = if all_down {
+            down_polls.saturating_add(1)
+        } else {
+            0
+        };
         let next = next_delay(&cluster, down_polls);
         if all_down {
             tracing::warn!(cluster = %cluster.name, next_poll = %humantime::format_duration(next), "no node answers; backing off");
@@ -100,7 +107,10 @@ async fn poll_bounded(c: &dyn Connector, cluster: &ClusterConfig) -> Vec<Observa
             "",
             "poll",
             Status::Unknown,
-            format!("poll did not finish within {}", humantime::format_duration(deadline)),
+            format!(
+                "poll did not finish within {}",
+                humantime::format_duration(deadline)
+            ),
         )],
     }
 }

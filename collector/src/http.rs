@@ -42,8 +42,7 @@ pub fn client_for(cluster: &ClusterConfig) -> Result<reqwest::Client, ConnectorE
         );
         b = b.danger_accept_invalid_certs(true);
     }
-    b.build()
-        .map_err(|e| ConnectorError::Http(format!("{e}")))
+    b.build().map_err(|e| ConnectorError::Http(format!("{e}")))
 }
 
 /// A successful answer: status code and body.
@@ -101,5 +100,9 @@ pub fn excerpt(body: &str) -> String {
     if line.chars().count() > 80 {
         s.push('…');
     }
-    if s.is_empty() { "(empty body)".into() } else { format!("{s:?}") }
+    if s.is_empty() {
+        "(empty body)".into()
+    } else {
+        format!("{s:?}")
+    }
 }

@@ -149,7 +149,10 @@ async fn session(
         .connect_timeout(Duration::from_secs(5))
         .http2_keep_alive_interval(Duration::from_secs(10))
         .keep_alive_timeout(Duration::from_secs(10));
-    let channel = endpoint.connect().await.map_err(|e| describe_transport(&e))?;
+    let channel = endpoint
+        .connect()
+        .await
+        .map_err(|e| describe_transport(&e))?;
     let mut client = IngestClient::new(channel);
     // Unbounded: at most the buffer's content plus what arrives meanwhile.
     let (tx, rx) = mpsc::unbounded_channel();
@@ -222,8 +225,16 @@ mod tests {
 
     #[test]
     fn numbers_in_order_and_acks_release() {
-        let mut b = Buffer { items: VecDeque::new(), capacity: 10, next_seq: 1, lost: 0 };
-        let seqs: Vec<u64> = (0..3).flat_map(|_| b.push(rep("a"))).map(|r| r.seq).collect();
+        let mut b = Buffer {
+            items: VecDeque::new(),
+            capacity: 10,
+            next_seq: 1,
+            lost: 0,
+        };
+        let seqs: Vec<u64> = (0..3)
+            .flat_map(|_| b.push(rep("a")))
+            .map(|r| r.seq)
+            .collect();
         assert_eq!(seqs, vec![1, 2, 3]);
         b.ack(2);
         assert_eq!(b.items.iter().map(|r| r.seq).collect::<Vec<_>>(), vec![3]);
@@ -231,7 +242,12 @@ mod tests {
 
     #[test]
     fn overflow_drops_oldest_and_reports_the_loss() {
-        let mut b = Buffer { items: VecDeque::new(), capacity: 3, next_seq: 1, lost: 0 };
+        let mut b = Buffer {
+            items: VecDeque::new(),
+            capacity: 3,
+            next_seq: 1,
+            lost: 0,
+        };
         for _ in 0..3 {
             b.push(rep("a"));
         }

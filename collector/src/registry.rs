@@ -13,8 +13,16 @@ pub struct Registration {
 
 /// Every connector kind dbmon knows.
 pub static REGISTRY: &[Registration] = &[
-    Registration { kind: "cockroachdb", checks: connectors::cockroachdb::CHECKS, build: connectors::cockroachdb::build },
-    Registration { kind: "etcd", checks: connectors::etcd::CHECKS, build: connectors::etcd::build },
+    Registration {
+        kind: "cockroachdb",
+        checks: connectors::cockroachdb::CHECKS,
+        build: connectors::cockroachdb::build,
+    },
+    Registration {
+        kind: "etcd",
+        checks: connectors::etcd::CHECKS,
+        build: connectors::etcd::build,
+    },
 ];
 
 /// The registration of `kind`.

@@ -59,10 +59,19 @@ mod tests {
         let w = CounterWindow::new(Duration::from_secs(60));
         let t0 = Instant::now();
         assert_eq!(w.observe_at("n", 5.0, t0), (0.0, 0));
-        assert_eq!(w.observe_at("n", 7.0, t0 + Duration::from_secs(10)), (2.0, 0));
+        assert_eq!(
+            w.observe_at("n", 7.0, t0 + Duration::from_secs(10)),
+            (2.0, 0)
+        );
         // A restart: the counter starts again from 0.
-        assert_eq!(w.observe_at("n", 1.0, t0 + Duration::from_secs(20)), (3.0, 1));
+        assert_eq!(
+            w.observe_at("n", 1.0, t0 + Duration::from_secs(20)),
+            (3.0, 1)
+        );
         // The first two samples leave the window.
-        assert_eq!(w.observe_at("n", 1.0, t0 + Duration::from_secs(75)), (0.0, 0));
+        assert_eq!(
+            w.observe_at("n", 1.0, t0 + Duration::from_secs(75)),
+            (0.0, 0)
+        );
     }
 }

@@ -32,7 +32,10 @@ fn edit(payload: &str, prefix: &str, line: &str) -> String {
             }
         })
         .collect();
-    assert_eq!(found, 1, "the real payload has exactly one line starting {prefix:?}");
+    assert_eq!(
+        found, 1,
+        "the real payload has exactly one line starting {prefix:?}"
+    );
     out.join("\n") + "\n"
 }
 
@@ -74,7 +77,9 @@ async fn vars(State(n): State<Arc<Node>>) -> (StatusCode, String) {
 async fn nodes(State(n): State<Arc<Node>>, headers: HeaderMap) -> StatusCode {
     let want = n.session.lock().unwrap().clone();
     if let Some(want) = want {
-        let got = headers.get("x-cockroach-api-session").and_then(|v| v.to_str().ok());
+        let got = headers
+            .get("x-cockroach-api-session")
+            .and_then(|v| v.to_str().ok());
         if got != Some(want.as_str()) {
             return StatusCode::UNAUTHORIZED;
         }
@@ -88,7 +93,10 @@ async fn nodes(State(n): State<Arc<Node>>, headers: HeaderMap) -> StatusCode {
 async fn login(State(n): State<Arc<Node>>, body: String) -> (StatusCode, String) {
     let ok = body.contains("username=dbmon") && body.contains("password=s3cret%21");
     if !ok {
-        return (StatusCode::UNAUTHORIZED, "{\"error\":\"the provided credentials did not match\"}".into());
+        return (
+            StatusCode::UNAUTHORIZED,
+            "{\"error\":\"the provided credentials did not match\"}".into(),
+        );
     }
     let i = n.logins.fetch_add(1, Ordering::SeqCst) + 1;
     let session = format!("session-{i}");
@@ -120,9 +128,11 @@ fn cluster_yaml(nodes: &[String], extra: &str) -> String {
 }
 
 async fn poll(yaml: &str) -> Vec<Observation> {
-    let cfg = Config::parse(yaml, std::path::Path::new("test.yaml"), &Registry).expect("valid config");
+    let cfg =
+        Config::parse(yaml, std::path::Path::new("test.yaml"), &Registry).expect("valid config");
     let cluster = &cfg.clusters[0];
-    let connector = (registry::find("cockroachdb").unwrap().build)(cluster).expect("connector builds");
+    let connector =
+        (registry::find("cockroachdb").unwrap().build)(cluster).expect("connector builds");
     connector.poll().await
 }
 
@@ -156,7 +166,13 @@ fn health_of(obs: &[Observation]) -> dbmon_proto::Health {
     derive(&reports, dbmon_proto::now_ms())
 }
 
-async fn three_nodes(vars: [String; 3]) -> (Vec<Arc<Node>>, Vec<String>, Vec<tokio::task::JoinHandle<()>>) {
+async fn three_nodes(
+    vars: [String; 3],
+) -> (
+    Vec<Arc<Node>>,
+    Vec<String>,
+    Vec<tokio::task::JoinHandle<()>>,
+) {
     let mut nodes = Vec::new();
     let mut urls = Vec::new();
     let mut tasks = Vec::new();
@@ -172,7 +188,8 @@ async fn three_nodes(vars: [String; 3]) -> (Vec<Arc<Node>>, Vec<String>, Vec<tok
 
 #[tokio::test]
 async fn healthy_three_node_cluster_from_the_real_payload() {
-    let (_nodes, urls, _t) = three_nodes([STATUS_VARS.into(), STATUS_VARS.into(), STATUS_VARS.into()]).await;
+    let (_nodes, urls, _t) =
+        three_nodes([STATUS_VARS.into(), STATUS_VARS.into(), STATUS_VARS.into()]).await;
     let obs = poll(&cluster_yaml(&urls, "")).await;
     for u in &urls {
         assert_eq!(find(&obs, &label(u), "up").status, Status::Ok);
@@ -187,12 +204,22 @@ async fn healthy_three_node_cluster_from_the_real_payload() {
         // v19.2.2 exports no certificate expirations: unknown, and said why.
         let cert = find(&obs, &label(u), "cert_expiry");
         assert_eq!(cert.status, Status::Unknown);
-        assert!(cert.message.contains("no security_certificate_expiration_"), "{cert:?}");
+        assert!(
+            cert.message.contains("no security_certificate_expiration_"),
+            "{cert:?}"
+        );
     }
     let live = find(&obs, "", "live_nodes");
-    assert_eq!((live.status, live.value), (Status::Ok, Some(3.0)), "{live:?}");
+    assert_eq!(
+        (live.status, live.value),
+        (Status::Ok, Some(3.0)),
+        "{live:?}"
+    );
     let unavailable = find(&obs, "", "ranges_unavailable");
-    assert_eq!((unavailable.status, unavailable.value), (Status::Ok, Some(0.0)));
+    assert_eq!(
+        (unavailable.status, unavailable.value),
+        (Status::Ok, Some(0.0))
+    );
     let under = find(&obs, "", "ranges_underreplicated");
     assert_eq!((under.status, under.value), (Status::Ok, Some(0.0)));
     let versions = find(&obs, "", "version_skew");
@@ -225,7 +252,11 @@ async fn a_dead_node() {
     assert_eq!(up.status, Status::Crit);
     assert!(up.message.starts_with("no answer"), "{up:?}");
     let live = find(&obs, "", "live_nodes");
-    assert_eq!((live.status, live.value), (Status::Warn, Some(2.0)), "{live:?}");
+    assert_eq!(
+        (live.status, live.value),
+        (Status::Warn, Some(2.0)),
+        "{live:?}"
+    );
     assert_eq!(live.message, "2 of 3 nodes live");
     assert_eq!(health_of(&obs), dbmon_proto::Health::Degraded);
 }
@@ -235,20 +266,39 @@ async fn unavailable_and_underreplicated_ranges_and_a_full_store() {
     // Variants of node 1's payload: ranges_unavailable 0.0 -> 7.0,
     // ranges_underreplicated 0.0 -> 3.0, capacity_available lowered to 5 %
     // of the store's real capacity (6.4202351837184e13).
-    let v = edit(STATUS_VARS, "ranges_unavailable{store=\"1\"}", "ranges_unavailable{store=\"1\"} 7.0");
-    let v = edit(&v, "ranges_underreplicated{store=\"1\"}", "ranges_underreplicated{store=\"1\"} 3.0");
-    let v = edit(&v, "capacity_available{store=\"1\"}", "capacity_available{store=\"1\"} 3.2101175918592e+12");
+    let v = edit(
+        STATUS_VARS,
+        "ranges_unavailable{store=\"1\"}",
+        "ranges_unavailable{store=\"1\"} 7.0",
+    );
+    let v = edit(
+        &v,
+        "ranges_underreplicated{store=\"1\"}",
+        "ranges_underreplicated{store=\"1\"} 3.0",
+    );
+    let v = edit(
+        &v,
+        "capacity_available{store=\"1\"}",
+        "capacity_available{store=\"1\"} 3.2101175918592e+12",
+    );
     let (_nodes, urls, _t) = three_nodes([v, STATUS_VARS.into(), STATUS_VARS.into()]).await;
     let obs = poll(&cluster_yaml(&urls, "")).await;
     let unavailable = find(&obs, "", "ranges_unavailable");
-    assert_eq!((unavailable.status, unavailable.value), (Status::Crit, Some(7.0)), "{unavailable:?}");
+    assert_eq!(
+        (unavailable.status, unavailable.value),
+        (Status::Crit, Some(7.0)),
+        "{unavailable:?}"
+    );
     let under = find(&obs, "", "ranges_underreplicated");
     assert_eq!((under.status, under.value), (Status::Warn, Some(3.0)));
     let cap = find(&obs, &label(&urls[0]), "capacity_available");
     assert_eq!(cap.status, Status::Crit);
     assert!((cap.value.unwrap() - 5.0).abs() < 1e-6, "{cap:?}");
     assert!(cap.message.contains("(crit: < 15%)"), "{cap:?}");
-    assert_eq!(find(&obs, &label(&urls[1]), "capacity_available").status, Status::Ok);
+    assert_eq!(
+        find(&obs, &label(&urls[1]), "capacity_available").status,
+        Status::Ok
+    );
     assert_eq!(health_of(&obs), dbmon_proto::Health::Degraded);
 }
 
@@ -263,8 +313,15 @@ async fn version_skew_between_nodes() {
     let (_nodes, urls, _t) = three_nodes([STATUS_VARS.into(), older, STATUS_VARS.into()]).await;
     let obs = poll(&cluster_yaml(&urls, "")).await;
     let skew = find(&obs, "", "version_skew");
-    assert_eq!((skew.status, skew.value), (Status::Warn, Some(2.0)), "{skew:?}");
-    assert!(skew.message.contains("v19.2.1 on 1 node") && skew.message.contains("v19.2.2 on 2 nodes"), "{skew:?}");
+    assert_eq!(
+        (skew.status, skew.value),
+        (Status::Warn, Some(2.0)),
+        "{skew:?}"
+    );
+    assert!(
+        skew.message.contains("v19.2.1 on 1 node") && skew.message.contains("v19.2.2 on 2 nodes"),
+        "{skew:?}"
+    );
 }
 
 #[tokio::test]
@@ -279,10 +336,16 @@ async fn wrong_endpoint_garbage_and_errors_become_unknown_with_a_reason() {
     let obs = poll(&cluster_yaml(&urls, "")).await;
     let wrong = find(&obs, &label(&urls[0]), "vars");
     assert_eq!(wrong.status, Status::Unknown);
-    assert!(wrong.message.contains("is this a CockroachDB node"), "{wrong:?}");
+    assert!(
+        wrong.message.contains("is this a CockroachDB node"),
+        "{wrong:?}"
+    );
     let garbage = find(&obs, &label(&urls[1]), "vars");
     assert_eq!(garbage.status, Status::Unknown);
-    assert!(garbage.message.contains("not Prometheus text"), "{garbage:?}");
+    assert!(
+        garbage.message.contains("not Prometheus text"),
+        "{garbage:?}"
+    );
     let error = find(&obs, &label(&urls[2]), "vars");
     assert!(error.message.contains("HTTP 500"), "{error:?}");
     // Nodes still answered /health: up, and the agent has its reasons.
@@ -294,7 +357,8 @@ async fn wrong_endpoint_garbage_and_errors_become_unknown_with_a_reason() {
 
 #[tokio::test]
 async fn a_node_that_is_not_ready() {
-    let (nodes, urls, _t) = three_nodes([STATUS_VARS.into(), STATUS_VARS.into(), STATUS_VARS.into()]).await;
+    let (nodes, urls, _t) =
+        three_nodes([STATUS_VARS.into(), STATUS_VARS.into(), STATUS_VARS.into()]).await;
     nodes[1].health_status.store(503, Ordering::SeqCst);
     let obs = poll(&cluster_yaml(&urls, "")).await;
     let up = find(&obs, &label(&urls[1]), "up");
@@ -333,14 +397,21 @@ async fn hanging_and_truncating_nodes_do_not_stall_the_poll() {
     let started = Instant::now();
     let obs = poll(&cluster_yaml(&urls, "")).await;
     // Each request is bounded by the 300 ms timeout, and they run side by side.
-    assert!(started.elapsed() < Duration::from_secs(3), "poll took {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "poll took {:?}",
+        started.elapsed()
+    );
     let hung = find(&obs, &hang_addr.to_string(), "up");
     assert_eq!(hung.status, Status::Crit);
     assert_eq!(hung.message, "no answer within 300ms");
     // Every answer of this node is cut short, /health's too.
     let truncated = find(&obs, &cut_addr.to_string(), "up");
     assert_eq!(truncated.status, Status::Crit);
-    assert!(truncated.message.contains("answer cut short"), "{truncated:?}");
+    assert!(
+        truncated.message.contains("answer cut short"),
+        "{truncated:?}"
+    );
 }
 
 fn password_file(dir: &std::path::Path, mode: u32) -> std::path::PathBuf {
@@ -360,16 +431,27 @@ async fn logs_in_and_logs_in_again_when_the_session_expires() {
     let (url, _t) = serve(node.clone()).await;
     let yaml = cluster_yaml(
         std::slice::from_ref(&url),
-        &format!("    auth:\n      username: dbmon\n      password: {{file: {}}}\n", pw.display()),
+        &format!(
+            "    auth:\n      username: dbmon\n      password: {{file: {}}}\n",
+            pw.display()
+        ),
     );
     let cfg = Config::parse(&yaml, std::path::Path::new("t.yaml"), &Registry).expect("config");
-    let connector = (registry::find("cockroachdb").unwrap().build)(&cfg.clusters[0]).expect("builds");
+    let connector =
+        (registry::find("cockroachdb").unwrap().build)(&cfg.clusters[0]).expect("builds");
 
     let obs = connector.poll().await;
     assert_eq!(node.logins.load(Ordering::SeqCst), 1, "logged in once");
-    assert_eq!(node.nodes_requests_with_session.load(Ordering::SeqCst), 1, "sent the session");
+    assert_eq!(
+        node.nodes_requests_with_session.load(Ordering::SeqCst),
+        1,
+        "sent the session"
+    );
     let members = find(&obs, "", "membership");
-    assert!(members.message.contains("HTTP 404"), "past the login: {members:?}");
+    assert!(
+        members.message.contains("HTTP 404"),
+        "past the login: {members:?}"
+    );
 
     // Same session reused on the next poll.
     connector.poll().await;
@@ -382,7 +464,10 @@ async fn logs_in_and_logs_in_again_when_the_session_expires() {
     assert_eq!(node.logins.load(Ordering::SeqCst), 2, "logged in again");
     assert_eq!(node.nodes_requests_with_session.load(Ordering::SeqCst), 3);
     for o in &obs {
-        assert!(!o.message.contains("s3cret"), "the password never shows: {o:?}");
+        assert!(
+            !o.message.contains("s3cret"),
+            "the password never shows: {o:?}"
+        );
     }
 }
 
@@ -402,17 +487,28 @@ async fn a_wrong_password_and_an_exposed_password_file_are_reported() {
     let obs = poll(&yaml).await;
     let members = find(&obs, "", "membership");
     assert_eq!(members.status, Status::Unknown);
-    assert!(members.message.contains("login as \"dbmon\" refused (HTTP 401)"), "{members:?}");
+    assert!(
+        members
+            .message
+            .contains("login as \"dbmon\" refused (HTTP 401)"),
+        "{members:?}"
+    );
 
     let pw = password_file(dir.path(), 0o644);
     let yaml = cluster_yaml(
         std::slice::from_ref(&url),
-        &format!("    auth:\n      username: dbmon\n      password: {{file: {}}}\n", pw.display()),
+        &format!(
+            "    auth:\n      username: dbmon\n      password: {{file: {}}}\n",
+            pw.display()
+        ),
     );
     let cfg = Config::parse(&yaml, std::path::Path::new("t.yaml"), &Registry).expect("config");
     let err = match (registry::find("cockroachdb").unwrap().build)(&cfg.clusters[0]) {
         Ok(_) => panic!("a world-readable password file must be refused"),
         Err(e) => e.to_string(),
     };
-    assert!(err.contains("readable by group or others") && err.contains("chmod 600"), "{err}");
+    assert!(
+        err.contains("readable by group or others") && err.contains("chmod 600"),
+        "{err}"
+    );
 }

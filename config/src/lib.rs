@@ -299,7 +299,11 @@ impl Validator<'_> {
     ) {
         self.errors.push(ConfigError {
             file: self.file.to_path_buf(),
-            line: if loc.line() == 0 { 0 } else { loc.line() + self.line_offset },
+            line: if loc.line() == 0 {
+                0
+            } else {
+                loc.line() + self.line_offset
+            },
             column: loc.column(),
             field: field.into(),
             message: message.into(),
@@ -349,18 +353,22 @@ impl Validator<'_> {
         }
         let mut names: BTreeMap<String, u64> = BTreeMap::new();
         for (i, entry) in raw.clusters.into_iter().enumerate() {
-            let Some((rc, line_offset)) = entry else { continue };
+            let Some((rc, line_offset)) = entry else {
+                continue;
+            };
             self.line_offset = line_offset;
             let field = format!("clusters[{i}]");
             if let Some(first) = names.get(&rc.name.value) {
                 let msg = format!(
                     "duplicate cluster name {:?} (first defined at line {}); names must be unique",
-                    rc.name.value,
-                    first
+                    rc.name.value, first
                 );
                 self.err(&rc.name, &format!("{field}.name"), msg);
             } else {
-                names.insert(rc.name.value.clone(), rc.name.referenced.line() + line_offset);
+                names.insert(
+                    rc.name.value.clone(),
+                    rc.name.referenced.line() + line_offset,
+                );
             }
             let cluster = self.cluster(rc, &field, catalog);
             self.line_offset = 0;
@@ -552,7 +560,10 @@ impl Validator<'_> {
                 self.err(
                     s,
                     field,
-                    format!("{:?} is not an address; expected IP:PORT such as 127.0.0.1:7070", s.value),
+                    format!(
+                        "{:?} is not an address; expected IP:PORT such as 127.0.0.1:7070",
+                        s.value
+                    ),
                 );
                 None
             }
@@ -612,7 +623,11 @@ impl Validator<'_> {
         match humantime::parse_duration(s.value.trim()) {
             Ok(d) if d >= Duration::from_millis(100) => Some(d),
             Ok(_) => {
-                self.err(s, field, format!("{:?} is too short; expected at least 100ms", s.value));
+                self.err(
+                    s,
+                    field,
+                    format!("{:?} is too short; expected at least 100ms", s.value),
+                );
                 None
             }
             Err(_) => {
@@ -648,7 +663,11 @@ impl Validator<'_> {
                 (Some(f), None) => Some(SecretRef::File(f.clone())),
                 (None, Some(e)) if !e.is_empty() => Some(SecretRef::Env(e.clone())),
                 _ => {
-                    self.err(s, field, "expected exactly one of file: PATH or env: VARIABLE");
+                    self.err(
+                        s,
+                        field,
+                        "expected exactly one of file: PATH or env: VARIABLE",
+                    );
                     None
                 }
             },

@@ -28,7 +28,9 @@ pub enum SecretError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("secret file {path} is readable by group or others (mode {mode:o}); run chmod 600 {path}")]
+    #[error(
+        "secret file {path} is readable by group or others (mode {mode:o}); run chmod 600 {path}"
+    )]
     Permissions { path: PathBuf, mode: u32 },
     #[error("environment variable {0} is not set; export it or use file: instead")]
     Env(String),

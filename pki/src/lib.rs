@@ -89,8 +89,14 @@ mod tests {
 
     #[test]
     fn recognizes_blocks() {
-        assert!(contains_block(b"-----BEGIN CERTIFICATE-----\nAA\n-----END CERTIFICATE-----\n", "CERTIFICATE"));
-        assert!(contains_block(b"-----BEGIN EC PRIVATE KEY-----\n", "PRIVATE KEY"));
+        assert!(contains_block(
+            b"-----BEGIN CERTIFICATE-----\nAA\n-----END CERTIFICATE-----\n",
+            "CERTIFICATE"
+        ));
+        assert!(contains_block(
+            b"-----BEGIN EC PRIVATE KEY-----\n",
+            "PRIVATE KEY"
+        ));
         assert!(!contains_block(b"hello", "CERTIFICATE"));
     }
 

@@ -46,7 +46,8 @@ pub fn effective_status(report: &Report, now_ms: i64) -> Status {
 
 /// Whether the report has outlived its `stale_after_ms`.
 pub fn is_stale(report: &Report, now_ms: i64) -> bool {
-    report.stale_after_ms > 0 && now_ms > report.observed_at_ms.saturating_add(report.stale_after_ms)
+    report.stale_after_ms > 0
+        && now_ms > report.observed_at_ms.saturating_add(report.stale_after_ms)
 }
 
 /// What a person needs to know about one cluster at a glance.

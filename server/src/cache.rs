@@ -198,7 +198,14 @@ mod tests {
         }
         let latest = cache.latest(&[]);
         assert_eq!(latest.len(), 2);
-        assert_eq!(cache.history(&["a".into()]).iter().map(|r| r.seq).collect::<Vec<_>>(), vec![3, 4, 5]);
+        assert_eq!(
+            cache
+                .history(&["a".into()])
+                .iter()
+                .map(|r| r.seq)
+                .collect::<Vec<_>>(),
+            vec![3, 4, 5]
+        );
     }
 
     #[test]

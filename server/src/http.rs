@@ -28,11 +28,30 @@ fn health_code(h: dbmon_proto::Health) -> u8 {
 async fn metrics(State(s): State<Services>) -> impl IntoResponse {
     let mut out = String::new();
     let c = &s.cache;
-    let _ = writeln!(out, "# HELP dbmon_reports_ingested_total Reports stored since start.\n# TYPE dbmon_reports_ingested_total counter\ndbmon_reports_ingested_total {}", c.ingested.load(Ordering::Relaxed));
-    let _ = writeln!(out, "# HELP dbmon_reports_duplicate_total Reports dropped as already seen (replays).\n# TYPE dbmon_reports_duplicate_total counter\ndbmon_reports_duplicate_total {}", c.duplicates.load(Ordering::Relaxed));
-    let _ = writeln!(out, "# HELP dbmon_watch_subscribers Open Watch streams.\n# TYPE dbmon_watch_subscribers gauge\ndbmon_watch_subscribers {}", c.subscribers());
-    let _ = writeln!(out, "# HELP dbmon_collectors_connected Open collector streams.\n# TYPE dbmon_collectors_connected gauge\ndbmon_collectors_connected {}", s.collectors.load(Ordering::Relaxed));
-    let _ = writeln!(out, "# HELP dbmon_cluster_health Derived cluster health: 0 healthy, 1 degraded, 2 unavailable, 3 unknown.\n# TYPE dbmon_cluster_health gauge");
+    let _ = writeln!(
+        out,
+        "# HELP dbmon_reports_ingested_total Reports stored since start.\n# TYPE dbmon_reports_ingested_total counter\ndbmon_reports_ingested_total {}",
+        c.ingested.load(Ordering::Relaxed)
+    );
+    let _ = writeln!(
+        out,
+        "# HELP dbmon_reports_duplicate_total Reports dropped as already seen (replays).\n# TYPE dbmon_reports_duplicate_total counter\ndbmon_reports_duplicate_total {}",
+        c.duplicates.load(Ordering::Relaxed)
+    );
+    let _ = writeln!(
+        out,
+        "# HELP dbmon_watch_subscribers Open Watch streams.\n# TYPE dbmon_watch_subscribers gauge\ndbmon_watch_subscribers {}",
+        c.subscribers()
+    );
+    let _ = writeln!(
+        out,
+        "# HELP dbmon_collectors_connected Open collector streams.\n# TYPE dbmon_collectors_connected gauge\ndbmon_collectors_connected {}",
+        s.collectors.load(Ordering::Relaxed)
+    );
+    let _ = writeln!(
+        out,
+        "# HELP dbmon_cluster_health Derived cluster health: 0 healthy, 1 degraded, 2 unavailable, 3 unknown.\n# TYPE dbmon_cluster_health gauge"
+    );
     let latest = c.latest(&[]);
     for sum in dbmon_proto::health::summarize(&latest, dbmon_proto::now_ms()) {
         let _ = writeln!(
@@ -42,12 +61,11 @@ async fn metrics(State(s): State<Services>) -> impl IntoResponse {
             health_code(sum.health)
         );
     }
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        out,
-    )
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out)
 }
 
 fn escape(v: &str) -> String {
-    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }

@@ -27,17 +27,31 @@ pub enum ServerError {
 }
 
 /// Serves until `shutdown` turns true.
-pub async fn serve(cfg: ServerConfig, mut shutdown: watch::Receiver<bool>) -> Result<(), ServerError> {
+pub async fn serve(
+    cfg: ServerConfig,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<(), ServerError> {
     let services = service::Services {
-        cache: Arc::new(cache::Cache::new(cfg.history_per_cluster, cfg.subscriber_queue)),
+        cache: Arc::new(cache::Cache::new(
+            cfg.history_per_cluster,
+            cfg.subscriber_queue,
+        )),
         collectors: Default::default(),
     };
     let grpc = tokio::net::TcpListener::bind(cfg.listen)
         .await
-        .map_err(|source| ServerError::Bind { addr: cfg.listen, what: "gRPC", source })?;
+        .map_err(|source| ServerError::Bind {
+            addr: cfg.listen,
+            what: "gRPC",
+            source,
+        })?;
     let web = tokio::net::TcpListener::bind(cfg.http_listen)
         .await
-        .map_err(|source| ServerError::Bind { addr: cfg.http_listen, what: "HTTP", source })?;
+        .map_err(|source| ServerError::Bind {
+            addr: cfg.http_listen,
+            what: "HTTP",
+            source,
+        })?;
     tracing::info!(grpc = %grpc.local_addr().unwrap_or(cfg.listen), http = %web.local_addr().unwrap_or(cfg.http_listen), "dbmon server listening");
     let mut web_shutdown = shutdown.clone();
     let web_services = services.clone();

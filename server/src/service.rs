@@ -34,7 +34,10 @@ fn validate(r: &Report) -> Result<(), String> {
         return Err(format!("report seq {}: field `cluster` is empty", r.seq));
     }
     if r.check.is_empty() {
-        return Err(format!("report seq {} of {}: field `check` is empty", r.seq, r.cluster));
+        return Err(format!(
+            "report seq {} of {}: field `check` is empty",
+            r.seq, r.cluster
+        ));
     }
     if ReportStatus::try_from(r.status).is_err() || r.status == 0 {
         return Err(format!(
@@ -90,7 +93,9 @@ impl Ingest for Services {
                             ack_tx.send_replace(acked);
                         }
                         Some(publish_request::Msg::Hello(_)) => {
-                            return Err(Status::invalid_argument("Hello may only be sent once, first"));
+                            return Err(Status::invalid_argument(
+                                "Hello may only be sent once, first",
+                            ));
                         }
                         None => return Err(Status::invalid_argument("empty PublishRequest")),
                     }

@@ -11,7 +11,11 @@ use std::time::Duration;
 use tokio_stream::StreamExt;
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 async fn start(queue: usize) -> (String, tokio::sync::watch::Sender<bool>) {
@@ -24,11 +28,18 @@ async fn start(queue: usize) -> (String, tokio::sync::watch::Sender<bool>) {
     tokio::spawn(dbmon_server::serve(cfg, rx));
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
-        if let Ok(ch) = tonic::transport::Endpoint::from_shared(url.clone()).unwrap().connect().await {
+        if let Ok(ch) = tonic::transport::Endpoint::from_shared(url.clone())
+            .unwrap()
+            .connect()
+            .await
+        {
             drop(ch);
             break;
         }
-        assert!(tokio::time::Instant::now() < deadline, "server did not start");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "server did not start"
+        );
         tokio::task::yield_now().await;
     }
     (url, tx)
@@ -45,7 +56,9 @@ fn report(seq: u64) -> PublishRequest {
         ..Default::default()
     };
     r.set_status(dbmon_proto::Status::Ok);
-    PublishRequest { msg: Some(publish_request::Msg::Report(r)) }
+    PublishRequest {
+        msg: Some(publish_request::Msg::Report(r)),
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -54,9 +67,21 @@ async fn a_slow_subscriber_is_resynced_and_blocks_no_one() {
     const BATCH: u64 = 100;
     // Far more than a batch, far less than N.
     let (url, _stop) = start(1024).await;
-    let mut fast = MonitorClient::connect(url.clone()).await.unwrap().watch(WatchRequest::default()).await.unwrap().into_inner();
+    let mut fast = MonitorClient::connect(url.clone())
+        .await
+        .unwrap()
+        .watch(WatchRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
     // Subscribes, then reads nothing until ingest is over.
-    let mut slow = MonitorClient::connect(url.clone()).await.unwrap().watch(WatchRequest::default()).await.unwrap().into_inner();
+    let mut slow = MonitorClient::connect(url.clone())
+        .await
+        .unwrap()
+        .watch(WatchRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
 
     // The fast subscriber reads as reports come and tells how far it got.
     let (seen_tx, mut seen_rx) = tokio::sync::watch::channel(0u64);
@@ -71,7 +96,9 @@ async fn a_slow_subscriber_is_resynced_and_blocks_no_one() {
                         break;
                     }
                 }
-                Some(watch_event::Event::Snapshot(s)) if s.reason != "initial" => panic!("fast subscriber resynced: {}", s.reason),
+                Some(watch_event::Event::Snapshot(s)) if s.reason != "initial" => {
+                    panic!("fast subscriber resynced: {}", s.reason)
+                }
                 _ => {}
             }
         }
@@ -80,8 +107,19 @@ async fn a_slow_subscriber_is_resynced_and_blocks_no_one() {
 
     let mut ingest = IngestClient::connect(url.clone()).await.unwrap();
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-    tx.send(PublishRequest { msg: Some(publish_request::Msg::Hello(Hello { collector_id: "load".into(), epoch: 1, clusters: vec!["c".into()] })) }).unwrap();
-    let mut acks = ingest.publish(tokio_stream::wrappers::UnboundedReceiverStream::new(rx)).await.unwrap().into_inner();
+    tx.send(PublishRequest {
+        msg: Some(publish_request::Msg::Hello(Hello {
+            collector_id: "load".into(),
+            epoch: 1,
+            clusters: vec!["c".into()],
+        })),
+    })
+    .unwrap();
+    let mut acks = ingest
+        .publish(tokio_stream::wrappers::UnboundedReceiverStream::new(rx))
+        .await
+        .unwrap()
+        .into_inner();
     // Batches paced by the fast subscriber, so only the slow one can fall behind.
     for start in (1..=N).step_by(BATCH as usize) {
         for seq in start..start + BATCH {
@@ -102,10 +140,21 @@ async fn a_slow_subscriber_is_resynced_and_blocks_no_one() {
         false
     })
     .await;
-    assert_eq!(acked, Ok(true), "every report acknowledged while a subscriber sleeps");
+    assert_eq!(
+        acked,
+        Ok(true),
+        "every report acknowledged while a subscriber sleeps"
+    );
 
-    let seqs = tokio::time::timeout(Duration::from_secs(60), fast_task).await.expect("fast subscriber done").unwrap();
-    assert_eq!(seqs, (1..=N).collect::<Vec<_>>(), "the fast subscriber got every report, in order");
+    let seqs = tokio::time::timeout(Duration::from_secs(60), fast_task)
+        .await
+        .expect("fast subscriber done")
+        .unwrap();
+    assert_eq!(
+        seqs,
+        (1..=N).collect::<Vec<_>>(),
+        "the fast subscriber got every report, in order"
+    );
 
     // The slow one gets what its buffers held, in order and without a gap,
     // and then is told to resync.
@@ -119,7 +168,11 @@ async fn a_slow_subscriber_is_resynced_and_blocks_no_one() {
                     return;
                 }
                 Some(watch_event::Event::Report(r)) => {
-                    assert_eq!(r.seq, last_seq + 1, "before a resync, no gap and no duplicate");
+                    assert_eq!(
+                        r.seq,
+                        last_seq + 1,
+                        "before a resync, no gap and no duplicate"
+                    );
                     last_seq = r.seq;
                     assert!(r.seq < N, "10 MB of reports never read, yet no resync");
                 }
@@ -131,19 +184,32 @@ async fn a_slow_subscriber_is_resynced_and_blocks_no_one() {
     assert!(outcome.is_ok(), "slow subscriber stream stalled");
     let (reason, latest) = resynced.expect("a resync snapshot");
     assert!(reason.contains("behind"), "{reason}");
-    assert_eq!(latest, 3, "the resync carries the latest state: one report per (node, check)");
+    assert_eq!(
+        latest, 3,
+        "the resync carries the latest state: one report per (node, check)"
+    );
 }
 
 #[tokio::test]
 async fn a_report_without_a_check_is_refused_by_name() {
     let (url, _stop) = start(16).await;
     let mut ingest = IngestClient::connect(url).await.unwrap();
-    let hello = PublishRequest { msg: Some(publish_request::Msg::Hello(Hello { collector_id: "x".into(), epoch: 1, clusters: vec![] })) };
+    let hello = PublishRequest {
+        msg: Some(publish_request::Msg::Hello(Hello {
+            collector_id: "x".into(),
+            epoch: 1,
+            clusters: vec![],
+        })),
+    };
     let mut bad = report(1);
     if let Some(publish_request::Msg::Report(r)) = &mut bad.msg {
         r.check.clear();
     }
-    let mut acks = ingest.publish(tokio_stream::iter(vec![hello, bad])).await.unwrap().into_inner();
+    let mut acks = ingest
+        .publish(tokio_stream::iter(vec![hello, bad]))
+        .await
+        .unwrap()
+        .into_inner();
     let err = loop {
         match acks.next().await {
             Some(Ok(_)) => continue,
@@ -157,7 +223,15 @@ async fn a_report_without_a_check_is_refused_by_name() {
     // A stream must start with Hello.
     let (url2, _stop2) = start(16).await;
     let mut ingest = IngestClient::connect(url2).await.unwrap();
-    let err = ingest.publish(tokio_stream::iter(vec![report(1)])).await.unwrap_err();
+    let err = ingest
+        .publish(tokio_stream::iter(vec![report(1)]))
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), tonic::Code::InvalidArgument);
-    assert!(err.message().contains("first message of Publish must be a Hello"), "{}", err.message());
+    assert!(
+        err.message()
+            .contains("first message of Publish must be a Hello"),
+        "{}",
+        err.message()
+    );
 }

@@ -9,7 +9,11 @@ use std::process::ExitCode;
 use tokio::sync::watch;
 
 #[derive(Parser)]
-#[command(name = "dbmon", version, about = "Watch the health of database clusters")]
+#[command(
+    name = "dbmon",
+    version,
+    about = "Watch the health of database clusters"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Cmd,
@@ -81,7 +85,11 @@ fn main() -> ExitCode {
 
 fn load(path: &Path) -> Result<Config> {
     Config::load(path, &dbmon_collector::Registry).map_err(|e| {
-        anyhow::anyhow!("{e}\n{} error(s) in {}; `dbmon config check` prints them too", e.0.len(), path.display())
+        anyhow::anyhow!(
+            "{e}\n{} error(s) in {}; `dbmon config check` prints them too",
+            e.0.len(),
+            path.display()
+        )
     })
 }
 
@@ -105,7 +113,8 @@ fn config_check(file: &Path) -> ExitCode {
 fn shutdown_signal() -> watch::Receiver<bool> {
     let (tx, rx) = watch::channel(false);
     tokio::spawn(async move {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
         tokio::select! {
             _ = tokio::signal::ctrl_c() => {}
             _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
@@ -128,18 +137,27 @@ async fn run(cmd: Cmd) -> Result<()> {
         Cmd::Collector { config } => {
             let cfg = load(&config)?;
             if cfg.clusters.is_empty() {
-                anyhow::bail!("{} lists no clusters; add at least one under `clusters:`", config.display());
+                anyhow::bail!(
+                    "{} lists no clusters; add at least one under `clusters:`",
+                    config.display()
+                );
             }
             dbmon_collector::run(cfg, shutdown_signal()).await;
         }
-        Cmd::Local { dir, cockroach, interval } => local(dir, cockroach, &interval).await?,
+        Cmd::Local {
+            dir,
+            cockroach,
+            interval,
+        } => local(dir, cockroach, &interval).await?,
         Cmd::Config { .. } => unreachable!("handled before the runtime starts"),
     }
     Ok(())
 }
 
 async fn local(dir: Option<PathBuf>, cockroach: bool, interval: &str) -> Result<()> {
-    let dir = dir.unwrap_or_else(|| std::env::temp_dir().join(format!("dbmon-local-{}", std::process::id())));
+    let dir = dir.unwrap_or_else(|| {
+        std::env::temp_dir().join(format!("dbmon-local-{}", std::process::id()))
+    });
     std::fs::create_dir_all(&dir)?;
     let crdb = if cockroach {
         Some(dbmon::local::CockroachCluster::start(&dir)?)
@@ -154,7 +172,11 @@ async fn local(dir: Option<PathBuf>, cockroach: bool, interval: &str) -> Result<
         etcd.client_urls().join(", ")
     ));
     if let Some(c) = &crdb {
-        let nodes: Vec<String> = c.http_ports.iter().map(|p| format!("http://127.0.0.1:{p}")).collect();
+        let nodes: Vec<String> = c
+            .http_ports
+            .iter()
+            .map(|p| format!("http://127.0.0.1:{p}"))
+            .collect();
         yaml.push_str(&format!(
             "  - name: local-cockroachdb\n    kind: cockroachdb\n    interval: {interval}\n    timeout: 1s\n    nodes: [{}]\n    labels: {{env: local}}\n",
             nodes.join(", ")
@@ -176,7 +198,11 @@ async fn local(dir: Option<PathBuf>, cockroach: bool, interval: &str) -> Result<
          cargo run --bin dbmon-client -- get cluster local-etcd\n\n\
          Kill an etcd member to see it degrade: pkill -f 'name etcd2'\n\
          Ctrl-C stops everything.\n",
-        if crdb.is_some() { " and a 3-node CockroachDB cluster" } else { "" },
+        if crdb.is_some() {
+            " and a 3-node CockroachDB cluster"
+        } else {
+            ""
+        },
         path.display(),
         dir.display()
     );

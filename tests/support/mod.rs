@@ -9,6 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+#[allow(unused_imports)]
 pub use dbmon::local::{EtcdCluster, free_port};
 
 pub const DBMON: &str = env!("CARGO_BIN_EXE_dbmon");
@@ -65,7 +66,11 @@ pub fn start_server(dir: &Path, clusters_yaml: &str) -> Stack {
     let path = dir.join("dbmon.yaml");
     std::fs::write(&path, yaml).expect("write config");
     let server = Proc::spawn(
-        Command::new(DBMON).arg("server").arg("--config").arg(&path).stdout(Stdio::null()),
+        Command::new(DBMON)
+            .arg("server")
+            .arg("--config")
+            .arg(&path)
+            .stdout(Stdio::null()),
         dir.join("server.log"),
     );
     let grpc = format!("http://127.0.0.1:{grpc_port}");
@@ -85,7 +90,11 @@ impl Stack {
     pub fn start_collector(&mut self) {
         let path = self.dir.join("dbmon.yaml");
         self.collector = Some(Proc::spawn(
-            Command::new(DBMON).arg("collector").arg("--config").arg(&path).stdout(Stdio::null()),
+            Command::new(DBMON)
+                .arg("collector")
+                .arg("--config")
+                .arg(&path)
+                .stdout(Stdio::null()),
             self.dir.join("collector.log"),
         ));
     }
@@ -108,8 +117,10 @@ impl Stack {
     /// A blocking HTTP GET on the server's HTTP endpoint.
     pub fn http_get(&self, path: &str) -> String {
         use std::io::{Read, Write};
-        let mut s = std::net::TcpStream::connect(("127.0.0.1", self.http_port)).expect("connect http");
-        s.write_all(format!("GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").as_bytes()).expect("write");
+        let mut s =
+            std::net::TcpStream::connect(("127.0.0.1", self.http_port)).expect("connect http");
+        s.write_all(format!("GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").as_bytes())
+            .expect("write");
         let mut out = String::new();
         s.read_to_string(&mut out).expect("read");
         out
@@ -125,7 +136,10 @@ pub struct Watcher {
 
 impl Watcher {
     pub fn spawn(server: &str, extra: &[&str], dir: &Path) -> Watcher {
-        let n = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+        let n = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
         let mut proc = Proc::spawn(
             Command::new(CLIENT)
                 .arg("--server")
@@ -152,12 +166,21 @@ impl Watcher {
                 }
             }
         });
-        Watcher { proc, rx, seen: Vec::new() }
+        Watcher {
+            proc,
+            rx,
+            seen: Vec::new(),
+        }
     }
 
     /// Waits for an event matching `pred`; panics with the recent events
     /// and the watcher's stderr when the deadline passes.
-    pub fn wait_for(&mut self, within: Duration, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+    pub fn wait_for(
+        &mut self,
+        within: Duration,
+        what: &str,
+        pred: impl Fn(&Value) -> bool,
+    ) -> Value {
         let deadline = Instant::now() + within;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -169,7 +192,14 @@ impl Watcher {
                     }
                 }
                 Err(_) => {
-                    let tail: Vec<String> = self.seen.iter().rev().take(15).rev().map(|v| v.to_string()).collect();
+                    let tail: Vec<String> = self
+                        .seen
+                        .iter()
+                        .rev()
+                        .take(15)
+                        .rev()
+                        .map(|v| v.to_string())
+                        .collect();
                     panic!(
                         "no watch event within {within:?}: {what}\nlast events:\n{}\nwatch stderr:\n{}",
                         tail.join("\n"),
@@ -185,7 +215,10 @@ impl Watcher {
 pub fn wait_until(within: Duration, what: &str, mut cond: impl FnMut() -> bool) {
     let deadline = Instant::now() + within;
     while !cond() {
-        assert!(Instant::now() < deadline, "not true within {within:?}: {what}");
+        assert!(
+            Instant::now() < deadline,
+            "not true within {within:?}: {what}"
+        );
         std::thread::park_timeout(Duration::from_millis(50));
     }
 }

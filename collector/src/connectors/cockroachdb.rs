@@ -194,14 +194,21 @@ impl CockroachDb {
                 &node,
                 UP_CHECK,
                 Status::Crit,
-                format!("not ready (HTTP 503: draining or not live): {}", excerpt(&a.body)),
+                format!(
+                    "not ready (HTTP 503: draining or not live): {}",
+                    excerpt(&a.body)
+                ),
             )
             .with_latency(a.latency),
             Ok(a) => Observation::new(
                 &node,
                 UP_CHECK,
                 Status::Crit,
-                format!("/health?ready=1 answered HTTP {}: {}", a.status, excerpt(&a.body)),
+                format!(
+                    "/health?ready=1 answered HTTP {}: {}",
+                    a.status,
+                    excerpt(&a.body)
+                ),
             )
             .with_latency(a.latency),
         };
@@ -240,17 +247,34 @@ impl CockroachDb {
         }
     }
 
-    fn judge_vars(&self, node: &str, m: &Metrics, latency: Duration) -> (Vec<Observation>, NodeVars) {
+    fn judge_vars(
+        &self,
+        node: &str,
+        m: &Metrics,
+        latency: Duration,
+    ) -> (Vec<Observation>, NodeVars) {
         let c = &self.cluster;
         let mut out = Vec::new();
         let missing = |check: &str, metric: &str| {
-            Observation::new(node, check, Status::Unknown, format!("metric {metric} missing from /_status/vars"))
+            Observation::new(
+                node,
+                check,
+                Status::Unknown,
+                format!("metric {metric} missing from /_status/vars"),
+            )
         };
         if let Some(cfg) = check(c, "clock_offset") {
             out.push(match m.first("clock_offset_meannanos") {
                 Some(ns) => {
                     let ms = ns.abs() / 1e6;
-                    Observation::measured(node, "clock_offset", cfg, ms, "ms", format!("mean clock offset {} ms", fmt_num(ms)))
+                    Observation::measured(
+                        node,
+                        "clock_offset",
+                        cfg,
+                        ms,
+                        "ms",
+                        format!("mean clock offset {} ms", fmt_num(ms)),
+                    )
                 }
                 None => missing("clock_offset", "clock_offset_meannanos"),
             });
@@ -277,7 +301,12 @@ impl CockroachDb {
                     cfg,
                     pct,
                     "%",
-                    format!("store {store}: {} available of {} ({}%)", bytes(avail), bytes(cap), fmt_num(pct)),
+                    format!(
+                        "store {store}: {} available of {} ({}%)",
+                        bytes(avail),
+                        bytes(cap),
+                        fmt_num(pct)
+                    ),
                 ),
                 None => missing("capacity_available", "capacity or capacity_available"),
             });
@@ -292,7 +321,10 @@ impl CockroachDb {
                         cfg,
                         resets as f64,
                         "count",
-                        format!("{resets} restarts in 10m (up {})", humantime::format_duration(Duration::from_secs(up.max(0.0) as u64))),
+                        format!(
+                            "{resets} restarts in 10m (up {})",
+                            humantime::format_duration(Duration::from_secs(up.max(0.0) as u64))
+                        ),
                     )
                 }
                 None => missing("restarts", "sys_uptime"),
@@ -307,13 +339,24 @@ impl CockroachDb {
                     let days = (at - now) / 86_400.0;
                     let which = name.trim_start_matches(CERT_PREFIX);
                     let msg = if days < 0.0 {
-                        format!("{which} certificate expired {} days ago", fmt_num(-days.ceil()))
+                        format!(
+                            "{which} certificate expired {} days ago",
+                            fmt_num(-days.ceil())
+                        )
                     } else {
-                        format!("{which} certificate expires in {} days", fmt_num(days.floor()))
+                        format!(
+                            "{which} certificate expires in {} days",
+                            fmt_num(days.floor())
+                        )
                     };
                     Observation::measured(node, "cert_expiry", cfg, days.floor(), "days", msg)
                 }
-                None if any => Observation::new(node, "cert_expiry", Status::Ok, "no certificates in use (insecure cluster)"),
+                None if any => Observation::new(
+                    node,
+                    "cert_expiry",
+                    Status::Ok,
+                    "no certificates in use (insecure cluster)",
+                ),
                 None => Observation::new(
                     node,
                     "cert_expiry",
@@ -330,10 +373,17 @@ impl CockroachDb {
                 .all("build_timestamp")
                 .find_map(|(l, _)| l.get("tag").cloned()),
         };
-        (out.into_iter().map(|o| o.with_latency(latency)).collect(), vars)
+        (
+            out.into_iter().map(|o| o.with_latency(latency)).collect(),
+            vars,
+        )
     }
 
-    fn cluster_checks(&self, vars: &[(String, NodeVars)], members: Option<usize>) -> Vec<Observation> {
+    fn cluster_checks(
+        &self,
+        vars: &[(String, NodeVars)],
+        members: Option<usize>,
+    ) -> Vec<Observation> {
         let c = &self.cluster;
         let mut out = Vec::new();
         let none = |check: &str| {
@@ -342,27 +392,43 @@ impl CockroachDb {
         if let Some(_cfg) = check(c, "live_nodes") {
             let total = members.unwrap_or(c.nodes.len());
             // The most optimistic view: a node cut off sees fewer live nodes.
-            out.push(match vars.iter().filter_map(|(_, v)| v.live_nodes).reduce(f64::max) {
-                Some(live) => {
-                    let live_n = live as usize;
-                    let status = if live_n * 2 <= total {
-                        Status::Crit
-                    } else if live_n < total {
-                        Status::Warn
-                    } else {
-                        Status::Ok
-                    };
-                    let mut o = Observation::new("", "live_nodes", status, format!("{live_n} of {total} nodes live"));
-                    o.value = Some(live);
-                    o.unit = "nodes".into();
-                    o
-                }
-                None => none("live_nodes"),
-            });
+            out.push(
+                match vars
+                    .iter()
+                    .filter_map(|(_, v)| v.live_nodes)
+                    .reduce(f64::max)
+                {
+                    Some(live) => {
+                        let live_n = live as usize;
+                        let status = if live_n * 2 <= total {
+                            Status::Crit
+                        } else if live_n < total {
+                            Status::Warn
+                        } else {
+                            Status::Ok
+                        };
+                        let mut o = Observation::new(
+                            "",
+                            "live_nodes",
+                            status,
+                            format!("{live_n} of {total} nodes live"),
+                        );
+                        o.value = Some(live);
+                        o.unit = "nodes".into();
+                        o
+                    }
+                    None => none("live_nodes"),
+                },
+            );
         }
         for (name, pick) in [
-            ("ranges_unavailable", (|v: &NodeVars| v.ranges_unavailable) as fn(&NodeVars) -> Option<f64>),
-            ("ranges_underreplicated", |v: &NodeVars| v.ranges_underreplicated),
+            (
+                "ranges_unavailable",
+                (|v: &NodeVars| v.ranges_unavailable) as fn(&NodeVars) -> Option<f64>,
+            ),
+            ("ranges_underreplicated", |v: &NodeVars| {
+                v.ranges_underreplicated
+            }),
         ] {
             if let Some(cfg) = check(c, name) {
                 let vals: Vec<f64> = vars.iter().filter_map(|(_, v)| pick(v)).collect();
@@ -377,7 +443,11 @@ impl CockroachDb {
                         cfg,
                         sum,
                         "ranges",
-                        format!("{} {what} ranges (reported by {} nodes)", fmt_num(sum), vals.len()),
+                        format!(
+                            "{} {what} ranges (reported by {} nodes)",
+                            fmt_num(sum),
+                            vals.len()
+                        ),
                     )
                 });
             }
@@ -390,13 +460,31 @@ impl CockroachDb {
                 }
             }
             out.push(if tags.is_empty() {
-                Observation::new("", "version_skew", Status::Unknown, "no node reported build_timestamp{tag}")
+                Observation::new(
+                    "",
+                    "version_skew",
+                    Status::Unknown,
+                    "no node reported build_timestamp{tag}",
+                )
             } else {
                 let desc: Vec<String> = tags
                     .iter()
-                    .map(|(t, ns)| format!("{t} on {} node{}", ns.len(), if ns.len() == 1 { "" } else { "s" }))
+                    .map(|(t, ns)| {
+                        format!(
+                            "{t} on {} node{}",
+                            ns.len(),
+                            if ns.len() == 1 { "" } else { "s" }
+                        )
+                    })
                     .collect();
-                Observation::measured("", "version_skew", cfg, tags.len() as f64, "versions", desc.join(", "))
+                Observation::measured(
+                    "",
+                    "version_skew",
+                    cfg,
+                    tags.len() as f64,
+                    "versions",
+                    desc.join(", "),
+                )
             });
         }
         out
@@ -405,7 +493,9 @@ impl CockroachDb {
     /// Membership and liveness from `/_status/nodes`, asked of the first
     /// node that answers; logs in first when the cluster needs it.
     async fn membership(&self) -> Result<Membership, String> {
-        if check(&self.cluster, "membership").is_none() && check(&self.cluster, "live_nodes").is_none() {
+        if check(&self.cluster, "membership").is_none()
+            && check(&self.cluster, "live_nodes").is_none()
+        {
             return Err("membership not checked".into());
         }
         let mut last = String::from("no node configured");
@@ -436,9 +526,15 @@ impl CockroachDb {
                 }
                 401 | 403 => {
                     return Err(if self.login.is_some() {
-                        format!("HTTP {} even after a fresh login: does the user have the admin or VIEWACTIVITY privilege?", a.status)
+                        format!(
+                            "HTTP {} even after a fresh login: does the user have the admin or VIEWACTIVITY privilege?",
+                            a.status
+                        )
                     } else {
-                        format!("HTTP {}: this cluster needs a login; set auth.username and auth.password", a.status)
+                        format!(
+                            "HTTP {}: this cluster needs a login; set auth.username and auth.password",
+                            a.status
+                        )
                     });
                 }
                 s => return Err(format!("HTTP {s}: {}", excerpt(&a.body))),
@@ -485,7 +581,15 @@ fn earliest_expiry(m: &Metrics) -> Option<(&str, f64)> {
 
 /// Liveness statuses of `/_status/nodes`, as numbers or enum names.
 fn liveness_name(v: &serde_json::Value) -> String {
-    const NAMES: [&str; 7] = ["UNKNOWN", "DEAD", "UNAVAILABLE", "LIVE", "DECOMMISSIONING", "DECOMMISSIONED", "DRAINING"];
+    const NAMES: [&str; 7] = [
+        "UNKNOWN",
+        "DEAD",
+        "UNAVAILABLE",
+        "LIVE",
+        "DECOMMISSIONING",
+        "DECOMMISSIONED",
+        "DRAINING",
+    ];
     match v {
         serde_json::Value::Number(n) => n
             .as_u64()
@@ -518,23 +622,43 @@ fn parse_nodes(body: &str) -> Result<Membership, String> {
         if status != "DECOMMISSIONED" {
             members += 1;
         }
-        by_status.entry(status).or_default().insert(format!("n{id}"));
+        by_status
+            .entry(status)
+            .or_default()
+            .insert(format!("n{id}"));
     }
     let status = if by_status.contains_key("DEAD") {
         Status::Crit
-    } else if by_status.keys().any(|k| k == "UNAVAILABLE" || k == "UNKNOWN") {
+    } else if by_status
+        .keys()
+        .any(|k| k == "UNAVAILABLE" || k == "UNKNOWN")
+    {
         Status::Warn
     } else {
         Status::Ok
     };
     let desc: Vec<String> = by_status
         .iter()
-        .map(|(s, ids)| format!("{}: {}", s.to_lowercase(), ids.iter().cloned().collect::<Vec<_>>().join(" ")))
+        .map(|(s, ids)| {
+            format!(
+                "{}: {}",
+                s.to_lowercase(),
+                ids.iter().cloned().collect::<Vec<_>>().join(" ")
+            )
+        })
         .collect();
-    let mut o = Observation::new("", "membership", status, format!("{members} members; {}", desc.join("; ")));
+    let mut o = Observation::new(
+        "",
+        "membership",
+        status,
+        format!("{members} members; {}", desc.join("; ")),
+    );
     o.value = Some(members as f64);
     o.unit = "nodes".into();
-    Ok(Membership { members, observation: o })
+    Ok(Membership {
+        members,
+        observation: o,
+    })
 }
 
 #[cfg(test)]
@@ -555,6 +679,9 @@ mod tests {
     fn liveness_names_from_numbers_and_strings() {
         assert_eq!(liveness_name(&serde_json::json!(3)), "LIVE");
         assert_eq!(liveness_name(&serde_json::json!(1)), "DEAD");
-        assert_eq!(liveness_name(&serde_json::json!("NODE_STATUS_DRAINING")), "DRAINING");
+        assert_eq!(
+            liveness_name(&serde_json::json!("NODE_STATUS_DRAINING")),
+            "DRAINING"
+        );
     }
 }

@@ -11,10 +11,9 @@ use crate::http::{excerpt, fetch};
 use crate::prom::Metrics;
 use crate::window::CounterWindow;
 use dbmon_config::{CheckSpec, ClusterConfig, Direction};
-use dbmon_proto::health::{QUORUM_CHECK, UP_CHECK};
 use dbmon_proto::Status;
+use dbmon_proto::health::{QUORUM_CHECK, UP_CHECK};
 use std::time::Duration;
-
 
 /// Window for counter increases, as in etcd's own alerting rules.
 const WINDOW: Duration = Duration::from_secs(15 * 60);
@@ -165,7 +164,10 @@ impl Etcd {
                     ),
                     (s, None) => (
                         Status::Unknown,
-                        format!("/health answered HTTP {s} without a health field: {}", excerpt(&a.body)),
+                        format!(
+                            "/health answered HTTP {s} without a health field: {}",
+                            excerpt(&a.body)
+                        ),
                         a.latency,
                     ),
                 }
@@ -178,14 +180,21 @@ impl Etcd {
         let (up_status, up_msg) = match (&health, &metrics) {
             (Err(e), Ok(_)) => (
                 Status::Crit,
-                format!("/health: {e}, but /metrics answers: the member is running without a working cluster"),
+                format!(
+                    "/health: {e}, but /metrics answers: the member is running without a working cluster"
+                ),
             ),
             _ => (up_status, up_msg),
         };
         out.push(Observation::new(&node, UP_CHECK, up_status, up_msg).with_latency(latency));
 
         match metrics {
-            Err(e) if answered => out.push(Observation::new(&node, "metrics", Status::Unknown, format!("/metrics: {e}"))),
+            Err(e) if answered => out.push(Observation::new(
+                &node,
+                "metrics",
+                Status::Unknown,
+                format!("/metrics: {e}"),
+            )),
             Err(_) => {}
             Ok(a) if a.status != 200 => out.push(Observation::new(
                 &node,
@@ -194,7 +203,12 @@ impl Etcd {
                 format!("/metrics answered HTTP {}: {}", a.status, excerpt(&a.body)),
             )),
             Ok(a) => match Metrics::parse(&a.body) {
-                Err(e) => out.push(Observation::new(&node, "metrics", Status::Unknown, format!("/metrics: {e}"))),
+                Err(e) => out.push(Observation::new(
+                    &node,
+                    "metrics",
+                    Status::Unknown,
+                    format!("/metrics: {e}"),
+                )),
                 Ok(m) if !m.has("etcd_server_has_leader") => out.push(Observation::new(
                     &node,
                     "metrics",
@@ -227,7 +241,12 @@ impl Etcd {
         let mut out = Vec::new();
         let c = &self.cluster;
         let missing = |check: &str, metric: &str| {
-            Observation::new(node, check, Status::Unknown, format!("metric {metric} missing from /metrics"))
+            Observation::new(
+                node,
+                check,
+                Status::Unknown,
+                format!("metric {metric} missing from /metrics"),
+            )
         };
         if let Some(cfg) = check(c, "has_leader") {
             out.push(match m.first("etcd_server_has_leader") {
@@ -237,7 +256,11 @@ impl Etcd {
                     cfg,
                     v,
                     "",
-                    if v >= 1.0 { "sees a leader" } else { "sees no leader" },
+                    if v >= 1.0 {
+                        "sees a leader"
+                    } else {
+                        "sees no leader"
+                    },
                 ),
                 None => missing("has_leader", "etcd_server_has_leader"),
             });
@@ -270,10 +293,18 @@ impl Etcd {
                         cfg,
                         pct,
                         "%",
-                        format!("database {} of quota {} ({}%)", bytes(s), bytes(q), fmt_num(pct)),
+                        format!(
+                            "database {} of quota {} ({}%)",
+                            bytes(s),
+                            bytes(q),
+                            fmt_num(pct)
+                        ),
                     )
                 }
-                _ => missing("db_size", "etcd_mvcc_db_total_size_in_bytes or etcd_server_quota_backend_bytes"),
+                _ => missing(
+                    "db_size",
+                    "etcd_mvcc_db_total_size_in_bytes or etcd_server_quota_backend_bytes",
+                ),
             });
         }
         if let Some(cfg) = check(c, "proposals_failed") {
