@@ -162,3 +162,48 @@ fn clients_without_a_server_say_what_to_do() {
         );
     }
 }
+
+#[test]
+fn the_client_finds_the_server_in_a_config_file_and_reports_a_bad_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let good = dir.path().join("client.yaml");
+    std::fs::write(
+        &good,
+        format!("client:\n  server: http://127.0.0.1:{port}\n"),
+    )
+    .unwrap();
+    let out = Command::new(CLIENT)
+        .arg("--config")
+        .arg(&good)
+        .arg("status")
+        .env_remove("DBMON_SERVER")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!(
+            "cannot reach the dbmon server at http://127.0.0.1:{port}"
+        )),
+        "{err}"
+    );
+
+    let bad = dir.path().join("bad.yaml");
+    std::fs::write(&bad, "client:\n  server: 127.0.0.1\n").unwrap();
+    let out = Command::new(CLIENT)
+        .arg("--config")
+        .arg(&bad)
+        .arg("status")
+        .env_remove("DBMON_SERVER")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!(
+            "{}:2:11: client.server: \"127.0.0.1\" is not a server URL",
+            bad.display()
+        )),
+        "{err}"
+    );
+}

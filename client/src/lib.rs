@@ -27,9 +27,12 @@ pub const DEFAULT_SERVER: &str = "http://127.0.0.1:7070";
     about = "See the live health of the clusters dbmon watches"
 )]
 pub struct Cli {
-    /// gRPC address of the dbmon server.
-    #[arg(long, global = true, env = "DBMON_SERVER", default_value = DEFAULT_SERVER)]
-    pub server: String,
+    /// gRPC address of the dbmon server [default: client.server of --config, else http://127.0.0.1:7070].
+    #[arg(long, global = true, env = "DBMON_SERVER")]
+    pub server: Option<String>,
+    /// Configuration file whose `client.server` names the server.
+    #[arg(long, global = true, env = "DBMON_CONFIG")]
+    pub config: Option<std::path::PathBuf>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -75,12 +78,21 @@ pub enum Format {
 
 /// Runs the command line; errors are printed by the caller.
 pub async fn run(cli: Cli) -> Result<()> {
+    let server = match (cli.server, &cli.config) {
+        (Some(s), _) => s,
+        (None, Some(path)) => {
+            dbmon_config::Config::load_client(path)
+                .map_err(|e| anyhow::anyhow!("{e}"))?
+                .server
+        }
+        (None, None) => DEFAULT_SERVER.to_string(),
+    };
     match cli.command {
-        Command::Status { output } => status(&cli.server, output).await,
-        Command::Watch { clusters, output } => watch(&cli.server, clusters, output).await,
+        Command::Status { output } => status(&server, output).await,
+        Command::Watch { clusters, output } => watch(&server, clusters, output).await,
         Command::Get {
             what: GetWhat::Cluster { name, output },
-        } => get_cluster(&cli.server, &name, output).await,
+        } => get_cluster(&server, &name, output).await,
     }
 }
 

@@ -142,3 +142,26 @@ async fn wait(d: Duration, shutdown: &mut watch::Receiver<bool>) -> bool {
         _ = shutdown.changed() => true,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cluster(interval: u64, max_backoff: u64) -> ClusterConfig {
+        let yaml = format!(
+            "clusters:\n  - name: a\n    kind: etcd\n    nodes: [127.0.0.1:1]\n    interval: {interval}s\n    max_backoff: {max_backoff}s\n"
+        );
+        let cfg =
+            dbmon_config::Config::parse(&yaml, std::path::Path::new("t.yaml"), &crate::Registry)
+                .expect("valid config");
+        cfg.clusters[0].clone()
+    }
+
+    #[test]
+    fn backs_off_while_down_up_to_the_limit() {
+        let c = cluster(2, 10);
+        let delays: Vec<u64> = (0..6).map(|n| next_delay(&c, n).as_secs()).collect();
+        // Up, first miss: the interval; then doubling, capped at max_backoff.
+        assert_eq!(delays, vec![2, 2, 4, 8, 10, 10]);
+    }
+}

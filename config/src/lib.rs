@@ -246,6 +246,42 @@ impl Config {
         }
     }
 
+    /// Reads only the `client:` section of a file, for `dbmon-client`.
+    /// Other sections are left to `dbmon config check`.
+    pub fn load_client(path: &Path) -> Result<ClientConfig, ConfigErrors> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ConfigErrors(vec![ConfigError {
+                file: path.to_path_buf(),
+                line: 0,
+                column: 0,
+                field: String::new(),
+                message: format!("cannot read the configuration file: {e}"),
+            }])
+        })?;
+        let mut v = Validator {
+            file: path,
+            errors: Vec::new(),
+            line_offset: 0,
+        };
+        let mut client = Config::embedded_default().client;
+        match serde_saphyr::from_str::<raw::ClientOnly>(&text) {
+            Ok(raw::ClientOnly {
+                client: Some(raw::RawClient { server: Some(s) }),
+            }) => {
+                if let Some(server) = v.endpoint(&s, "client.server") {
+                    client.server = server;
+                }
+            }
+            Ok(_) => {}
+            Err(e) => v.serde_error(&e, "", 0),
+        }
+        if v.errors.is_empty() {
+            Ok(client)
+        } else {
+            Err(ConfigErrors(v.errors))
+        }
+    }
+
     /// The configuration used when none is given: a server and collector on
     /// loopback and no clusters.
     pub fn embedded_default() -> Config {

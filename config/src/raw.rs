@@ -38,6 +38,12 @@ struct Whole {
     clusters: Vec<RawCluster>,
 }
 
+/// The `client:` section alone; the rest is not looked at.
+#[derive(Deserialize)]
+pub(crate) struct ClientOnly {
+    pub client: Option<RawClient>,
+}
+
 /// First pass: everything but the clusters, whose entries are only located.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]

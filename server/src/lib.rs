@@ -52,6 +52,9 @@ pub async fn serve(
             what: "HTTP",
             source,
         })?;
+    if !cfg.listen.ip().is_loopback() {
+        tracing::warn!(addr = %cfg.listen, "gRPC is plaintext and bound beyond loopback: anyone who can reach it can publish and read reports");
+    }
     tracing::info!(grpc = %grpc.local_addr().unwrap_or(cfg.listen), http = %web.local_addr().unwrap_or(cfg.http_listen), "dbmon server listening");
     let mut web_shutdown = shutdown.clone();
     let web_services = services.clone();

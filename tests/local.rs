@@ -1,0 +1,114 @@
+//! `dbmon local`, the README's first command: a local etcd cluster, server
+//! and collector in one process, seen healthy by a client, and gone after
+//! SIGTERM.
+
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+use support::*;
+
+#[test]
+fn local_stack_comes_up_healthy_and_goes_away_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut local = Proc::spawn(
+        Command::new(DBMON)
+            .args(["local", "--interval", "1s", "--dir"])
+            .arg(dir.path())
+            .stdout(Stdio::piped()),
+        dir.path().join("local.log"),
+    );
+    let stdout = local.child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for l in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(l);
+        }
+    });
+    let banner = rx
+        .recv_timeout(Duration::from_secs(60))
+        .unwrap_or_else(|_| panic!("no banner; log:\n{}", local.log_text()));
+    let mut text = banner;
+    while let Ok(l) = rx.recv_timeout(Duration::from_millis(200)) {
+        text.push_str(&l);
+        text.push('\n');
+    }
+    assert!(
+        text.contains("dbmon is watching a local 3-member etcd cluster"),
+        "{text}"
+    );
+    assert!(
+        text.contains("dbmon-client -- watch"),
+        "says how to watch: {text}"
+    );
+
+    wait_until(
+        Duration::from_secs(30),
+        "dbmon-client status shows local-etcd healthy 3/3",
+        || {
+            let out = Command::new(CLIENT)
+                .args(["status", "-o", "json"])
+                .env_remove("DBMON_SERVER")
+                .output()
+                .unwrap();
+            serde_json::from_slice::<serde_json::Value>(&out.stdout)
+                .map(|v| {
+                    v[0]["cluster"] == "local-etcd"
+                        && v[0]["health"] == "healthy"
+                        && v[0]["nodes_up"] == 3
+                })
+                .unwrap_or(false)
+        },
+    );
+
+    let pid = local.child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let mut exited = None;
+    wait_until(
+        Duration::from_secs(20),
+        "dbmon local exits after SIGTERM",
+        || {
+            exited = local.child.try_wait().unwrap();
+            exited.is_some()
+        },
+    );
+    assert!(
+        exited.unwrap().success(),
+        "clean exit; log:\n{}",
+        local.log_text()
+    );
+    let data = dir.path().display().to_string();
+    wait_until(
+        Duration::from_secs(10),
+        "no etcd member of the local stack is left running",
+        || {
+            !Command::new("pgrep")
+                .args(["-f", &data])
+                .status()
+                .map(|s| s.success())
+                .unwrap_or(false)
+        },
+    );
+}
+
+#[test]
+fn asking_for_cockroachdb_without_the_binary_says_what_to_do() {
+    let out = Command::new(DBMON)
+        .args(["local", "--cockroach"])
+        .env("PATH", "/nonexistent")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("no `cockroach` binary on PATH") && err.contains("put it on PATH"),
+        "{err}"
+    );
+}
