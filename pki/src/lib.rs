@@ -22,6 +22,7 @@ pub mod identity;
 pub mod pem;
 pub mod tls;
 pub mod tokens;
+pub mod transport;
 
 pub use ca::{Ca, CertInfo, Issued};
 pub use identity::{Identity, IdentityError, Role};
