@@ -25,7 +25,15 @@ fn status_and_watch_clients_see_the_same_cluster() {
     // The watcher subscribes before any report exists, in line mode (not a terminal).
     let mut watcher = Proc::spawn(
         Command::new(CLIENT)
-            .args(["--server", &stack.grpc, "watch", "--cluster", "shop-etcd"])
+            .args([
+                "--server",
+                &stack.grpc,
+                "watch",
+                "--cluster",
+                "shop-etcd",
+                "--ca",
+            ])
+            .arg(stack.pki.join("ca.crt"))
             .stdout(Stdio::piped()),
         dir.path().join("watch-lines.log"),
     );

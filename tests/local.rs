@@ -39,9 +39,10 @@ fn local_stack_comes_up_healthy_and_goes_away_cleanly() {
         "{text}"
     );
     assert!(
-        text.contains("dbmon-client -- watch"),
+        text.contains("dbmon-client -- --config"),
         "says how to watch: {text}"
     );
+    assert!(text.contains("over mutual TLS"), "{text}");
 
     wait_until(
         Duration::from_secs(30),

@@ -18,7 +18,7 @@ use tonic::transport::Channel;
 use view::{ClusterView, ReportView};
 
 /// Where the server is when nothing else says.
-pub const DEFAULT_SERVER: &str = "http://127.0.0.1:7070";
+pub const DEFAULT_SERVER: &str = "https://127.0.0.1:7070";
 
 #[derive(Parser, Debug)]
 #[command(
@@ -30,9 +30,12 @@ pub struct Cli {
     /// gRPC address of the dbmon server [default: client.server of --config, else http://127.0.0.1:7070].
     #[arg(long, global = true, env = "DBMON_SERVER")]
     pub server: Option<String>,
-    /// Configuration file whose `client.server` names the server.
+    /// Configuration file whose `client:` section names the server and its CA.
     #[arg(long, global = true, env = "DBMON_CONFIG")]
     pub config: Option<std::path::PathBuf>,
+    /// CA certificate the server's certificate chains to (ca.crt of `dbmon pki init`).
+    #[arg(long, global = true, env = "DBMON_CA")]
+    pub ca: Option<std::path::PathBuf>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -78,36 +81,61 @@ pub enum Format {
 
 /// Runs the command line; errors are printed by the caller.
 pub async fn run(cli: Cli) -> Result<()> {
-    let server = match (cli.server, &cli.config) {
-        (Some(s), _) => s,
-        (None, Some(path)) => {
-            dbmon_config::Config::load_client(path)
-                .map_err(|e| anyhow::anyhow!("{e}"))?
-                .server
+    let from_file = match &cli.config {
+        Some(path) => {
+            Some(dbmon_config::Config::load_client(path).map_err(|e| anyhow::anyhow!("{e}"))?)
         }
-        (None, None) => DEFAULT_SERVER.to_string(),
+        None => None,
     };
+    let server = cli
+        .server
+        .or_else(|| from_file.as_ref().map(|c| c.server.clone()))
+        .unwrap_or_else(|| DEFAULT_SERVER.to_string());
+    let ca = cli.ca.or_else(|| from_file.and_then(|c| c.ca_file));
+    let target = Target { server, ca };
     match cli.command {
-        Command::Status { output } => status(&server, output).await,
-        Command::Watch { clusters, output } => watch(&server, clusters, output).await,
+        Command::Status { output } => status(&target, output).await,
+        Command::Watch { clusters, output } => watch(&target, clusters, output).await,
         Command::Get {
             what: GetWhat::Cluster { name, output },
-        } => get_cluster(&server, &name, output).await,
+        } => get_cluster(&target, &name, output).await,
     }
 }
 
+/// Where the server is and how to trust it.
+pub struct Target {
+    pub server: String,
+    pub ca: Option<std::path::PathBuf>,
+}
+
 /// Connects, or explains why not and what to do.
-pub async fn connect(server: &str) -> Result<MonitorClient<Channel>> {
-    let endpoint = tonic::transport::Endpoint::from_shared(server.to_string())
-        .with_context(|| format!("{server:?} is not a server address; expected http://HOST:PORT"))?
-        .connect_timeout(Duration::from_secs(5));
-    let channel = endpoint.connect().await.map_err(|e| {
-        let mut why = e.to_string();
-        let mut src = std::error::Error::source(&e);
-        while let Some(s) = src {
-            why = format!("{why}: {s}");
-            src = s.source();
-        }
+pub async fn connect(target: &Target) -> Result<MonitorClient<Channel>> {
+    let server = target.server.as_str();
+    let result = if server.starts_with("https://") {
+        let ca = target.ca.as_ref().ok_or_else(|| {
+            anyhow::anyhow!("{server} uses TLS: give the CA that signed its certificate with --ca FILE, DBMON_CA or client.ca_file")
+        })?;
+        let td = dbmon_pki::trust_domain_of(ca)?;
+        let trust = dbmon_pki::tls::Trust::load(ca, None, &td)?;
+        let cfg = std::sync::Arc::new(dbmon_pki::tls::people_client(trust)?);
+        dbmon_pki::transport::channel(server, cfg, Duration::from_secs(5)).await
+    } else {
+        let endpoint = tonic::transport::Endpoint::from_shared(server.to_string())
+            .with_context(|| {
+                format!("{server:?} is not a server address; expected https://HOST:PORT")
+            })?
+            .connect_timeout(Duration::from_secs(5));
+        endpoint.connect().await.map_err(|e| {
+            let mut why = e.to_string();
+            let mut src = std::error::Error::source(&e);
+            while let Some(s) = src {
+                why = format!("{why}: {s}");
+                src = s.source();
+            }
+            why
+        })
+    };
+    let channel = result.map_err(|why| {
         anyhow::anyhow!(
             "cannot reach the dbmon server at {server} ({why}). Is `dbmon server` running there? \
              Point to it with --server or DBMON_SERVER."
@@ -134,8 +162,9 @@ fn print_structured<T: serde::Serialize>(value: &T, format: Format) -> Result<()
     Ok(())
 }
 
-async fn status(server: &str, output: Format) -> Result<()> {
-    let mut client = connect(server).await?;
+async fn status(target: &Target, output: Format) -> Result<()> {
+    let server = target.server.as_str();
+    let mut client = connect(target).await?;
     let resp = client
         .list_reports(ListReportsRequest::default())
         .await
@@ -157,8 +186,9 @@ async fn status(server: &str, output: Format) -> Result<()> {
     Ok(())
 }
 
-async fn get_cluster(server: &str, name: &str, output: Format) -> Result<()> {
-    let mut client = connect(server).await?;
+async fn get_cluster(target: &Target, name: &str, output: Format) -> Result<()> {
+    let server = target.server.as_str();
+    let mut client = connect(target).await?;
     let resp = client
         .list_reports(ListReportsRequest {
             clusters: vec![name.to_string()],
@@ -247,7 +277,8 @@ impl State {
     }
 }
 
-async fn watch(server: &str, clusters: Vec<String>, output: Format) -> Result<()> {
+async fn watch(target: &Target, clusters: Vec<String>, output: Format) -> Result<()> {
+    let server = target.server.as_str();
     let live = output == Format::Table && std::io::stdout().is_terminal();
     let mut state = State::default();
     let mut recent: Vec<String> = Vec::new();
@@ -255,7 +286,7 @@ async fn watch(server: &str, clusters: Vec<String>, output: Format) -> Result<()
     let mut connected_once = false;
     loop {
         let attempt = async {
-            let mut client = connect(server).await?;
+            let mut client = connect(target).await?;
             let stream = client
                 .watch(WatchRequest {
                     clusters: clusters.clone(),

@@ -6,6 +6,7 @@ pub mod agent;
 pub mod connector;
 pub mod connectors;
 pub mod http;
+pub mod link;
 pub mod prom;
 pub mod publisher;
 pub mod registry;
@@ -17,8 +18,14 @@ pub use registry::Registry;
 use dbmon_config::Config;
 use tokio::sync::{mpsc, watch};
 
-/// Runs agents and the publisher until `shutdown` turns true.
-pub async fn run(config: Config, shutdown: watch::Receiver<bool>) {
+/// Runs agents, the publisher and certificate upkeep until `shutdown`
+/// turns true. Fails at once when the link to the server cannot be set up
+/// (a missing, expired or mismatched certificate).
+pub async fn run(config: Config, shutdown: watch::Receiver<bool>) -> Result<(), link::LinkError> {
+    let link = link::Link::from_config(&config.collector)?;
+    if let link::Link::Tls { identity, .. } = &link {
+        tracing::info!(identity = %identity.identity(), server = %config.collector.server, "collector identity");
+    }
     let (tx, rx) = mpsc::channel(4096);
     let mut tasks = tokio::task::JoinSet::new();
     for cluster in config.clusters.clone() {
@@ -31,9 +38,17 @@ pub async fn run(config: Config, shutdown: watch::Receiver<bool>) {
         ));
     }
     drop(tx);
+    if let Some(dir) = &config.collector.pki_dir {
+        tasks.spawn(link::maintain(
+            link.clone(),
+            dir.clone(),
+            config.collector.id.clone(),
+            shutdown.clone(),
+        ));
+    }
     let publisher = publisher::PublisherConfig {
         collector_id: config.collector.id.clone(),
-        server: config.collector.server.clone(),
+        link,
         clusters: config.clusters.iter().map(|c| c.name.clone()).collect(),
         buffer_reports: config.collector.buffer_reports,
     };
@@ -43,4 +58,5 @@ pub async fn run(config: Config, shutdown: watch::Receiver<bool>) {
             tracing::error!(error = %e, "a collector task failed");
         }
     }
+    Ok(())
 }

@@ -17,7 +17,7 @@ pub const LOST_CHECK: &str = "dbmon_lost_reports";
 /// Settings of the stream.
 pub struct PublisherConfig {
     pub collector_id: String,
-    pub server: String,
+    pub link: crate::link::Link,
     pub clusters: Vec<String>,
     pub buffer_reports: usize,
 }
@@ -109,11 +109,11 @@ pub async fn run(
         match session(&cfg, epoch, &mut buf, &mut reports, &mut shutdown).await {
             Ok(Ended::Shutdown) => return,
             Ok(Ended::Server) => {
-                tracing::warn!(server = %cfg.server, "the server closed the report stream; reconnecting");
+                tracing::warn!(server = %cfg.link.server(), "the server closed the report stream; reconnecting");
                 backoff = Duration::from_millis(100);
             }
             Err(e) => {
-                tracing::warn!(server = %cfg.server, error = %e, buffered = buf.items.len(), retry_in = ?backoff, "cannot stream reports to the server");
+                tracing::warn!(server = %cfg.link.server(), error = %e, buffered = buf.items.len(), retry_in = ?backoff, "cannot stream reports to the server");
             }
         }
         // Keep accepting reports while waiting, so agents never block.
@@ -144,15 +144,7 @@ async fn session(
     reports: &mut mpsc::Receiver<Report>,
     shutdown: &mut watch::Receiver<bool>,
 ) -> Result<Ended, String> {
-    let endpoint = tonic::transport::Endpoint::from_shared(cfg.server.clone())
-        .map_err(|e| format!("bad server address {:?}: {e}", cfg.server))?
-        .connect_timeout(Duration::from_secs(5))
-        .http2_keep_alive_interval(Duration::from_secs(10))
-        .keep_alive_timeout(Duration::from_secs(10));
-    let channel = endpoint
-        .connect()
-        .await
-        .map_err(|e| describe_transport(&e))?;
+    let channel = cfg.link.channel().await?;
     let mut client = IngestClient::new(channel);
     // Unbounded: at most the buffer's content plus what arrives meanwhile.
     let (tx, rx) = mpsc::unbounded_channel();
@@ -173,7 +165,7 @@ async fn session(
         .await
         .map_err(|s| format!("server refused the stream: {}", s.message()))?
         .into_inner();
-    tracing::info!(server = %cfg.server, resent, "streaming reports to the server");
+    tracing::info!(server = %cfg.link.server(), resent, "streaming reports to the server");
     loop {
         tokio::select! {
             r = reports.recv() => match r {
@@ -198,17 +190,6 @@ fn report_msg(r: Report) -> PublishRequest {
     PublishRequest {
         msg: Some(publish_request::Msg::Report(r)),
     }
-}
-
-fn describe_transport(e: &tonic::transport::Error) -> String {
-    let mut s = e.to_string();
-    let mut src = std::error::Error::source(e);
-    while let Some(x) = src {
-        s.push_str(": ");
-        s.push_str(&x.to_string());
-        src = x.source();
-    }
-    s
 }
 
 #[cfg(test)]

@@ -26,8 +26,10 @@ use std::time::Duration;
 pub use secret::{SecretError, SecretRef};
 use serde_saphyr::Spanned;
 
-/// Default gRPC address of the server (collectors and clients).
+/// Default gRPC address of the server for people and enrollment (TLS).
 pub const DEFAULT_GRPC_ADDR: &str = "127.0.0.1:7070";
+/// Default gRPC address of the server for collectors (mutual TLS).
+pub const DEFAULT_COLLECTOR_ADDR: &str = "127.0.0.1:7072";
 /// Default address of the server's `/healthz` and `/metrics`.
 pub const DEFAULT_HTTP_ADDR: &str = "127.0.0.1:7071";
 
@@ -43,14 +45,39 @@ pub struct Config {
 /// Where and how the server listens and how much it keeps.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
-    /// gRPC endpoint for collectors and clients.
+    /// gRPC endpoint for people and enrollment: TLS with the server certificate.
     pub listen: SocketAddr,
+    /// gRPC endpoint for collectors: mutual TLS, a collector certificate required.
+    pub collector_listen: SocketAddr,
     /// Plain HTTP endpoint for `/healthz` and `/metrics`.
     pub http_listen: SocketAddr,
     /// Reports of history kept per cluster.
     pub history_per_cluster: usize,
     /// Reports a subscriber may fall behind before it is resynchronized.
     pub subscriber_queue: usize,
+    /// Certificates, or None in the loopback-only development mode.
+    pub tls: Option<ServerTls>,
+    /// Directory of the CA key and join tokens, for enrolling and renewing
+    /// collectors; None disables both.
+    pub pki_dir: Option<PathBuf>,
+    /// Lifetime of the collector certificates the server signs.
+    pub collector_cert_ttl: Duration,
+    /// Collector name → the clusters it may publish. Empty: no restriction.
+    pub assignments: BTreeMap<String, Vec<String>>,
+    /// Development only: plaintext gRPC, accepted on loopback addresses only.
+    pub insecure_plaintext: bool,
+}
+
+/// The server's certificate files.
+#[derive(Debug, Clone)]
+pub struct ServerTls {
+    /// Trust bundle: the CA certificates collectors' certificates chain to
+    /// (old and new during a CA rotation).
+    pub ca_file: PathBuf,
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+    /// Revocation list; refused certificates take effect on reload.
+    pub crl_file: Option<PathBuf>,
 }
 
 /// Identity of the collector and where it sends reports.
@@ -58,17 +85,26 @@ pub struct ServerConfig {
 pub struct CollectorConfig {
     /// Names this collector in every report; defaults to the host name.
     pub id: String,
-    /// gRPC address of the server, `http://host:port`.
+    /// Collector endpoint of the server, `https://host:port` (mutual TLS).
     pub server: String,
+    /// Enrollment endpoint of the server, `https://host:port`, for `--join`.
+    pub enroll_server: String,
     /// Reports kept while the server does not acknowledge them; past this,
     /// the oldest are dropped and the loss is reported.
     pub buffer_reports: usize,
+    /// Holds `ca.crt`, `collector.<id>.crt` and `collector.<id>.key`; None
+    /// only in the loopback-only development mode.
+    pub pki_dir: Option<PathBuf>,
+    /// Development only: plaintext `http://` to a loopback server.
+    pub insecure_plaintext: bool,
 }
 
 /// Where `dbmon-client` finds the server.
 #[derive(Debug, Clone)]
 pub struct ClientConfig {
     pub server: String,
+    /// CA certificate(s) that the server's certificate chains to.
+    pub ca_file: Option<PathBuf>,
 }
 
 /// One watched cluster.
@@ -265,12 +301,13 @@ impl Config {
         };
         let mut client = Config::embedded_default().client;
         match serde_saphyr::from_str::<raw::ClientOnly>(&text) {
-            Ok(raw::ClientOnly {
-                client: Some(raw::RawClient { server: Some(s) }),
-            }) => {
-                if let Some(server) = v.endpoint(&s, "client.server") {
+            Ok(raw::ClientOnly { client: Some(c) }) => {
+                if let Some(s) = c.server
+                    && let Some(server) = v.endpoint(&s, "client.server")
+                {
                     client.server = server;
                 }
+                client.ca_file = c.ca_file.map(|p| p.value);
             }
             Ok(_) => {}
             Err(e) => v.serde_error(&e, "", 0),
@@ -288,17 +325,27 @@ impl Config {
         Config {
             server: ServerConfig {
                 listen: DEFAULT_GRPC_ADDR.parse().expect("constant address"),
+                collector_listen: DEFAULT_COLLECTOR_ADDR.parse().expect("constant address"),
                 http_listen: DEFAULT_HTTP_ADDR.parse().expect("constant address"),
                 history_per_cluster: raw::DEFAULT_HISTORY,
                 subscriber_queue: raw::DEFAULT_SUBSCRIBER_QUEUE,
+                tls: None,
+                pki_dir: None,
+                collector_cert_ttl: raw::DEFAULT_COLLECTOR_TTL,
+                assignments: BTreeMap::new(),
+                insecure_plaintext: false,
             },
             collector: CollectorConfig {
                 id: default_collector_id(),
-                server: format!("http://{DEFAULT_GRPC_ADDR}"),
+                server: format!("https://{DEFAULT_COLLECTOR_ADDR}"),
+                enroll_server: format!("https://{DEFAULT_GRPC_ADDR}"),
                 buffer_reports: raw::DEFAULT_BUFFER,
+                pki_dir: None,
+                insecure_plaintext: false,
             },
             client: ClientConfig {
-                server: format!("http://{DEFAULT_GRPC_ADDR}"),
+                server: format!("https://{DEFAULT_GRPC_ADDR}"),
+                ca_file: None,
             },
             clusters: Vec::new(),
         }
@@ -366,6 +413,78 @@ impl Validator<'_> {
             if let Some(n) = s.subscriber_queue {
                 config.server.subscriber_queue = self.positive(&n, "server.subscriber_queue")?;
             }
+            if let Some(a) = s.collector_listen {
+                config.server.collector_listen = self.addr(&a, "server.collector_listen")?;
+            }
+            if let Some(d) = &s.collector_cert_ttl {
+                let ttl = self.duration(d, "server.collector_cert_ttl")?;
+                if ttl < Duration::from_secs(5) {
+                    self.err(d, "server.collector_cert_ttl", "expected at least 5s");
+                }
+                config.server.collector_cert_ttl = ttl;
+            }
+            if let Some(a) = s.assignments {
+                config.server.assignments = a.value;
+            }
+            config.server.pki_dir = s.pki_dir.as_ref().map(|p| p.value.clone());
+            let plaintext = s.insecure_plaintext.as_ref().is_some_and(|p| p.value);
+            config.server.insecure_plaintext = plaintext;
+            if plaintext {
+                let server = &config.server;
+                for (addr, field) in [
+                    (server.listen, "server.listen"),
+                    (server.collector_listen, "server.collector_listen"),
+                ] {
+                    if !addr.ip().is_loopback() {
+                        let loc = s
+                            .insecure_plaintext
+                            .as_ref()
+                            .map(|p| p.referenced)
+                            .unwrap_or(serde_saphyr::Location::UNKNOWN);
+                        self.error_at(loc, "server.insecure_plaintext", format!(
+                            "plaintext is for development on loopback only, but {field} is {addr}; remove insecure_plaintext and configure tls"
+                        ));
+                    }
+                }
+                if s.tls.is_some() {
+                    self.error_at(
+                        s.insecure_plaintext
+                            .as_ref()
+                            .map(|p| p.referenced)
+                            .unwrap_or(serde_saphyr::Location::UNKNOWN),
+                        "server.insecure_plaintext",
+                        "insecure_plaintext and tls exclude each other; keep one",
+                    );
+                }
+            } else {
+                let dir = s.pki_dir.as_ref().map(|p| p.value.clone());
+                let t = s.tls.as_ref();
+                let pick = |f: Option<&Spanned<PathBuf>>, name: &str| {
+                    f.map(|p| p.value.clone())
+                        .or_else(|| dir.as_ref().map(|d| d.join(name)))
+                };
+                let tls = (
+                    pick(t.and_then(|t| t.ca_file.as_ref()), "ca.crt"),
+                    pick(t.and_then(|t| t.cert_file.as_ref()), "server.crt"),
+                    pick(t.and_then(|t| t.key_file.as_ref()), "server.key"),
+                );
+                config.server.tls = match tls {
+                    (Some(ca_file), Some(cert_file), Some(key_file)) => Some(ServerTls {
+                        ca_file,
+                        cert_file,
+                        key_file,
+                        crl_file: t
+                            .and_then(|t| t.crl_file.as_ref())
+                            .map(|p| p.value.clone())
+                            .or_else(|| {
+                                dir.as_ref()
+                                    .map(|d| d.join("ca.crl"))
+                                    .filter(|p| p.exists())
+                            }),
+                    }),
+                    _ => None,
+                };
+            }
         }
         if let Some(c) = raw.collector {
             if let Some(id) = c.id {
@@ -375,17 +494,27 @@ impl Validator<'_> {
                     config.collector.id = id.value;
                 }
             }
+            let plaintext = c.insecure_plaintext.as_ref().is_some_and(|p| p.value);
+            config.collector.insecure_plaintext = plaintext;
             if let Some(s) = c.server {
                 config.collector.server = self.endpoint(&s, "collector.server")?;
+                if config.collector.server.starts_with("http://") && !plaintext {
+                    self.err(&s, "collector.server", "plaintext http:// needs collector.insecure_plaintext: true (development on loopback only); expected https://HOST:PORT");
+                }
+            }
+            if let Some(s) = c.enroll_server {
+                config.collector.enroll_server = self.endpoint(&s, "collector.enroll_server")?;
             }
             if let Some(n) = c.buffer_reports {
                 config.collector.buffer_reports = self.positive(&n, "collector.buffer_reports")?;
             }
+            config.collector.pki_dir = c.pki_dir.map(|p| p.value);
         }
-        if let Some(c) = raw.client
-            && let Some(s) = c.server
-        {
-            config.client.server = self.endpoint(&s, "client.server")?;
+        if let Some(c) = raw.client {
+            if let Some(s) = c.server {
+                config.client.server = self.endpoint(&s, "client.server")?;
+            }
+            config.client.ca_file = c.ca_file.map(|p| p.value);
         }
         let mut names: BTreeMap<String, u64> = BTreeMap::new();
         for (i, entry) in raw.clusters.into_iter().enumerate() {

@@ -16,6 +16,7 @@ pub(crate) const DEFAULT_MAX_BACKOFF: Duration = Duration::from_secs(60);
 pub(crate) const DEFAULT_HISTORY: usize = 1000;
 pub(crate) const DEFAULT_SUBSCRIBER_QUEUE: usize = 1024;
 pub(crate) const DEFAULT_BUFFER: usize = 100_000;
+pub(crate) const DEFAULT_COLLECTOR_TTL: Duration = Duration::from_secs(7 * 86_400);
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -59,9 +60,24 @@ struct Outline {
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawServer {
     pub listen: Option<Spanned<String>>,
+    pub collector_listen: Option<Spanned<String>>,
     pub http_listen: Option<Spanned<String>>,
     pub history_per_cluster: Option<Spanned<u64>>,
     pub subscriber_queue: Option<Spanned<u64>>,
+    pub pki_dir: Option<Spanned<PathBuf>>,
+    pub tls: Option<RawServerTls>,
+    pub collector_cert_ttl: Option<Spanned<String>>,
+    pub assignments: Option<Spanned<BTreeMap<String, Vec<String>>>>,
+    pub insecure_plaintext: Option<Spanned<bool>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawServerTls {
+    pub ca_file: Option<Spanned<PathBuf>>,
+    pub cert_file: Option<Spanned<PathBuf>>,
+    pub key_file: Option<Spanned<PathBuf>>,
+    pub crl_file: Option<Spanned<PathBuf>>,
 }
 
 #[derive(Deserialize)]
@@ -69,13 +85,17 @@ pub(crate) struct RawServer {
 pub(crate) struct RawCollector {
     pub id: Option<Spanned<String>>,
     pub server: Option<Spanned<String>>,
+    pub enroll_server: Option<Spanned<String>>,
     pub buffer_reports: Option<Spanned<u64>>,
+    pub pki_dir: Option<Spanned<PathBuf>>,
+    pub insecure_plaintext: Option<Spanned<bool>>,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawClient {
     pub server: Option<Spanned<String>>,
+    pub ca_file: Option<Spanned<PathBuf>>,
 }
 
 #[derive(Deserialize)]

@@ -4,16 +4,16 @@
 use crate::files::{read, write_atomic};
 use crate::identity::{Identity, Role, valid_name};
 use crate::{PkiError, pin};
-use rcgen::{
-    BasicConstraints, CertificateParams, CertificateRevocationListParams, CertificateSigningRequestParams, DnType,
-    ExtendedKeyUsagePurpose, IsCa, Issuer, KeyIdMethod, KeyPair, KeyUsagePurpose, RevocationReason,
-    RevokedCertParams, SanType, SerialNumber,
-};
+use ::time::OffsetDateTime;
 use rcgen::PublicKeyData;
+use rcgen::{
+    BasicConstraints, CertificateParams, CertificateRevocationListParams,
+    CertificateSigningRequestParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyIdMethod,
+    KeyPair, KeyUsagePurpose, RevocationReason, RevokedCertParams, SanType, SerialNumber,
+};
 use rustls::pki_types::pem::PemObject;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-use ::time::OffsetDateTime;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
 /// How long the CA certificate is valid.
@@ -87,7 +87,10 @@ pub fn leaf_paths(dir: &Path, role: Role, name: Option<&str>) -> (PathBuf, PathB
         Some(n) => format!("{}.{n}", role.as_str()),
         None => role.as_str().to_string(),
     };
-    (dir.join(format!("{base}.crt")), dir.join(format!("{base}.key")))
+    (
+        dir.join(format!("{base}.crt")),
+        dir.join(format!("{base}.key")),
+    )
 }
 
 impl Ca {
@@ -106,10 +109,17 @@ impl Ca {
         let key = KeyPair::generate()?;
         let mut params = CertificateParams::default();
         params.distinguished_name = rcgen::DistinguishedName::new();
-        params.distinguished_name.push(DnType::CommonName, format!("dbmon CA {trust_domain}"));
+        params
+            .distinguished_name
+            .push(DnType::CommonName, format!("dbmon CA {trust_domain}"));
         params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
-        params.subject_alt_names = vec![SanType::URI(format!("spiffe://{trust_domain}").try_into()?)];
+        params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
+        params.subject_alt_names =
+            vec![SanType::URI(format!("spiffe://{trust_domain}").try_into()?)];
         params.serial_number = Some(random_serial());
         let start = now() - ::time::Duration::minutes(1);
         params.not_before = start;
@@ -138,9 +148,13 @@ impl Ca {
         crate::check_key_permissions(&key_path)?;
         let key_pem = String::from_utf8(read(&key_path)?)
             .map_err(|_| PkiError::Invalid(format!("{} is not PEM text", key_path.display())))?;
-        let key = KeyPair::from_pem(&key_pem)
-            .map_err(|e| PkiError::Invalid(format!("{}: not a private key ({e})", key_path.display())))?;
-        let der = first_der(&cert_pem).ok_or_else(|| PkiError::NoPem { path: cert_path.clone(), what: "CERTIFICATE" })?;
+        let key = KeyPair::from_pem(&key_pem).map_err(|e| {
+            PkiError::Invalid(format!("{}: not a private key ({e})", key_path.display()))
+        })?;
+        let der = first_der(&cert_pem).ok_or_else(|| PkiError::NoPem {
+            path: cert_path.clone(),
+            what: "CERTIFICATE",
+        })?;
         let (_, cert) = X509Certificate::from_der(&der)
             .map_err(|e| PkiError::Invalid(format!("{}: {e}", cert_path.display())))?;
         if cert.public_key().raw != key.subject_public_key_info().as_slice() {
@@ -153,12 +167,26 @@ impl Ca {
         let trust_domain = uris(&cert)
             .into_iter()
             .find_map(|u| u.strip_prefix("spiffe://").map(str::to_string))
-            .ok_or_else(|| PkiError::Invalid(format!("{} names no spiffe:// trust domain; it was not made by dbmon pki init", cert_path.display())))?;
-        Ok(Ca { dir: dir.to_path_buf(), cert_pem, cert_der: der, key, trust_domain })
+            .ok_or_else(|| {
+                PkiError::Invalid(format!(
+                    "{} names no spiffe:// trust domain; it was not made by dbmon pki init",
+                    cert_path.display()
+                ))
+            })?;
+        Ok(Ca {
+            dir: dir.to_path_buf(),
+            cert_pem,
+            cert_der: der,
+            key,
+            trust_domain,
+        })
     }
 
     fn issuer(&self) -> Result<Issuer<'_, &KeyPair>, PkiError> {
-        Ok(Issuer::from_ca_cert_der(&self.cert_der.clone().into(), &self.key)?)
+        Ok(Issuer::from_ca_cert_der(
+            &self.cert_der.clone().into(),
+            &self.key,
+        )?)
     }
 
     /// The `sha256:` pin of the CA certificate.
@@ -170,7 +198,13 @@ impl Ca {
         &self.dir
     }
 
-    fn leaf_params(&self, role: Role, name: &str, hosts: &[String], ttl: Duration) -> Result<(CertificateParams, Identity), PkiError> {
+    fn leaf_params(
+        &self,
+        role: Role,
+        name: &str,
+        hosts: &[String],
+        ttl: Duration,
+    ) -> Result<(CertificateParams, Identity), PkiError> {
         if !valid_name(name) {
             return Err(PkiError::Invalid(format!(
                 "name {name:?}: expected letters, digits, '-', '_' or '.', 1 to 63 characters"
@@ -179,7 +213,9 @@ impl Ca {
         let identity = Identity::new(&self.trust_domain, role, name);
         let mut params = CertificateParams::new(hosts.to_vec())
             .map_err(|e| PkiError::Invalid(format!("host names {hosts:?}: {e}")))?;
-        params.subject_alt_names.insert(0, SanType::URI(identity.to_string().try_into()?));
+        params
+            .subject_alt_names
+            .insert(0, SanType::URI(identity.to_string().try_into()?));
         params.distinguished_name = rcgen::DistinguishedName::new();
         params.distinguished_name.push(DnType::CommonName, name);
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
@@ -196,13 +232,22 @@ impl Ca {
     }
 
     fn not_after(&self) -> Result<OffsetDateTime, PkiError> {
-        let (_, cert) = X509Certificate::from_der(&self.cert_der).map_err(|e| PkiError::Invalid(e.to_string()))?;
+        let (_, cert) = X509Certificate::from_der(&self.cert_der)
+            .map_err(|e| PkiError::Invalid(e.to_string()))?;
         Ok(cert.validity().not_after.to_datetime())
     }
 
     /// Issues a certificate and key for `role` `name` into the CA's
     /// directory. `file_name` None writes `server.crt`/`server.key`.
-    pub fn issue(&self, role: Role, name: &str, file_name: Option<&str>, hosts: &[String], ttl: Duration, force: bool) -> Result<Issued, PkiError> {
+    pub fn issue(
+        &self,
+        role: Role,
+        name: &str,
+        file_name: Option<&str>,
+        hosts: &[String],
+        ttl: Duration,
+        force: bool,
+    ) -> Result<Issued, PkiError> {
         let (cert_path, key_path) = leaf_paths(&self.dir, role, file_name);
         if !force && key_path.exists() {
             return Err(PkiError::Exists(key_path));
@@ -211,7 +256,12 @@ impl Ca {
         let key = KeyPair::generate()?;
         let cert = params.signed_by(&key, &self.issuer()?)?;
         write_atomic(&key_path, key.serialize_pem().as_bytes(), true, force)?;
-        write_atomic(&cert_path, format!("{}{}", cert.pem(), self.cert_pem).as_bytes(), false, true)?;
+        write_atomic(
+            &cert_path,
+            format!("{}{}", cert.pem(), self.cert_pem).as_bytes(),
+            false,
+            true,
+        )?;
         Ok(Issued {
             cert_path,
             key_path,
@@ -224,11 +274,21 @@ impl Ca {
     /// Signs a certificate request for `role` `name`. Only the request's key
     /// is used: names, usages and lifetime are the CA's choice. Returns the
     /// certificate followed by the CA certificate (PEM).
-    pub fn sign_request(&self, csr_pem: &str, role: Role, name: &str, ttl: Duration) -> Result<String, PkiError> {
-        let csr = CertificateSigningRequestParams::from_pem(csr_pem)
-            .map_err(|e| PkiError::Invalid(format!("certificate request is not valid PEM PKCS#10: {e}")))?;
+    pub fn sign_request(
+        &self,
+        csr_pem: &str,
+        role: Role,
+        name: &str,
+        ttl: Duration,
+    ) -> Result<String, PkiError> {
+        let csr = CertificateSigningRequestParams::from_pem(csr_pem).map_err(|e| {
+            PkiError::Invalid(format!("certificate request is not valid PEM PKCS#10: {e}"))
+        })?;
         let (params, _) = self.leaf_params(role, name, &[], ttl)?;
-        let req = CertificateSigningRequestParams { params, public_key: csr.public_key };
+        let req = CertificateSigningRequestParams {
+            params,
+            public_key: csr.public_key,
+        };
         let cert = req.signed_by(&self.issuer()?)?;
         Ok(format!("{}{}", cert.pem(), self.cert_pem))
     }
@@ -236,15 +296,22 @@ impl Ca {
     /// Adds `serial` (hex, as `dbmon pki list` shows it) to the revocation
     /// list and rewrites `ca.crl`.
     pub fn revoke(&self, serial: &str) -> Result<(), PkiError> {
-        let serial = serial.trim().trim_start_matches("0x").to_ascii_lowercase().replace(':', "");
+        let serial = serial
+            .trim()
+            .trim_start_matches("0x")
+            .to_ascii_lowercase()
+            .replace(':', "");
         if serial.is_empty() || hex::decode(&serial).is_err() {
-            return Err(PkiError::Invalid(format!("serial {serial:?} is not hexadecimal; copy it from `dbmon pki list`")));
+            return Err(PkiError::Invalid(format!(
+                "serial {serial:?} is not hexadecimal; copy it from `dbmon pki list`"
+            )));
         }
         let mut revoked = self.revoked()?;
         if !revoked.iter().any(|(s, _)| *s == serial) {
             revoked.push((serial, now().unix_timestamp()));
         }
-        let json = serde_json::to_vec_pretty(&revoked).map_err(|e| PkiError::Invalid(e.to_string()))?;
+        let json =
+            serde_json::to_vec_pretty(&revoked).map_err(|e| PkiError::Invalid(e.to_string()))?;
         write_atomic(&self.dir.join("revoked.json"), &json, false, true)?;
         self.write_crl(&revoked)
     }
@@ -253,7 +320,8 @@ impl Ca {
     pub fn revoked(&self) -> Result<Vec<(String, i64)>, PkiError> {
         let path = self.dir.join("revoked.json");
         match std::fs::read(&path) {
-            Ok(b) => serde_json::from_slice(&b).map_err(|e| PkiError::Invalid(format!("{}: {e}", path.display()))),
+            Ok(b) => serde_json::from_slice(&b)
+                .map_err(|e| PkiError::Invalid(format!("{}: {e}", path.display()))),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
             Err(source) => Err(PkiError::Read { path, source }),
         }
@@ -270,7 +338,8 @@ impl Ca {
                 .iter()
                 .map(|(s, at)| RevokedCertParams {
                     serial_number: SerialNumber::from_slice(&hex::decode(s).unwrap_or_default()),
-                    revocation_time: OffsetDateTime::from_unix_timestamp(*at).unwrap_or_else(|_| now()),
+                    revocation_time: OffsetDateTime::from_unix_timestamp(*at)
+                        .unwrap_or_else(|_| now()),
                     reason_code: Some(RevocationReason::Unspecified),
                     invalidity_date: None,
                 })
@@ -284,7 +353,10 @@ impl Ca {
     /// Every certificate in the directory, sorted by file name.
     pub fn list(&self) -> Result<Vec<CertInfo>, PkiError> {
         let mut out = Vec::new();
-        let entries = std::fs::read_dir(&self.dir).map_err(|source| PkiError::Read { path: self.dir.clone(), source })?;
+        let entries = std::fs::read_dir(&self.dir).map_err(|source| PkiError::Read {
+            path: self.dir.clone(),
+            source,
+        })?;
         let mut paths: Vec<PathBuf> = entries
             .filter_map(|e| e.ok().map(|e| e.path()))
             .filter(|p| p.extension().is_some_and(|x| x == "crt"))
@@ -331,12 +403,23 @@ fn uris(cert: &X509Certificate<'_>) -> Vec<String> {
 
 /// Reads the first certificate of a PEM file.
 pub fn inspect(path: &Path) -> Result<CertInfo, PkiError> {
-    let pem = String::from_utf8(read(path)?).map_err(|_| PkiError::Invalid(format!("{} is not PEM text", path.display())))?;
-    let der = first_der(&pem).ok_or_else(|| PkiError::NoPem { path: path.to_path_buf(), what: "CERTIFICATE" })?;
-    let (_, cert) = X509Certificate::from_der(&der).map_err(|e| PkiError::Invalid(format!("{}: {e}", path.display())))?;
+    let pem = String::from_utf8(read(path)?)
+        .map_err(|_| PkiError::Invalid(format!("{} is not PEM text", path.display())))?;
+    let der = first_der(&pem).ok_or_else(|| PkiError::NoPem {
+        path: path.to_path_buf(),
+        what: "CERTIFICATE",
+    })?;
+    let (_, cert) = X509Certificate::from_der(&der)
+        .map_err(|e| PkiError::Invalid(format!("{}: {e}", path.display())))?;
     let is_ca = cert.is_ca();
     let identity = if is_ca {
-        Err(format!("CA of trust domain {}", uris(&cert).first().map(|u| u.trim_start_matches("spiffe://")).unwrap_or("?")))
+        Err(format!(
+            "CA of trust domain {}",
+            uris(&cert)
+                .first()
+                .map(|u| u.trim_start_matches("spiffe://"))
+                .unwrap_or("?")
+        ))
     } else {
         Identity::from_der(&der).map_err(|e| e.to_string())
     };
@@ -365,6 +448,16 @@ pub fn inspect(path: &Path) -> Result<CertInfo, PkiError> {
     })
 }
 
+/// A new private key (PEM) and a certificate request for it (PEM). The
+/// request carries no names: the CA decides them.
+pub fn new_key_and_request() -> Result<(String, String), PkiError> {
+    let key = KeyPair::generate()?;
+    let mut params = CertificateParams::default();
+    params.distinguished_name = rcgen::DistinguishedName::new();
+    let csr = params.serialize_request(&key)?.pem()?;
+    Ok((key.serialize_pem(), csr))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -373,10 +466,27 @@ mod tests {
     fn init_issue_list_revoke() {
         let dir = tempfile::tempdir().unwrap();
         let ca = Ca::init(dir.path(), "test.local", false).unwrap();
-        assert!(matches!(Ca::init(dir.path(), "test.local", false), Err(PkiError::Exists(_))), "no overwrite without force");
-        let s = ca.issue(Role::Server, "srv", None, &["localhost".into(), "127.0.0.1".into()], SERVER_TTL, false).unwrap();
+        assert!(
+            matches!(
+                Ca::init(dir.path(), "test.local", false),
+                Err(PkiError::Exists(_))
+            ),
+            "no overwrite without force"
+        );
+        let s = ca
+            .issue(
+                Role::Server,
+                "srv",
+                None,
+                &["localhost".into(), "127.0.0.1".into()],
+                SERVER_TTL,
+                false,
+            )
+            .unwrap();
         assert_eq!(s.identity.to_string(), "spiffe://test.local/server/srv");
-        let c = ca.issue(Role::Collector, "c1", Some("c1"), &[], COLLECTOR_TTL, false).unwrap();
+        let c = ca
+            .issue(Role::Collector, "c1", Some("c1"), &[], COLLECTOR_TTL, false)
+            .unwrap();
         assert_eq!(c.cert_path, dir.path().join("collector.c1.crt"));
         #[cfg(unix)]
         {
@@ -404,11 +514,18 @@ mod tests {
         let key = KeyPair::generate().unwrap();
         // The request asks for a server identity; the CA gives what it decides.
         let mut p = CertificateParams::new(vec!["evil.example".to_string()]).unwrap();
-        p.subject_alt_names.push(SanType::URI("spiffe://test.local/server/evil".try_into().unwrap()));
+        p.subject_alt_names.push(SanType::URI(
+            "spiffe://test.local/server/evil".try_into().unwrap(),
+        ));
         let csr = p.serialize_request(&key).unwrap().pem().unwrap();
-        let pem = ca.sign_request(&csr, Role::Collector, "c2", COLLECTOR_TTL).unwrap();
+        let pem = ca
+            .sign_request(&csr, Role::Collector, "c2", COLLECTOR_TTL)
+            .unwrap();
         let der = first_der(&pem).unwrap();
-        assert_eq!(Identity::from_der(&der).unwrap().to_string(), "spiffe://test.local/collector/c2");
+        assert_eq!(
+            Identity::from_der(&der).unwrap().to_string(),
+            "spiffe://test.local/collector/c2"
+        );
         assert_eq!(all_der(&pem).len(), 2, "certificate then CA");
     }
 }

@@ -8,18 +8,32 @@ use std::path::{Path, PathBuf};
 /// Writes `data` to `path` through a temporary file and a rename. With
 /// `private`, the file is 0600. Without `overwrite`, an existing file is an
 /// error that says how to proceed.
-pub fn write_atomic(path: &Path, data: &[u8], private: bool, overwrite: bool) -> Result<(), PkiError> {
+pub fn write_atomic(
+    path: &Path,
+    data: &[u8],
+    private: bool,
+    overwrite: bool,
+) -> Result<(), PkiError> {
     if !overwrite && path.exists() {
         return Err(PkiError::Exists(path.to_path_buf()));
     }
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(|source| PkiError::Write { path: dir.to_path_buf(), source })?;
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(|source| PkiError::Write {
+        path: dir.to_path_buf(),
+        source,
+    })?;
     let tmp: PathBuf = dir.join(format!(
         ".{}.tmp{}",
         path.file_name().and_then(|n| n.to_str()).unwrap_or("file"),
         std::process::id()
     ));
-    let werr = |source| PkiError::Write { path: path.to_path_buf(), source };
+    let werr = |source| PkiError::Write {
+        path: path.to_path_buf(),
+        source,
+    };
     {
         let mut opts = std::fs::OpenOptions::new();
         opts.write(true).create(true).truncate(true);
@@ -43,5 +57,8 @@ pub fn write_atomic(path: &Path, data: &[u8], private: bool, overwrite: bool) ->
 
 /// Reads a whole file, naming it on error.
 pub fn read(path: &Path) -> Result<Vec<u8>, PkiError> {
-    std::fs::read(path).map_err(|source| PkiError::Read { path: path.to_path_buf(), source })
+    std::fs::read(path).map_err(|source| PkiError::Read {
+        path: path.to_path_buf(),
+        source,
+    })
 }

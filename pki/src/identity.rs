@@ -37,7 +37,11 @@ pub struct Identity {
 
 impl fmt::Display for Identity {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "spiffe://{}/{}/{}", self.trust_domain, self.role, self.name)
+        write!(
+            f,
+            "spiffe://{}/{}/{}",
+            self.trust_domain, self.role, self.name
+        )
     }
 }
 
@@ -82,7 +86,9 @@ impl Identity {
         let bad = || IdentityError::Malformed(uri.to_string());
         let rest = uri.strip_prefix("spiffe://").ok_or_else(bad)?;
         let mut parts = rest.split('/');
-        let (Some(td), Some(role), Some(name), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
+        let (Some(td), Some(role), Some(name), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
             return Err(bad());
         };
         let role = match role {
@@ -98,7 +104,8 @@ impl Identity {
 
     /// The identity of a DER certificate.
     pub fn from_der(der: &[u8]) -> Result<Identity, IdentityError> {
-        let (_, cert) = X509Certificate::from_der(der).map_err(|e| IdentityError::Parse(e.to_string()))?;
+        let (_, cert) =
+            X509Certificate::from_der(der).map_err(|e| IdentityError::Parse(e.to_string()))?;
         let uris: Vec<String> = match cert.subject_alternative_name() {
             Ok(Some(san)) => san
                 .value
@@ -128,7 +135,10 @@ impl Identity {
             });
         }
         if self.role != role {
-            return Err(IdentityError::WrongRole { got: self, expected: role });
+            return Err(IdentityError::WrongRole {
+                got: self,
+                expected: role,
+            });
         }
         Ok(self)
     }
@@ -143,10 +153,19 @@ mod tests {
         let id = Identity::parse("spiffe://dbmon.local/collector/c1").unwrap();
         assert_eq!(id, Identity::new("dbmon.local", Role::Collector, "c1"));
         assert_eq!(id.to_string(), "spiffe://dbmon.local/collector/c1");
-        for bad in ["https://x/collector/c1", "spiffe://x/admin/c1", "spiffe://x/collector", "spiffe://x/collector/a/b", "spiffe:///server/s"] {
+        for bad in [
+            "https://x/collector/c1",
+            "spiffe://x/admin/c1",
+            "spiffe://x/collector",
+            "spiffe://x/collector/a/b",
+            "spiffe:///server/s",
+        ] {
             assert!(Identity::parse(bad).is_err(), "{bad}");
         }
         let err = id.clone().expect("dbmon.local", Role::Server).unwrap_err();
-        assert_eq!(err.to_string(), "identity spiffe://dbmon.local/collector/c1 is a collector, expected a server");
+        assert_eq!(
+            err.to_string(),
+            "identity spiffe://dbmon.local/collector/c1 is a collector, expected a server"
+        );
     }
 }

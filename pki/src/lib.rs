@@ -33,3 +33,29 @@ pub fn pin(der: &[u8]) -> String {
     use sha2::Digest;
     format!("sha256:{}", hex::encode(sha2::Sha256::digest(der)))
 }
+
+/// The trust domain named by the first dbmon CA certificate in a bundle.
+pub fn trust_domain_of(ca_bundle: &std::path::Path) -> Result<String, PkiError> {
+    use x509_parser::prelude::{FromDer, X509Certificate};
+    let text = files::read(ca_bundle)?;
+    let text = String::from_utf8_lossy(&text);
+    for der in ca::all_der(&text) {
+        if let Ok((_, cert)) = X509Certificate::from_der(&der)
+            && let Ok(Some(san)) = cert.subject_alternative_name()
+        {
+            for g in &san.value.general_names {
+                if let x509_parser::extensions::GeneralName::URI(u) = g
+                    && let Some(td) = u.strip_prefix("spiffe://")
+                    && !td.is_empty()
+                    && !td.contains('/')
+                {
+                    return Ok(td.to_string());
+                }
+            }
+        }
+    }
+    Err(PkiError::Invalid(format!(
+        "{} holds no dbmon CA (no spiffe://<trust-domain> URI); use the ca.crt made by dbmon pki init",
+        ca_bundle.display()
+    )))
+}

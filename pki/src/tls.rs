@@ -16,11 +16,16 @@ use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, Server
 use rustls::client::{ResolvesClientCert, WebPkiServerVerifier};
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::pki_types::{
+    CertificateDer, CertificateRevocationListDer, PrivateKeyDer, ServerName, UnixTime,
+};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
 use rustls::sign::CertifiedKey;
-use rustls::{CertificateError, DigitallySignedStruct, DistinguishedName, Error, OtherError, RootCertStore, SignatureScheme};
+use rustls::{
+    CertificateError, DigitallySignedStruct, DistinguishedName, Error, OtherError, RootCertStore,
+    SignatureScheme,
+};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::SystemTime;
@@ -32,7 +37,8 @@ pub fn provider() -> Arc<CryptoProvider> {
 }
 
 fn read_text(path: &Path) -> Result<String, PkiError> {
-    String::from_utf8(crate::files::read(path)?).map_err(|_| PkiError::Invalid(format!("{} is not PEM text", path.display())))
+    String::from_utf8(crate::files::read(path)?)
+        .map_err(|_| PkiError::Invalid(format!("{} is not PEM text", path.display())))
 }
 
 fn mtime(path: &Path) -> Option<SystemTime> {
@@ -41,8 +47,14 @@ fn mtime(path: &Path) -> Option<SystemTime> {
 
 /// Checks a leaf certificate before it is used, with one actionable line per
 /// problem: expired, not yet valid, no identity, wrong role or domain.
-pub fn check_leaf(path: &Path, der: &[u8], role: Role, trust_domain: Option<&str>) -> Result<Identity, PkiError> {
-    let (_, cert) = X509Certificate::from_der(der).map_err(|e| PkiError::Invalid(format!("{}: not a certificate ({e})", path.display())))?;
+pub fn check_leaf(
+    path: &Path,
+    der: &[u8],
+    role: Role,
+    trust_domain: Option<&str>,
+) -> Result<Identity, PkiError> {
+    let (_, cert) = X509Certificate::from_der(der)
+        .map_err(|e| PkiError::Invalid(format!("{}: not a certificate ({e})", path.display())))?;
     let now = time_now();
     let v = cert.validity();
     if v.not_after.timestamp() < now {
@@ -59,7 +71,8 @@ pub fn check_leaf(path: &Path, der: &[u8], role: Role, trust_domain: Option<&str
             v.not_before
         )));
     }
-    let id = Identity::from_der(der).map_err(|e| PkiError::Invalid(format!("certificate {}: {e}", path.display())))?;
+    let id = Identity::from_der(der)
+        .map_err(|e| PkiError::Invalid(format!("certificate {}: {e}", path.display())))?;
     if id.role != role {
         return Err(PkiError::Invalid(format!(
             "certificate {} names {id}, a {} identity; a {role} needs a {role} certificate (dbmon pki issue {role} --name NAME)",
@@ -80,7 +93,10 @@ pub fn check_leaf(path: &Path, der: &[u8], role: Role, trust_domain: Option<&str
 }
 
 fn time_now() -> i64 {
-    SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
 }
 
 /// A certificate chain and key loaded from files, swapped in place when the
@@ -99,7 +115,11 @@ pub struct ReloadingIdentity {
 impl ReloadingIdentity {
     /// Loads and checks the pair: key mode 0600, key matching the
     /// certificate, certificate valid now and naming a `role` identity.
-    pub fn load(cert_path: &Path, key_path: &Path, role: Role) -> Result<Arc<ReloadingIdentity>, PkiError> {
+    pub fn load(
+        cert_path: &Path,
+        key_path: &Path,
+        role: Role,
+    ) -> Result<Arc<ReloadingIdentity>, PkiError> {
         let (ck, id, validity) = Self::read(cert_path, key_path, role)?;
         Ok(Arc::new(ReloadingIdentity {
             cert_path: cert_path.to_path_buf(),
@@ -113,15 +133,26 @@ impl ReloadingIdentity {
     }
 
     #[allow(clippy::type_complexity)]
-    fn read(cert_path: &Path, key_path: &Path, role: Role) -> Result<(Arc<CertifiedKey>, Identity, (i64, i64)), PkiError> {
-        let chain: Vec<CertificateDer<'static>> = all_der(&read_text(cert_path)?).into_iter().map(CertificateDer::from).collect();
+    fn read(
+        cert_path: &Path,
+        key_path: &Path,
+        role: Role,
+    ) -> Result<(Arc<CertifiedKey>, Identity, (i64, i64)), PkiError> {
+        let chain: Vec<CertificateDer<'static>> = all_der(&read_text(cert_path)?)
+            .into_iter()
+            .map(CertificateDer::from)
+            .collect();
         let Some(leaf) = chain.first() else {
-            return Err(PkiError::NoPem { path: cert_path.to_path_buf(), what: "CERTIFICATE" });
+            return Err(PkiError::NoPem {
+                path: cert_path.to_path_buf(),
+                what: "CERTIFICATE",
+            });
         };
         let id = check_leaf(cert_path, leaf, role, None)?;
         crate::check_key_permissions(key_path)?;
-        let key = PrivateKeyDer::from_pem_slice(&crate::files::read(key_path)?)
-            .map_err(|e| PkiError::Invalid(format!("{}: no private key ({e})", key_path.display())))?;
+        let key = PrivateKeyDer::from_pem_slice(&crate::files::read(key_path)?).map_err(|e| {
+            PkiError::Invalid(format!("{}: no private key ({e})", key_path.display()))
+        })?;
         let ck = CertifiedKey::from_der(chain.clone(), key, &provider()).map_err(|e| match e {
             Error::InconsistentKeys(_) => PkiError::Invalid(format!(
                 "key {} does not belong to certificate {}; put the matching pair in place",
@@ -130,8 +161,12 @@ impl ReloadingIdentity {
             )),
             e => PkiError::Invalid(format!("{}: {e}", key_path.display())),
         })?;
-        let (_, cert) = X509Certificate::from_der(leaf).map_err(|e| PkiError::Invalid(e.to_string()))?;
-        let validity = (cert.validity().not_before.timestamp(), cert.validity().not_after.timestamp());
+        let (_, cert) =
+            X509Certificate::from_der(leaf).map_err(|e| PkiError::Invalid(e.to_string()))?;
+        let validity = (
+            cert.validity().not_before.timestamp(),
+            cert.validity().not_after.timestamp(),
+        );
         Ok((Arc::new(ck), id, validity))
     }
 
@@ -161,7 +196,10 @@ impl ReloadingIdentity {
     }
 
     pub fn identity(&self) -> Identity {
-        self.identity.read().unwrap_or_else(|p| p.into_inner()).clone()
+        self.identity
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// (not before, not after), Unix seconds.
@@ -178,7 +216,10 @@ impl ReloadingIdentity {
     }
 
     fn current(&self) -> Arc<CertifiedKey> {
-        self.current.read().unwrap_or_else(|p| p.into_inner()).clone()
+        self.current
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 }
 
@@ -216,7 +257,11 @@ pub struct Trust {
 }
 
 impl Trust {
-    pub fn load(ca_path: &Path, crl_path: Option<&Path>, trust_domain: &str) -> Result<Arc<Trust>, PkiError> {
+    pub fn load(
+        ca_path: &Path,
+        crl_path: Option<&Path>,
+        trust_domain: &str,
+    ) -> Result<Arc<Trust>, PkiError> {
         let (roots, crls) = Self::read(ca_path, crl_path)?;
         Ok(Arc::new(Trust {
             ca_path: ca_path.to_path_buf(),
@@ -229,23 +274,43 @@ impl Trust {
     }
 
     #[allow(clippy::type_complexity)]
-    fn read(ca_path: &Path, crl_path: Option<&Path>) -> Result<(Arc<RootCertStore>, Vec<CertificateRevocationListDer<'static>>), PkiError> {
+    fn read(
+        ca_path: &Path,
+        crl_path: Option<&Path>,
+    ) -> Result<
+        (
+            Arc<RootCertStore>,
+            Vec<CertificateRevocationListDer<'static>>,
+        ),
+        PkiError,
+    > {
         let mut roots = RootCertStore::empty();
         let certs = all_der(&read_text(ca_path)?);
         if certs.is_empty() {
-            return Err(PkiError::NoPem { path: ca_path.to_path_buf(), what: "CERTIFICATE" });
+            return Err(PkiError::NoPem {
+                path: ca_path.to_path_buf(),
+                what: "CERTIFICATE",
+            });
         }
         for der in certs {
-            roots
-                .add(CertificateDer::from(der))
-                .map_err(|e| PkiError::Invalid(format!("{}: not a usable CA certificate ({e})", ca_path.display())))?;
+            roots.add(CertificateDer::from(der)).map_err(|e| {
+                PkiError::Invalid(format!(
+                    "{}: not a usable CA certificate ({e})",
+                    ca_path.display()
+                ))
+            })?;
         }
         let crls = match crl_path {
             Some(p) => {
                 let text = crate::files::read(p)?;
-                let crls: Vec<_> = CertificateRevocationListDer::pem_slice_iter(&text).filter_map(Result::ok).collect();
+                let crls: Vec<_> = CertificateRevocationListDer::pem_slice_iter(&text)
+                    .filter_map(Result::ok)
+                    .collect();
                 if crls.is_empty() {
-                    return Err(PkiError::NoPem { path: p.to_path_buf(), what: "X509 CRL" });
+                    return Err(PkiError::NoPem {
+                        path: p.to_path_buf(),
+                        what: "X509 CRL",
+                    });
                 }
                 crls
             }
@@ -256,7 +321,10 @@ impl Trust {
 
     /// Reloads if the bundle or the revocation list changed.
     pub fn reload_if_changed(&self) -> Result<bool, PkiError> {
-        let now = (mtime(&self.ca_path), self.crl_path.as_deref().and_then(mtime));
+        let now = (
+            mtime(&self.ca_path),
+            self.crl_path.as_deref().and_then(mtime),
+        );
         if *self.stamp.lock().unwrap_or_else(|p| p.into_inner()) == now {
             return Ok(false);
         }
@@ -313,24 +381,53 @@ impl ClientCertVerifier for CollectorVerifier {
         &[]
     }
 
-    fn verify_client_cert(&self, end_entity: &CertificateDer<'_>, intermediates: &[CertificateDer<'_>], now: UnixTime) -> Result<ClientCertVerified, Error> {
-        let verified = self.inner()?.verify_client_cert(end_entity, intermediates, now)?;
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<ClientCertVerified, Error> {
+        let verified = self
+            .inner()?
+            .verify_client_cert(end_entity, intermediates, now)?;
         Identity::from_der(end_entity)
             .and_then(|id| id.expect(&self.trust.trust_domain, Role::Collector))
             .map_err(identity_error)?;
         Ok(verified)
     }
 
-    fn verify_tls12_signature(&self, message: &[u8], cert: &CertificateDer<'_>, dss: &DigitallySignedStruct) -> Result<HandshakeSignatureValid, Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &provider().signature_verification_algorithms)
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &provider().signature_verification_algorithms,
+        )
     }
 
-    fn verify_tls13_signature(&self, message: &[u8], cert: &CertificateDer<'_>, dss: &DigitallySignedStruct) -> Result<HandshakeSignatureValid, Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &provider().signature_verification_algorithms)
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &provider().signature_verification_algorithms,
+        )
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        provider().signature_verification_algorithms.supported_schemes()
+        provider()
+            .signature_verification_algorithms
+            .supported_schemes()
     }
 }
 
@@ -342,27 +439,57 @@ struct ServerVerifier {
 }
 
 impl ServerCertVerifier for ServerVerifier {
-    fn verify_server_cert(&self, end_entity: &CertificateDer<'_>, intermediates: &[CertificateDer<'_>], server_name: &ServerName<'_>, ocsp: &[u8], now: UnixTime) -> Result<ServerCertVerified, Error> {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, Error> {
         let inner = WebPkiServerVerifier::builder_with_provider(self.trust.roots(), provider())
             .build()
             .map_err(|e| Error::General(format!("trust bundle unusable: {e}")))?;
-        let verified = inner.verify_server_cert(end_entity, intermediates, server_name, ocsp, now)?;
+        let verified =
+            inner.verify_server_cert(end_entity, intermediates, server_name, ocsp, now)?;
         Identity::from_der(end_entity)
             .and_then(|id| id.expect(&self.trust.trust_domain, Role::Server))
             .map_err(identity_error)?;
         Ok(verified)
     }
 
-    fn verify_tls12_signature(&self, message: &[u8], cert: &CertificateDer<'_>, dss: &DigitallySignedStruct) -> Result<HandshakeSignatureValid, Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &provider().signature_verification_algorithms)
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &provider().signature_verification_algorithms,
+        )
     }
 
-    fn verify_tls13_signature(&self, message: &[u8], cert: &CertificateDer<'_>, dss: &DigitallySignedStruct) -> Result<HandshakeSignatureValid, Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &provider().signature_verification_algorithms)
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &provider().signature_verification_algorithms,
+        )
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        provider().signature_verification_algorithms.supported_schemes()
+        provider()
+            .signature_verification_algorithms
+            .supported_schemes()
     }
 }
 
@@ -374,7 +501,14 @@ struct PinnedVerifier {
 }
 
 impl ServerCertVerifier for PinnedVerifier {
-    fn verify_server_cert(&self, end_entity: &CertificateDer<'_>, intermediates: &[CertificateDer<'_>], server_name: &ServerName<'_>, ocsp: &[u8], now: UnixTime) -> Result<ServerCertVerified, Error> {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, Error> {
         let ca = intermediates.iter().find(|c| pin(c) == self.pin).ok_or_else(|| {
             identity_error(Refusal(format!(
                 "the server's CA does not match the pin {}; check the pin printed by `dbmon pki token create` and the server address",
@@ -382,28 +516,55 @@ impl ServerCertVerifier for PinnedVerifier {
             )))
         })?;
         let mut roots = RootCertStore::empty();
-        roots.add(ca.clone().into_owned()).map_err(|e| Error::General(e.to_string()))?;
+        roots
+            .add(ca.clone().into_owned())
+            .map_err(|e| Error::General(e.to_string()))?;
         let inner = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider())
             .build()
             .map_err(|e| Error::General(e.to_string()))?;
         let verified = inner.verify_server_cert(end_entity, &[], server_name, ocsp, now)?;
         let id = Identity::from_der(end_entity).map_err(identity_error)?;
         if id.role != Role::Server {
-            return Err(identity_error(IdentityError::WrongRole { got: id, expected: Role::Server }));
+            return Err(identity_error(IdentityError::WrongRole {
+                got: id,
+                expected: Role::Server,
+            }));
         }
         Ok(verified)
     }
 
-    fn verify_tls12_signature(&self, message: &[u8], cert: &CertificateDer<'_>, dss: &DigitallySignedStruct) -> Result<HandshakeSignatureValid, Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &provider().signature_verification_algorithms)
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &provider().signature_verification_algorithms,
+        )
     }
 
-    fn verify_tls13_signature(&self, message: &[u8], cert: &CertificateDer<'_>, dss: &DigitallySignedStruct) -> Result<HandshakeSignatureValid, Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &provider().signature_verification_algorithms)
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &provider().signature_verification_algorithms,
+        )
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        provider().signature_verification_algorithms.supported_schemes()
+        provider()
+            .signature_verification_algorithms
+            .supported_schemes()
     }
 }
 
@@ -411,7 +572,10 @@ const H2: &[u8] = b"h2";
 
 /// The server's endpoint for collectors: a collector certificate is required
 /// at the handshake.
-pub fn collector_facing(identity: Arc<ReloadingIdentity>, trust: Arc<Trust>) -> Result<rustls::ServerConfig, PkiError> {
+pub fn collector_facing(
+    identity: Arc<ReloadingIdentity>,
+    trust: Arc<Trust>,
+) -> Result<rustls::ServerConfig, PkiError> {
     let mut cfg = rustls::ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .map_err(|e| PkiError::Invalid(e.to_string()))?
@@ -433,7 +597,10 @@ pub fn client_facing(identity: Arc<ReloadingIdentity>) -> Result<rustls::ServerC
 }
 
 /// A collector's side of the mutual TLS link.
-pub fn collector_client(identity: Arc<ReloadingIdentity>, trust: Arc<Trust>) -> Result<rustls::ClientConfig, PkiError> {
+pub fn collector_client(
+    identity: Arc<ReloadingIdentity>,
+    trust: Arc<Trust>,
+) -> Result<rustls::ClientConfig, PkiError> {
     let mut cfg = rustls::ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .map_err(|e| PkiError::Invalid(e.to_string()))?
@@ -460,15 +627,21 @@ pub fn people_client(trust: Arc<Trust>) -> Result<rustls::ClientConfig, PkiError
 /// Enrollment: trusts the server only through the CA pin.
 pub fn pinned_client(ca_pin: &str) -> Result<rustls::ClientConfig, PkiError> {
     let p = ca_pin.trim();
-    let valid = p.strip_prefix("sha256:").is_some_and(|h| h.len() == 64 && hex::decode(h).is_ok());
+    let valid = p
+        .strip_prefix("sha256:")
+        .is_some_and(|h| h.len() == 64 && hex::decode(h).is_ok());
     if !valid {
-        return Err(PkiError::Invalid(format!("CA pin {p:?} is not sha256:<64 hex digits>; copy it from `dbmon pki token create`")));
+        return Err(PkiError::Invalid(format!(
+            "CA pin {p:?} is not sha256:<64 hex digits>; copy it from `dbmon pki token create`"
+        )));
     }
     let mut cfg = rustls::ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .map_err(|e| PkiError::Invalid(e.to_string()))?
         .dangerous()
-        .with_custom_certificate_verifier(Arc::new(PinnedVerifier { pin: p.to_ascii_lowercase() }))
+        .with_custom_certificate_verifier(Arc::new(PinnedVerifier {
+            pin: p.to_ascii_lowercase(),
+        }))
         .with_no_client_auth();
     cfg.alpn_protocols = vec![H2.to_vec()];
     Ok(cfg)

@@ -37,13 +37,21 @@ impl tonic::transport::server::Connected for PeerStream {
 }
 
 impl AsyncRead for PeerStream {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
         Pin::new(&mut self.inner).poll_read(cx, buf)
     }
 }
 
 impl AsyncWrite for PeerStream {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         Pin::new(&mut self.inner).poll_write(cx, buf)
     }
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -52,7 +60,11 @@ impl AsyncWrite for PeerStream {
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.inner).poll_shutdown(cx)
     }
-    fn poll_write_vectored(mut self: Pin<&mut Self>, cx: &mut Context<'_>, bufs: &[io::IoSlice<'_>]) -> Poll<io::Result<usize>> {
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
         Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
     }
     fn is_write_vectored(&self) -> bool {
@@ -97,8 +109,12 @@ pub fn incoming(
                         let info = PeerInfo { addr, identity };
                         let _ = tx.send(Ok(PeerStream { inner: tls, info })).await;
                     }
-                    Ok(Err(e)) => tracing::warn!(endpoint = what, peer = %addr, reason = %e, "TLS handshake refused"),
-                    Err(_) => tracing::warn!(endpoint = what, peer = %addr, "TLS handshake did not finish within 10s"),
+                    Ok(Err(e)) => {
+                        tracing::warn!(endpoint = what, peer = %addr, reason = %e, "TLS handshake refused")
+                    }
+                    Err(_) => {
+                        tracing::warn!(endpoint = what, peer = %addr, "TLS handshake did not finish within 10s")
+                    }
                 }
             });
         }
@@ -107,14 +123,25 @@ pub fn incoming(
 }
 
 /// A gRPC channel to `url` (`https://host:port`) through `config`.
-pub async fn channel(url: &str, config: Arc<rustls::ClientConfig>, connect_timeout: Duration) -> Result<tonic::transport::Channel, String> {
-    let uri: http::Uri = url.parse().map_err(|e| format!("{url:?} is not a URL: {e}"))?;
+pub async fn channel(
+    url: &str,
+    config: Arc<rustls::ClientConfig>,
+    connect_timeout: Duration,
+) -> Result<tonic::transport::Channel, String> {
+    let uri: http::Uri = url
+        .parse()
+        .map_err(|e| format!("{url:?} is not a URL: {e}"))?;
     if uri.scheme_str() != Some("https") {
         return Err(format!("{url:?}: expected https://HOST:PORT"));
     }
-    let host = uri.host().ok_or_else(|| format!("{url:?} has no host"))?.trim_matches(['[', ']']).to_string();
+    let host = uri
+        .host()
+        .ok_or_else(|| format!("{url:?} has no host"))?
+        .trim_matches(['[', ']'])
+        .to_string();
     let port = uri.port_u16().unwrap_or(443);
-    let server_name = rustls::pki_types::ServerName::try_from(host.clone()).map_err(|e| format!("{host:?}: {e}"))?;
+    let server_name = rustls::pki_types::ServerName::try_from(host.clone())
+        .map_err(|e| format!("{host:?}: {e}"))?;
     let connector = TlsConnector::from(config);
     let dial = tower::service_fn(move |_: http::Uri| {
         let (host, connector, server_name) = (host.clone(), connector.clone(), server_name.clone());
@@ -126,11 +153,14 @@ pub async fn channel(url: &str, config: Arc<rustls::ClientConfig>, connect_timeo
         }
     });
     // The scheme only tells tonic how to frame requests; TLS happens in `dial`.
-    let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{}:{port}", uri.host().unwrap_or("localhost")))
-        .map_err(|e| e.to_string())?
-        .connect_timeout(connect_timeout)
-        .http2_keep_alive_interval(Duration::from_secs(10))
-        .keep_alive_timeout(Duration::from_secs(10));
+    let endpoint = tonic::transport::Endpoint::from_shared(format!(
+        "http://{}:{port}",
+        uri.host().unwrap_or("localhost")
+    ))
+    .map_err(|e| e.to_string())?
+    .connect_timeout(connect_timeout)
+    .http2_keep_alive_interval(Duration::from_secs(10))
+    .keep_alive_timeout(Duration::from_secs(10));
     endpoint.connect_with_connector(dial).await.map_err(|e| {
         let mut s = e.to_string();
         let mut src = std::error::Error::source(&e);

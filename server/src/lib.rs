@@ -1,16 +1,29 @@
 //! The dbmon server: an in-memory cache of reports (latest state and
 //! bounded history per cluster), the gRPC services collectors publish to and
 //! clients read from, and an HTTP endpoint with `/healthz` and `/metrics`.
+//!
+//! Two gRPC endpoints: `listen` for people and enrollment (TLS, the server's
+//! certificate) and `collector_listen` for collectors (mutual TLS: a
+//! collector certificate of the deployment's CA is required at the
+//! handshake). Certificates, the trust bundle and the revocation list are
+//! reloaded when their files change or on SIGHUP, without dropping streams.
 
 pub mod cache;
+pub mod enroll;
 pub mod http;
 pub mod service;
 
 use dbmon_config::ServerConfig;
+use dbmon_pki::tls::{ReloadingIdentity, Trust};
+use dbmon_pki::tokens::TokenStore;
+use dbmon_pki::{Ca, Role};
+use dbmon_proto::v1::enroll_server::EnrollServer;
 use dbmon_proto::v1::ingest_server::IngestServer;
 use dbmon_proto::v1::monitor_server::MonitorServer;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 /// The server failed to start.
@@ -24,38 +37,78 @@ pub enum ServerError {
     },
     #[error("gRPC server failed: {0}")]
     Grpc(#[from] tonic::transport::Error),
+    #[error("{0}")]
+    Pki(#[from] dbmon_pki::PkiError),
+    #[error(
+        "the server has no certificates: set server.pki_dir to a directory made by `dbmon pki init` \
+         (or server.tls), or server.insecure_plaintext: true for development on loopback"
+    )]
+    NoTls,
+}
+
+async fn bind(addr: SocketAddr, what: &'static str) -> Result<TcpListener, ServerError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServerError::Bind { addr, what, source })
 }
 
 /// Serves until `shutdown` turns true.
-pub async fn serve(
-    cfg: ServerConfig,
-    mut shutdown: watch::Receiver<bool>,
-) -> Result<(), ServerError> {
+pub async fn serve(cfg: ServerConfig, shutdown: watch::Receiver<bool>) -> Result<(), ServerError> {
+    let tls = match (&cfg.tls, cfg.insecure_plaintext) {
+        (Some(t), false) => {
+            let identity = ReloadingIdentity::load(&t.cert_file, &t.key_file, Role::Server)?;
+            let trust_domain = dbmon_pki::trust_domain_of(&t.ca_file)?;
+            let trust = Trust::load(&t.ca_file, t.crl_file.as_deref(), &trust_domain)?;
+            Some((identity, trust, t.ca_file.clone()))
+        }
+        (_, true) => {
+            tracing::warn!(
+                "INSECURE: plaintext gRPC without certificates (server.insecure_plaintext); loopback development only"
+            );
+            None
+        }
+        (None, false) => return Err(ServerError::NoTls),
+    };
+    let signer = match (&cfg.pki_dir, &tls) {
+        (Some(dir), Some((_, _, bundle))) if dir.join("ca.key").exists() => {
+            let ca = Ca::load(dir)?;
+            let bundle_pem = String::from_utf8_lossy(&std::fs::read(bundle).map_err(|source| {
+                dbmon_pki::PkiError::Read {
+                    path: bundle.clone(),
+                    source,
+                }
+            })?)
+            .into_owned();
+            Some(Arc::new(enroll::Signer {
+                ca,
+                tokens: TokenStore::new(dir),
+                ttl: cfg.collector_cert_ttl,
+                bundle_pem,
+            }))
+        }
+        _ => None,
+    };
     let services = service::Services {
         cache: Arc::new(cache::Cache::new(
             cfg.history_per_cluster,
             cfg.subscriber_queue,
         )),
         collectors: Default::default(),
+        assignments: Arc::new(cfg.assignments.clone()),
+        signer: signer.clone(),
     };
-    let grpc = tokio::net::TcpListener::bind(cfg.listen)
-        .await
-        .map_err(|source| ServerError::Bind {
-            addr: cfg.listen,
-            what: "gRPC",
-            source,
-        })?;
-    let web = tokio::net::TcpListener::bind(cfg.http_listen)
-        .await
-        .map_err(|source| ServerError::Bind {
-            addr: cfg.http_listen,
-            what: "HTTP",
-            source,
-        })?;
-    if !cfg.listen.ip().is_loopback() {
-        tracing::warn!(addr = %cfg.listen, "gRPC is plaintext and bound beyond loopback: anyone who can reach it can publish and read reports");
-    }
-    tracing::info!(grpc = %grpc.local_addr().unwrap_or(cfg.listen), http = %web.local_addr().unwrap_or(cfg.http_listen), "dbmon server listening");
+    let people = bind(cfg.listen, "gRPC for people").await?;
+    let collectors = bind(cfg.collector_listen, "gRPC for collectors").await?;
+    let web = bind(cfg.http_listen, "HTTP").await?;
+    tracing::info!(
+        people = %people.local_addr().unwrap_or(cfg.listen),
+        collectors = %collectors.local_addr().unwrap_or(cfg.collector_listen),
+        http = %web.local_addr().unwrap_or(cfg.http_listen),
+        tls = tls.is_some(),
+        enrollment = signer.is_some(),
+        "dbmon server listening"
+    );
+
     let mut web_shutdown = shutdown.clone();
     let web_services = services.clone();
     let web_task = tokio::spawn(async move {
@@ -65,17 +118,88 @@ pub async fn serve(
             })
             .await
     });
-    let incoming = tokio_stream::wrappers::TcpListenerStream::new(grpc);
-    tonic::transport::Server::builder()
-        .http2_keepalive_interval(Some(std::time::Duration::from_secs(10)))
-        .add_service(IngestServer::new(services.clone()))
-        .add_service(MonitorServer::new(services))
-        .serve_with_incoming_shutdown(incoming, async move {
-            let _ = shutdown.wait_for(|s| *s).await;
-        })
-        .await?;
+
+    let people_router = tonic::transport::Server::builder()
+        .http2_keepalive_interval(Some(Duration::from_secs(10)))
+        .add_service(MonitorServer::new(services.clone()))
+        .add_service(EnrollServer::new(enroll::Enrollment { signer }));
+    let collector_router = tonic::transport::Server::builder()
+        .http2_keepalive_interval(Some(Duration::from_secs(10)))
+        .add_service(IngestServer::new(services));
+    let until = |mut s: watch::Receiver<bool>| async move {
+        let _ = s.wait_for(|v| *v).await;
+    };
+    let (a, b) = match tls {
+        Some((identity, trust, _)) => {
+            tokio::spawn(reload_loop(
+                identity.clone(),
+                trust.clone(),
+                shutdown.clone(),
+            ));
+            let people_cfg = Arc::new(dbmon_pki::tls::client_facing(identity.clone())?);
+            let collector_cfg = Arc::new(dbmon_pki::tls::collector_facing(identity, trust)?);
+            let people_in = dbmon_pki::transport::incoming(people, people_cfg, "people");
+            let collector_in =
+                dbmon_pki::transport::incoming(collectors, collector_cfg, "collectors");
+            tokio::join!(
+                people_router.serve_with_incoming_shutdown(people_in, until(shutdown.clone())),
+                collector_router
+                    .serve_with_incoming_shutdown(collector_in, until(shutdown.clone()))
+            )
+        }
+        None => {
+            let people_in = tokio_stream::wrappers::TcpListenerStream::new(people);
+            let collector_in = tokio_stream::wrappers::TcpListenerStream::new(collectors);
+            tokio::join!(
+                people_router.serve_with_incoming_shutdown(people_in, until(shutdown.clone())),
+                collector_router
+                    .serve_with_incoming_shutdown(collector_in, until(shutdown.clone()))
+            )
+        }
+    };
+    a?;
+    b?;
     if let Ok(Err(e)) = web_task.await {
         tracing::error!(error = %e, "HTTP endpoint failed");
     }
     Ok(())
+}
+
+/// Reloads the certificate, trust bundle and revocation list when their
+/// files change (checked every second) or at once on SIGHUP. A broken new
+/// file is refused and the old material kept.
+async fn reload_loop(
+    identity: Arc<ReloadingIdentity>,
+    trust: Arc<Trust>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+    loop {
+        let forced = tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(1)) => false,
+            _ = async { match hup.as_mut() { Some(h) => { h.recv().await; } None => std::future::pending().await } } => true,
+            _ = shutdown.changed() => return,
+        };
+        let id = if forced {
+            identity.reload().map(|_| true)
+        } else {
+            identity.reload_if_changed()
+        };
+        match id {
+            Ok(true) => {
+                tracing::info!(certificate = %identity.cert_path().display(), identity = %identity.identity(), "server certificate reloaded")
+            }
+            Ok(false) => {}
+            Err(e) => {
+                tracing::error!(error = %e, "new server certificate refused; keeping the current one")
+            }
+        }
+        match trust.reload_if_changed() {
+            Ok(true) => tracing::info!("trust bundle or revocation list reloaded"),
+            Ok(false) => {}
+            Err(e) => {
+                tracing::error!(error = %e, "new trust bundle or revocation list refused; keeping the current one")
+            }
+        }
+    }
 }

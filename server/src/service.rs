@@ -1,13 +1,17 @@
 //! The gRPC services: `Ingest` for collectors, `Monitor` for clients.
 
 use crate::cache::{Cache, Ingested};
+use dbmon_pki::transport::PeerInfo;
+use dbmon_pki::{Identity, Role};
 use dbmon_proto::v1::ingest_server::Ingest;
 use dbmon_proto::v1::monitor_server::Monitor;
+use dbmon_proto::v1::{CertificateRequest, CertificateResponse};
 use dbmon_proto::v1::{
     ListReportsRequest, ListReportsResponse, PublishAck, PublishRequest, Snapshot, WatchEvent,
     WatchRequest, publish_request, watch_event,
 };
 use dbmon_proto::{Report, Status as ReportStatus};
+use std::collections::BTreeMap;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -22,10 +26,35 @@ type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'stati
 pub struct Services {
     pub cache: Arc<Cache>,
     pub collectors: Arc<AtomicUsize>,
+    /// Collector name → clusters it may publish; empty: no restriction.
+    pub assignments: Arc<BTreeMap<String, Vec<String>>>,
+    /// Signs renewals; None when the server holds no CA key.
+    pub signer: Option<Arc<crate::enroll::Signer>>,
 }
 
-fn peer(req_addr: Option<std::net::SocketAddr>) -> String {
-    req_addr.map_or_else(|| "unknown".into(), |a| a.to_string())
+/// The peer's address, from TLS or plain TCP connection info.
+pub fn peer_of<T>(request: &Request<T>) -> String {
+    request
+        .extensions()
+        .get::<PeerInfo>()
+        .map(|p| p.addr)
+        .or_else(|| request.remote_addr())
+        .map_or_else(|| "unknown".into(), |a| a.to_string())
+}
+
+/// The collector identity of the caller's certificate. Without TLS (the
+/// loopback development mode) there is none and `None` is returned.
+fn collector_identity<T>(request: &Request<T>) -> Result<Option<Identity>, Status> {
+    match request.extensions().get::<PeerInfo>() {
+        None => Ok(None),
+        Some(PeerInfo {
+            identity: Some(id), ..
+        }) if id.role == Role::Collector => Ok(Some(id.clone())),
+        Some(p) => Err(Status::permission_denied(format!(
+            "peer {} has no collector certificate; only collectors may publish",
+            p.addr
+        ))),
+    }
 }
 
 /// Checks a report from a collector; the error names the field.
@@ -56,7 +85,8 @@ impl Ingest for Services {
         &self,
         request: Request<Streaming<PublishRequest>>,
     ) -> Result<Response<Self::PublishStream>, Status> {
-        let peer = peer(request.remote_addr());
+        let peer = peer_of(&request);
+        let identity = collector_identity(&request)?;
         let mut stream = request.into_inner();
         let hello = match stream.next().await {
             Some(Ok(PublishRequest {
@@ -68,6 +98,25 @@ impl Ingest for Services {
                     "the first message of Publish must be a Hello with a collector_id",
                 ));
             }
+        };
+        if let Some(id) = &identity
+            && id.name != hello.collector_id
+        {
+            tracing::warn!(%peer, certificate = %id, hello = %hello.collector_id, "collector claimed another name");
+            return Err(Status::permission_denied(format!(
+                "certificate names collector {:?} but Hello says {:?}; set collector.id to {:?}",
+                id.name, hello.collector_id, id.name
+            )));
+        }
+        let allowed: Option<Vec<String>> = if self.assignments.is_empty() {
+            None
+        } else {
+            Some(
+                self.assignments
+                    .get(&hello.collector_id)
+                    .cloned()
+                    .unwrap_or_default(),
+            )
         };
         let cache = self.cache.clone();
         let start = cache.last_seq(&hello.collector_id, hello.epoch);
@@ -84,6 +133,14 @@ impl Ingest for Services {
                     match msg.msg {
                         Some(publish_request::Msg::Report(mut r)) => {
                             validate(&r).map_err(Status::invalid_argument)?;
+                            if let Some(allowed) = &allowed
+                                && !allowed.contains(&r.cluster)
+                            {
+                                return Err(Status::permission_denied(format!(
+                                    "collector {id:?} may not publish cluster {:?}: server.assignments gives it {allowed:?}",
+                                    r.cluster
+                                )));
+                            }
                             // The collector's identity is the Hello's, not what a report claims.
                             r.collector_id.clone_from(&id);
                             let seq = r.seq;
@@ -118,6 +175,26 @@ impl Ingest for Services {
         let errors = tokio_stream::wrappers::ReceiverStream::new(err_rx).map(Err);
         Ok(Response::new(Box::pin(acks.merge(errors))))
     }
+
+    async fn renew(
+        &self,
+        request: Request<CertificateRequest>,
+    ) -> Result<Response<CertificateResponse>, Status> {
+        let peer = peer_of(&request);
+        let Some(id) = collector_identity(&request)? else {
+            return Err(Status::failed_precondition(
+                "renewal needs the mutual TLS endpoint",
+            ));
+        };
+        let Some(signer) = &self.signer else {
+            return Err(Status::failed_precondition(
+                "this server holds no CA key (server.pki_dir); renew with dbmon pki issue collector",
+            ));
+        };
+        let resp = signer.sign(&request.into_inner().csr_pem, &id.name)?;
+        tracing::info!(%peer, collector = %id.name, "collector certificate renewed");
+        Ok(Response::new(resp))
+    }
 }
 
 #[tonic::async_trait]
@@ -146,7 +223,7 @@ impl Monitor for Services {
         &self,
         request: Request<WatchRequest>,
     ) -> Result<Response<Self::WatchStream>, Status> {
-        let peer = peer(request.remote_addr());
+        let peer = peer_of(&request);
         let clusters = request.into_inner().clusters;
         let (mut rx, latest, position) = self.cache.subscribe(&clusters);
         // Small: the real queue is the broadcast ring; this only decouples.

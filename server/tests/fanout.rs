@@ -18,9 +18,15 @@ fn free_port() -> u16 {
         .port()
 }
 
-async fn start(queue: usize) -> (String, tokio::sync::watch::Sender<bool>) {
+/// A server in the plaintext development mode (TLS is tested end to end
+/// elsewhere): returns the people endpoint, the collector endpoint, and the
+/// shutdown switch.
+async fn start(queue: usize) -> (String, String, tokio::sync::watch::Sender<bool>) {
     let mut cfg = Config::embedded_default().server;
+    cfg.insecure_plaintext = true;
     cfg.listen = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    cfg.collector_listen = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let collectors = format!("http://{}", cfg.collector_listen);
     cfg.http_listen = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     cfg.subscriber_queue = queue;
     let url = format!("http://{}", cfg.listen);
@@ -42,7 +48,7 @@ async fn start(queue: usize) -> (String, tokio::sync::watch::Sender<bool>) {
         );
         tokio::task::yield_now().await;
     }
-    (url, tx)
+    (url, collectors, tx)
 }
 
 fn report(seq: u64) -> PublishRequest {
@@ -66,7 +72,7 @@ async fn a_slow_subscriber_is_resynced_and_blocks_no_one() {
     const N: u64 = 5000;
     const BATCH: u64 = 100;
     // Far more than a batch, far less than N.
-    let (url, _stop) = start(1024).await;
+    let (url, collectors, _stop) = start(1024).await;
     let mut fast = MonitorClient::connect(url.clone())
         .await
         .unwrap()
@@ -105,7 +111,7 @@ async fn a_slow_subscriber_is_resynced_and_blocks_no_one() {
         seqs
     });
 
-    let mut ingest = IngestClient::connect(url.clone()).await.unwrap();
+    let mut ingest = IngestClient::connect(collectors.clone()).await.unwrap();
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     tx.send(PublishRequest {
         msg: Some(publish_request::Msg::Hello(Hello {
@@ -192,8 +198,8 @@ async fn a_slow_subscriber_is_resynced_and_blocks_no_one() {
 
 #[tokio::test]
 async fn a_report_without_a_check_is_refused_by_name() {
-    let (url, _stop) = start(16).await;
-    let mut ingest = IngestClient::connect(url).await.unwrap();
+    let (_, collectors, _stop) = start(16).await;
+    let mut ingest = IngestClient::connect(collectors).await.unwrap();
     let hello = PublishRequest {
         msg: Some(publish_request::Msg::Hello(Hello {
             collector_id: "x".into(),
@@ -221,8 +227,8 @@ async fn a_report_without_a_check_is_refused_by_name() {
     assert_eq!(err.message(), "report seq 1 of c: field `check` is empty");
 
     // A stream must start with Hello.
-    let (url2, _stop2) = start(16).await;
-    let mut ingest = IngestClient::connect(url2).await.unwrap();
+    let (_, collectors2, _stop2) = start(16).await;
+    let mut ingest = IngestClient::connect(collectors2).await.unwrap();
     let err = ingest
         .publish(tokio_stream::iter(vec![report(1)]))
         .await

@@ -1,11 +1,13 @@
 //! `dbmon`: the operator's binary. A thin layer of argument parsing over
-//! the server, collector and config crates.
+//! the server, collector, pki and config crates.
 
 use anyhow::{Context, Result};
-use clap::{Parser, Subcommand};
+use clap::{Parser, Subcommand, ValueEnum};
 use dbmon_config::Config;
+use dbmon_pki::{Ca, Role};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
 use tokio::sync::watch;
 
 #[derive(Parser)]
@@ -23,7 +25,7 @@ struct Cli {
 enum Cmd {
     /// Run the server: receives reports from collectors, serves clients.
     Server {
-        /// Configuration file (YAML); embedded defaults without it.
+        /// Configuration file (YAML).
         #[arg(long, short, env = "DBMON_CONFIG")]
         config: Option<PathBuf>,
     },
@@ -31,16 +33,29 @@ enum Cmd {
     Collector {
         #[arg(long, short, env = "DBMON_CONFIG")]
         config: PathBuf,
+        /// Enroll first with a one-time join token read from this file (or
+        /// from DBMON_JOIN_TOKEN), unless the collector already has a certificate.
+        #[arg(long)]
+        join_token_file: Option<PathBuf>,
+        /// sha256 pin of the server's CA, printed by `dbmon pki token create`;
+        /// required to enroll.
+        #[arg(long)]
+        ca_pin: Option<String>,
     },
     /// Configuration tools.
     Config {
         #[command(subcommand)]
         command: ConfigCmd,
     },
+    /// The deployment's certificate authority.
+    Pki {
+        #[command(subcommand)]
+        command: PkiCmd,
+    },
     /// Start a local 3-member etcd cluster (and CockroachDB with --cockroach),
-    /// a server and a collector watching them, all on loopback.
+    /// a certificate authority, a server and a collector, all on loopback.
     Local {
-        /// Where cluster data and logs go (a temporary directory by default).
+        /// Where cluster data, certificates and logs go (a temporary directory by default).
         #[arg(long)]
         dir: Option<PathBuf>,
         /// Also start a 3-node CockroachDB cluster (needs `cockroach` on PATH).
@@ -58,6 +73,80 @@ enum ConfigCmd {
     Check { file: PathBuf },
 }
 
+#[derive(Clone, Copy, ValueEnum)]
+enum Kind {
+    Server,
+    Collector,
+}
+
+#[derive(Subcommand)]
+enum PkiCmd {
+    /// Create the CA (ca.crt, ca.key) and a server certificate (server.crt, server.key).
+    Init {
+        #[arg(long, env = "DBMON_PKI_DIR", default_value = "pki")]
+        dir: PathBuf,
+        /// Trust domain of every identity, spiffe://<trust-domain>/...
+        #[arg(long, default_value = dbmon_pki::ca::DEFAULT_TRUST_DOMAIN)]
+        trust_domain: String,
+        /// DNS names and IP addresses the server is reached at (repeatable).
+        #[arg(long = "host", default_values = ["localhost", "127.0.0.1"])]
+        hosts: Vec<String>,
+        /// Name of the server identity.
+        #[arg(long, default_value = "server")]
+        name: String,
+        /// Replace an existing CA key (every certificate it signed stops being trusted).
+        #[arg(long)]
+        force: bool,
+    },
+    /// Issue a certificate: server.NAME.crt or collector.NAME.crt, with its key.
+    Issue {
+        kind: Kind,
+        #[arg(long)]
+        name: String,
+        #[arg(long, env = "DBMON_PKI_DIR", default_value = "pki")]
+        dir: PathBuf,
+        /// DNS names and IP addresses, for server certificates.
+        #[arg(long = "host")]
+        hosts: Vec<String>,
+        /// Lifetime, like 7d or 12h (defaults: collector 7d, server 365d).
+        #[arg(long)]
+        ttl: Option<String>,
+        #[arg(long)]
+        force: bool,
+    },
+    /// Every certificate in the directory: identity, serial, expiry, days left.
+    List {
+        #[arg(long, env = "DBMON_PKI_DIR", default_value = "pki")]
+        dir: PathBuf,
+    },
+    /// Show one certificate file.
+    Inspect { file: PathBuf },
+    /// Revoke a certificate by serial; servers refuse it once they reload (on change or SIGHUP).
+    Revoke {
+        serial: String,
+        #[arg(long, env = "DBMON_PKI_DIR", default_value = "pki")]
+        dir: PathBuf,
+    },
+    /// One-time join tokens for enrolling collectors.
+    Token {
+        #[command(subcommand)]
+        command: TokenCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum TokenCmd {
+    /// Print a join token for one collector, and the CA pin it must check.
+    Create {
+        #[arg(long)]
+        collector: String,
+        #[arg(long, default_value = "15m")]
+        ttl: String,
+        #[arg(long, env = "DBMON_PKI_DIR", default_value = "pki")]
+        dir: PathBuf,
+    },
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
@@ -70,6 +159,7 @@ fn main() -> ExitCode {
         Cmd::Config {
             command: ConfigCmd::Check { file },
         } => return config_check(&file),
+        Cmd::Pki { command } => pki(command),
         other => tokio::runtime::Runtime::new()
             .context("cannot start the async runtime")
             .and_then(|rt| rt.block_on(run(other))),
@@ -109,6 +199,163 @@ fn config_check(file: &Path) -> ExitCode {
     }
 }
 
+fn duration(text: &str, what: &str) -> Result<Duration> {
+    humantime::parse_duration(text)
+        .with_context(|| format!("{what} {text:?}: expected a duration like 15m, 12h or 7d"))
+}
+
+fn date(unix: i64) -> String {
+    humantime::format_rfc3339_seconds(
+        std::time::UNIX_EPOCH + Duration::from_secs(unix.max(0) as u64),
+    )
+    .to_string()
+}
+
+fn pki(cmd: PkiCmd) -> Result<()> {
+    match cmd {
+        PkiCmd::Init {
+            dir,
+            trust_domain,
+            hosts,
+            name,
+            force,
+        } => {
+            let ca = Ca::init(&dir, &trust_domain, force)?;
+            let server = ca.issue(
+                Role::Server,
+                &name,
+                None,
+                &hosts,
+                dbmon_pki::ca::SERVER_TTL,
+                force,
+            )?;
+            println!(
+                "CA:      {} (key {})",
+                dir.join("ca.crt").display(),
+                dir.join("ca.key").display()
+            );
+            println!("pin:     {}", ca.pin());
+            println!(
+                "server:  {} for {} ({})",
+                server.cert_path.display(),
+                server.identity,
+                hosts.join(", ")
+            );
+            println!("revoked: {}", dir.join("ca.crl").display());
+        }
+        PkiCmd::Issue {
+            kind,
+            name,
+            dir,
+            hosts,
+            ttl,
+            force,
+        } => {
+            let ca = Ca::load(&dir)?;
+            let (role, default_ttl) = match kind {
+                Kind::Server => (Role::Server, dbmon_pki::ca::SERVER_TTL),
+                Kind::Collector => (Role::Collector, dbmon_pki::ca::COLLECTOR_TTL),
+            };
+            let ttl = ttl
+                .map(|t| duration(&t, "--ttl"))
+                .transpose()?
+                .unwrap_or(default_ttl);
+            let issued = ca.issue(role, &name, Some(&name), &hosts, ttl, force)?;
+            println!(
+                "{} for {} (serial {}, valid until {})",
+                issued.cert_path.display(),
+                issued.identity,
+                issued.serial,
+                date(issued.not_after.unix_timestamp())
+            );
+        }
+        PkiCmd::List { dir } => {
+            let ca = Ca::load(&dir)?;
+            let revoked: Vec<String> = ca.revoked()?.into_iter().map(|(s, _)| s).collect();
+            let now = dbmon_proto::now_ms() / 1000;
+            println!(
+                "{:<28} {:<45} {:<34} {:<22} DAYS LEFT",
+                "FILE", "IDENTITY", "SERIAL", "NOT AFTER"
+            );
+            for c in ca.list()? {
+                let file = c
+                    .path
+                    .file_name()
+                    .map(|f| f.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                let id = match &c.identity {
+                    Ok(id) => id.to_string(),
+                    Err(e) => e.clone(),
+                };
+                let days = if revoked.contains(&c.serial) {
+                    "revoked".to_string()
+                } else {
+                    c.days_left(now).to_string()
+                };
+                println!(
+                    "{file:<28} {id:<45} {:<34} {:<22} {days}",
+                    c.serial,
+                    date(c.not_after)
+                );
+            }
+        }
+        PkiCmd::Inspect { file } => {
+            let c = dbmon_pki::ca::inspect(&file)?;
+            let now = dbmon_proto::now_ms() / 1000;
+            println!("file:       {}", c.path.display());
+            println!("subject:    {}", c.subject);
+            match &c.identity {
+                Ok(id) => println!("identity:   {id}"),
+                Err(e) => println!("identity:   none ({e})"),
+            }
+            println!("usage:      {}", c.usages.join(", "));
+            println!("serial:     {}", c.serial);
+            println!("not before: {}", date(c.not_before));
+            println!(
+                "not after:  {} ({} days left)",
+                date(c.not_after),
+                c.days_left(now)
+            );
+            println!("pin:        {}", c.pin);
+        }
+        PkiCmd::Revoke { serial, dir } => {
+            let ca = Ca::load(&dir)?;
+            ca.revoke(&serial)?;
+            println!(
+                "revoked {serial}; servers refuse it once they reload {} (on change, or SIGHUP)",
+                dir.join("ca.crl").display()
+            );
+        }
+        PkiCmd::Token {
+            command:
+                TokenCmd::Create {
+                    collector,
+                    ttl,
+                    dir,
+                },
+        } => {
+            let ca = Ca::load(&dir)?;
+            let ttl = duration(&ttl, "--ttl")?;
+            let token = dbmon_pki::tokens::TokenStore::new(&dir).create(&collector, ttl)?;
+            println!("token:   {token}");
+            println!("ca pin:  {}", ca.pin());
+            println!(
+                "expires: in {}, after one use",
+                humantime::format_duration(ttl)
+            );
+            println!(
+                "\nOn the collector's machine (the token is a secret: keep it out of shell history and argv):"
+            );
+            println!("  printf '%s' \"$TOKEN\" > join-token && chmod 600 join-token");
+            println!(
+                "  dbmon collector --config dbmon.yaml --join-token-file join-token --ca-pin {}",
+                ca.pin()
+            );
+        }
+    }
+    Ok(())
+}
+
 /// Turns true on Ctrl-C or SIGTERM.
 fn shutdown_signal() -> watch::Receiver<bool> {
     let (tx, rx) = watch::channel(false);
@@ -125,6 +372,17 @@ fn shutdown_signal() -> watch::Receiver<bool> {
     rx
 }
 
+fn join_token(file: Option<&Path>) -> Result<Option<String>> {
+    if let Some(f) = file {
+        let t = std::fs::read_to_string(f)
+            .with_context(|| format!("cannot read join token file {}", f.display()))?;
+        return Ok(Some(t.trim().to_string()));
+    }
+    Ok(std::env::var("DBMON_JOIN_TOKEN")
+        .ok()
+        .filter(|t| !t.trim().is_empty()))
+}
+
 async fn run(cmd: Cmd) -> Result<()> {
     match cmd {
         Cmd::Server { config } => {
@@ -134,7 +392,11 @@ async fn run(cmd: Cmd) -> Result<()> {
             };
             dbmon_server::serve(cfg.server, shutdown_signal()).await?;
         }
-        Cmd::Collector { config } => {
+        Cmd::Collector {
+            config,
+            join_token_file,
+            ca_pin,
+        } => {
             let cfg = load(&config)?;
             if cfg.clusters.is_empty() {
                 anyhow::bail!(
@@ -142,14 +404,32 @@ async fn run(cmd: Cmd) -> Result<()> {
                     config.display()
                 );
             }
-            dbmon_collector::run(cfg, shutdown_signal()).await;
+            if let Some(token) = join_token(join_token_file.as_deref())? {
+                let enrolled = cfg.collector.pki_dir.as_ref().is_some_and(|d| {
+                    dbmon_collector::link::files(d, &cfg.collector.id)
+                        .1
+                        .exists()
+                });
+                if enrolled {
+                    tracing::info!(
+                        "already enrolled: the collector has a certificate; the join token is not used"
+                    );
+                } else {
+                    let pin = ca_pin.context(
+                        "enrolling needs --ca-pin sha256:..., printed by `dbmon pki token create`",
+                    )?;
+                    let name = dbmon_collector::link::join(&cfg.collector, &token, &pin).await?;
+                    tracing::info!(collector = %name, "enrolled: certificate received");
+                }
+            }
+            dbmon_collector::run(cfg, shutdown_signal()).await?;
         }
         Cmd::Local {
             dir,
             cockroach,
             interval,
         } => local(dir, cockroach, &interval).await?,
-        Cmd::Config { .. } => unreachable!("handled before the runtime starts"),
+        Cmd::Config { .. } | Cmd::Pki { .. } => unreachable!("handled before the runtime starts"),
     }
     Ok(())
 }
@@ -165,8 +445,35 @@ async fn local(dir: Option<PathBuf>, cockroach: bool, interval: &str) -> Result<
         None
     };
     let mut etcd = dbmon::local::EtcdCluster::start(&dir, 3)?;
-    etcd.wait_healthy(std::time::Duration::from_secs(30))?;
-    let mut yaml = String::from("clusters:\n");
+    etcd.wait_healthy(Duration::from_secs(30))?;
+
+    let pki = dir.join("pki");
+    let ca = Ca::init(&pki, dbmon_pki::ca::DEFAULT_TRUST_DOMAIN, true)?;
+    ca.issue(
+        Role::Server,
+        "local",
+        None,
+        &["localhost".into(), "127.0.0.1".into()],
+        dbmon_pki::ca::SERVER_TTL,
+        true,
+    )?;
+    ca.issue(
+        Role::Collector,
+        "local",
+        Some("local"),
+        &[],
+        dbmon_pki::ca::COLLECTOR_TTL,
+        true,
+    )?;
+
+    let defaults = Config::embedded_default();
+    let mut yaml = format!(
+        "server:\n  pki_dir: {pki}\ncollector:\n  id: local\n  pki_dir: {pki}\n  server: https://{collectors}\n\
+         client:\n  server: https://{people}\n  ca_file: {pki}/ca.crt\nclusters:\n",
+        pki = pki.display(),
+        collectors = defaults.server.collector_listen,
+        people = defaults.server.listen,
+    );
     yaml.push_str(&format!(
         "  - name: local-etcd\n    kind: etcd\n    interval: {interval}\n    timeout: 1s\n    nodes: [{}]\n    labels: {{env: local}}\n",
         etcd.client_urls().join(", ")
@@ -189,13 +496,13 @@ async fn local(dir: Option<PathBuf>, cockroach: bool, interval: &str) -> Result<
     let server = tokio::spawn(dbmon_server::serve(cfg.server.clone(), shutdown.clone()));
     let collector = tokio::spawn(dbmon_collector::run(cfg.clone(), shutdown.clone()));
     println!(
-        "\ndbmon is watching a local 3-member etcd cluster{}.\n\
-         configuration: {}\n\
-         data and logs:  {}\n\n\
+        "\ndbmon is watching a local 3-member etcd cluster{}, over mutual TLS with certificates from its own CA.\n\
+         configuration: {path}\n\
+         data and logs:  {dir}\n\n\
          In another terminal:\n  \
-         cargo run --bin dbmon-client -- status\n  \
-         cargo run --bin dbmon-client -- watch\n  \
-         cargo run --bin dbmon-client -- get cluster local-etcd\n\n\
+         cargo run --bin dbmon-client -- --config {path} watch\n  \
+         cargo run --bin dbmon-client -- --config {path} status\n  \
+         cargo run --bin dbmon-client -- --config {path} get cluster local-etcd\n\n\
          Kill an etcd member to see it degrade: pkill -f 'name etcd2'\n\
          Ctrl-C stops everything.\n",
         if crdb.is_some() {
@@ -203,13 +510,14 @@ async fn local(dir: Option<PathBuf>, cockroach: bool, interval: &str) -> Result<
         } else {
             ""
         },
-        path.display(),
-        dir.display()
+        path = path.display(),
+        dir = dir.display()
     );
     let r = server.await?;
-    collector.await?;
+    let c = collector.await?;
     drop(etcd);
     drop(crdb);
     r?;
+    c?;
     Ok(())
 }

@@ -48,20 +48,57 @@ impl Drop for Proc {
 pub struct Stack {
     pub server: Proc,
     pub collector: Option<Proc>,
+    /// Endpoint for people (TLS).
     pub grpc: String,
+    /// Endpoint for collectors (mutual TLS).
+    pub collector_grpc: String,
     pub http_port: u16,
     pub dir: PathBuf,
+    /// The deployment's PKI directory (made with `dbmon pki init`).
+    pub pki: PathBuf,
 }
 
-/// Writes a config with a server on free ports and the given clusters
-/// (a YAML list body, indented by two spaces), and starts the server.
-pub fn start_server(dir: &Path, clusters_yaml: &str) -> Stack {
-    let grpc_port = free_port();
-    let http_port = free_port();
+/// Runs `dbmon` with `args` to completion and asserts it succeeds.
+pub fn dbmon(args: &[&str]) -> String {
+    let out = Command::new(DBMON).args(args).output().expect("run dbmon");
+    assert!(
+        out.status.success(),
+        "dbmon {args:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Makes a PKI in `dir/pki` with `dbmon pki init` and a certificate for
+/// collector `test-collector`.
+pub fn make_pki(dir: &Path) -> PathBuf {
+    let pki = dir.join("pki");
+    let p = pki.to_str().expect("utf-8 path");
+    dbmon(&["pki", "init", "--dir", p]);
+    dbmon(&[
+        "pki",
+        "issue",
+        "collector",
+        "--name",
+        "test-collector",
+        "--dir",
+        p,
+    ]);
+    pki
+}
+
+/// Writes a config with a server on free ports, certificates from a fresh
+/// PKI, and the given clusters (a YAML list body, indented by two spaces),
+/// and starts the server. `extra_server` is appended to the server section.
+pub fn start_server_with(dir: &Path, clusters_yaml: &str, extra_server: &str) -> Stack {
+    let pki = make_pki(dir);
+    let (grpc_port, collector_port, http_port) = (free_port(), free_port(), free_port());
     let yaml = format!(
-        "server:\n  listen: 127.0.0.1:{grpc_port}\n  http_listen: 127.0.0.1:{http_port}\n\
-         collector:\n  id: test-collector\n  server: http://127.0.0.1:{grpc_port}\n\
-         clusters:\n{clusters_yaml}"
+        "server:\n  listen: 127.0.0.1:{grpc_port}\n  collector_listen: 127.0.0.1:{collector_port}\n  http_listen: 127.0.0.1:{http_port}\n  pki_dir: {pki}\n{extra_server}\
+         collector:\n  id: test-collector\n  server: https://127.0.0.1:{collector_port}\n  enroll_server: https://127.0.0.1:{grpc_port}\n  pki_dir: {pki}\n\
+         clusters:\n{clusters_yaml}",
+        pki = pki.display()
     );
     let path = dir.join("dbmon.yaml");
     std::fs::write(&path, yaml).expect("write config");
@@ -73,17 +110,23 @@ pub fn start_server(dir: &Path, clusters_yaml: &str) -> Stack {
             .stdout(Stdio::null()),
         dir.join("server.log"),
     );
-    let grpc = format!("http://127.0.0.1:{grpc_port}");
     wait_until(Duration::from_secs(20), "the server listens", || {
-        std::net::TcpStream::connect(("127.0.0.1", grpc_port)).is_ok()
+        std::net::TcpStream::connect(("127.0.0.1", collector_port)).is_ok()
     });
     Stack {
         server,
         collector: None,
-        grpc,
+        grpc: format!("https://127.0.0.1:{grpc_port}"),
+        collector_grpc: format!("https://127.0.0.1:{collector_port}"),
         http_port,
         dir: dir.to_path_buf(),
+        pki,
     }
+}
+
+/// [`start_server_with`] without extra server settings.
+pub fn start_server(dir: &Path, clusters_yaml: &str) -> Stack {
+    start_server_with(dir, clusters_yaml, "")
 }
 
 impl Stack {
@@ -104,6 +147,8 @@ impl Stack {
         Command::new(CLIENT)
             .arg("--server")
             .arg(&self.grpc)
+            .arg("--ca")
+            .arg(self.pki.join("ca.crt"))
             .args(args)
             .output()
             .expect("run dbmon-client")
@@ -111,7 +156,15 @@ impl Stack {
 
     /// `dbmon-client watch -o json` in the background.
     pub fn watch_json(&self, extra: &[&str]) -> Watcher {
-        Watcher::spawn(&self.grpc, extra, &self.dir)
+        let ca = self.pki.join("ca.crt");
+        let mut args = vec!["--ca", ca.to_str().expect("utf-8 path")];
+        args.extend_from_slice(extra);
+        Watcher::spawn(&self.grpc, &args, &self.dir)
+    }
+
+    /// The server's log so far.
+    pub fn server_log(&self) -> String {
+        self.server.log_text()
     }
 
     /// A blocking HTTP GET on the server's HTTP endpoint.
