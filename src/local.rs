@@ -8,6 +8,21 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// Makes `cmd`'s process die with the thread that starts it, so that a
+/// killed `dbmon local` (or test) leaves no cluster member behind.
+fn die_with_parent(cmd: &mut Command) -> &mut Command {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        })
+    }
+}
+
 /// A free TCP port on 127.0.0.1 (the OS picks it; we release it at once).
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -38,12 +53,28 @@ pub struct EtcdCluster {
     dir: PathBuf,
     binary: PathBuf,
     initial_cluster: String,
+    tls: Option<EtcdTls>,
     pub members: Vec<EtcdMember>,
+}
+
+/// TLS on the client URLs, with client-certificate authentication.
+#[derive(Clone, Debug)]
+pub struct EtcdTls {
+    /// CA that clients' certificates must chain to.
+    pub ca_file: PathBuf,
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
 }
 
 impl EtcdCluster {
     /// Starts `n` members with data under `dir` on free loopback ports.
     pub fn start(dir: &Path, n: usize) -> Result<EtcdCluster> {
+        Self::start_with(dir, n, None)
+    }
+
+    /// Like [`EtcdCluster::start`], with HTTPS client URLs that require a
+    /// client certificate (`--client-cert-auth`) when `tls` is given.
+    pub fn start_with(dir: &Path, n: usize, tls: Option<EtcdTls>) -> Result<EtcdCluster> {
         let binary = which("etcd").context(
             "no `etcd` on PATH: install Debian's etcd-server package (sudo apt-get install etcd-server)",
         )?;
@@ -65,6 +96,7 @@ impl EtcdCluster {
             dir: dir.to_path_buf(),
             binary,
             initial_cluster,
+            tls,
             members,
         };
         for i in 0..n {
@@ -73,11 +105,15 @@ impl EtcdCluster {
         Ok(cluster)
     }
 
+    fn scheme(&self) -> &'static str {
+        if self.tls.is_some() { "https" } else { "http" }
+    }
+
     /// Client URLs of every member.
     pub fn client_urls(&self) -> Vec<String> {
         self.members
             .iter()
-            .map(|m| format!("http://127.0.0.1:{}", m.client_port))
+            .map(|m| format!("{}://127.0.0.1:{}", self.scheme(), m.client_port))
             .collect()
     }
 
@@ -85,9 +121,19 @@ impl EtcdCluster {
         let m = &self.members[i];
         let data = self.dir.join(&m.name);
         let log = std::fs::File::create(self.dir.join(format!("{}.log", m.name)))?;
-        let client = format!("http://127.0.0.1:{}", m.client_port);
+        let client = format!("{}://127.0.0.1:{}", self.scheme(), m.client_port);
         let peer = format!("http://127.0.0.1:{}", m.peer_port);
-        let child = Command::new(&self.binary)
+        let mut cmd = Command::new(&self.binary);
+        if let Some(t) = &self.tls {
+            cmd.arg("--client-cert-auth")
+                .arg("--trusted-ca-file")
+                .arg(&t.ca_file)
+                .arg("--cert-file")
+                .arg(&t.cert_file)
+                .arg("--key-file")
+                .arg(&t.key_file);
+        }
+        let child = die_with_parent(&mut cmd)
             .arg("--name")
             .arg(&m.name)
             .arg("--data-dir")
@@ -148,7 +194,13 @@ impl EtcdCluster {
                         self.dir.join(format!("{}.log", m.name)).display()
                     );
                 }
-                if m.child.is_some() && !http_ok(m.client_port, "/health") {
+                let ready = if self.tls.is_some() {
+                    // The member's certificate demands ours; an open port will do here.
+                    std::net::TcpStream::connect(("127.0.0.1", m.client_port)).is_ok()
+                } else {
+                    http_ok(m.client_port, "/health")
+                };
+                if m.child.is_some() && !ready {
                     all = false;
                 }
             }
@@ -197,6 +249,14 @@ fn http_ok(port: u16, path: &str) -> bool {
         && (path != "/health" || buf.contains("\"true\""))
 }
 
+/// The `cockroach` binary on PATH, or what to do without one.
+pub fn cockroach_binary() -> Result<PathBuf> {
+    which("cockroach").context(
+        "no `cockroach` binary on PATH. CockroachDB is not packaged by Debian: download it from \
+         cockroachlabs.com, put it on PATH, and run again (or leave out --cockroach)",
+    )
+}
+
 /// A local CockroachDB cluster (`cockroach start --insecure`), when the
 /// binary is on PATH.
 pub struct CockroachCluster {
@@ -207,10 +267,7 @@ pub struct CockroachCluster {
 impl CockroachCluster {
     /// Starts 3 insecure nodes on loopback and initializes the cluster.
     pub fn start(dir: &Path) -> Result<CockroachCluster> {
-        let binary = which("cockroach").context(
-            "no `cockroach` binary on PATH. CockroachDB is not packaged by Debian: download it from \
-             cockroachlabs.com, put it on PATH, and run again (or leave out --cockroach)",
-        )?;
+        let binary = cockroach_binary()?;
         let sql: Vec<u16> = (0..3).map(|_| free_port()).collect();
         let http: Vec<u16> = (0..3).map(|_| free_port()).collect();
         let join = sql
@@ -222,7 +279,7 @@ impl CockroachCluster {
         for i in 0..3 {
             let log = std::fs::File::create(dir.join(format!("cockroach{}.log", i + 1)))?;
             children.push(
-                Command::new(&binary)
+                die_with_parent(&mut Command::new(&binary))
                     .args(["start", "--insecure", "--listen-addr"])
                     .arg(format!("127.0.0.1:{}", sql[i]))
                     .arg("--http-addr")

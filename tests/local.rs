@@ -49,6 +49,8 @@ fn local_stack_comes_up_healthy_and_goes_away_cleanly() {
         "dbmon-client status shows local-etcd healthy 3/3",
         || {
             let out = Command::new(CLIENT)
+                .arg("--config")
+                .arg(dir.path().join("dbmon.yaml"))
                 .args(["status", "-o", "json"])
                 .env_remove("DBMON_SERVER")
                 .output()

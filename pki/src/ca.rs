@@ -109,9 +109,12 @@ impl Ca {
         let key = KeyPair::generate()?;
         let mut params = CertificateParams::default();
         params.distinguished_name = rcgen::DistinguishedName::new();
+        // A name of its own, so that another deployment's CA is never
+        // mistaken for this one by name.
+        let tag = &hex::encode(sha2_digest(&key.subject_public_key_info()))[..8];
         params
             .distinguished_name
-            .push(DnType::CommonName, format!("dbmon CA {trust_domain}"));
+            .push(DnType::CommonName, format!("dbmon CA {trust_domain} {tag}"));
         params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
         params.key_usages = vec![
             KeyUsagePurpose::KeyCertSign,
@@ -367,6 +370,11 @@ impl Ca {
         }
         Ok(out)
     }
+}
+
+fn sha2_digest(data: &[u8]) -> Vec<u8> {
+    use sha2::Digest;
+    sha2::Sha256::digest(data).to_vec()
 }
 
 fn serial_hex(s: Option<&SerialNumber>) -> String {

@@ -110,7 +110,7 @@ pub fn incoming(
                         let _ = tx.send(Ok(PeerStream { inner: tls, info })).await;
                     }
                     Ok(Err(e)) => {
-                        tracing::warn!(endpoint = what, peer = %addr, reason = %e, "TLS handshake refused")
+                        tracing::warn!(endpoint = what, peer = %addr, reason = %describe(&e), "TLS handshake refused")
                     }
                     Err(_) => {
                         tracing::warn!(endpoint = what, peer = %addr, "TLS handshake did not finish within 10s")
@@ -120,6 +120,31 @@ pub fn incoming(
         }
     });
     tokio_stream::wrappers::ReceiverStream::new(rx)
+}
+
+/// One line for a refused handshake: what was wrong and what to do, with
+/// rustls's own name for it.
+pub fn describe(e: &io::Error) -> String {
+    use rustls::{CertificateError, Error};
+    let Some(tls) = e.get_ref().and_then(|i| i.downcast_ref::<Error>()) else {
+        return e.to_string();
+    };
+    match tls {
+        Error::NoCertificatesPresented => {
+            "no client certificate: a collector must present its certificate (dbmon pki issue collector, or dbmon collector --join)".into()
+        }
+        Error::InvalidCertificate(CertificateError::Other(other)) => format!("invalid peer certificate: {}", other.0),
+        Error::InvalidCertificate(CertificateError::UnknownIssuer) => {
+            "invalid peer certificate: not signed by a CA in this server's trust bundle (UnknownIssuer)".into()
+        }
+        Error::InvalidCertificate(CertificateError::BadSignature) => {
+            "invalid peer certificate: its signature does not verify, the chain was altered (BadSignature)".into()
+        }
+        Error::InvalidCertificate(CertificateError::Revoked) => {
+            "invalid peer certificate: revoked by this deployment's CA (Revoked); issue a new one".into()
+        }
+        other => other.to_string(),
+    }
 }
 
 /// A gRPC channel to `url` (`https://host:port`) through `config`.
@@ -171,4 +196,33 @@ pub async fn channel(
         }
         s
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn describes_rustls_errors_found_in_io_errors() {
+        let e = io::Error::new(
+            io::ErrorKind::InvalidData,
+            rustls::Error::NoCertificatesPresented,
+        );
+        assert!(
+            describe(&e).starts_with("no client certificate"),
+            "{}",
+            describe(&e)
+        );
+        let id = crate::IdentityError::SeveralUris(2);
+        let e = io::Error::new(
+            io::ErrorKind::InvalidData,
+            rustls::Error::InvalidCertificate(rustls::CertificateError::Other(rustls::OtherError(
+                std::sync::Arc::new(id),
+            ))),
+        );
+        assert_eq!(
+            describe(&e),
+            "invalid peer certificate: certificate has 2 URI SANs; a dbmon certificate carries exactly one"
+        );
+    }
 }
