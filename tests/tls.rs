@@ -181,6 +181,9 @@ fn base64_encode(data: &[u8]) -> String {
         .join("\n")
 }
 
+/// A certificate chain and its key, PEM.
+type Pair = (String, String);
+
 fn read_pair(pki: &Path, base: &str) -> (String, String) {
     (
         std::fs::read_to_string(pki.join(format!("{base}.crt"))).unwrap(),
@@ -288,7 +291,7 @@ async fn every_bad_certificate_is_refused_with_its_own_reason() {
     );
     dbmon(&["pki", "revoke", &serial, "--dir", p]);
 
-    let cases: Vec<(&str, Option<(String, String)>, &str)> = vec![
+    let cases: Vec<(&str, Option<Pair>, &str)> = vec![
         ("no client certificate", None, "no client certificate"),
         (
             "certificate of another CA",

@@ -17,9 +17,9 @@ pub trait Connector: Send + Sync {
 /// A connector could not be built from its configuration.
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectorError {
-    #[error("{0}")]
+    #[error(transparent)]
     Pki(#[from] dbmon_pki::PkiError),
-    #[error("{0}")]
+    #[error(transparent)]
     Secret(#[from] dbmon_config::SecretError),
     #[error("cannot build the HTTP client: {0}")]
     Http(String),

@@ -40,7 +40,7 @@ pub fn files(dir: &Path, id: &str) -> (PathBuf, PathBuf, PathBuf) {
 /// A link failed to come up.
 #[derive(Debug, thiserror::Error)]
 pub enum LinkError {
-    #[error("{0}")]
+    #[error(transparent)]
     Pki(#[from] PkiError),
     #[error("{0}")]
     Config(String),

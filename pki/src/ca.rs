@@ -228,9 +228,12 @@ impl Ca {
         }];
         params.serial_number = Some(random_serial());
         params.use_authority_key_identifier_extension = true;
-        let start = now() - ::time::Duration::minutes(1);
-        params.not_before = start;
-        params.not_after = ttl_after(start, ttl).min(self.not_after()?);
+        // Backdated a little for clocks that lag, never by more than a
+        // quarter of the lifetime (renewal is planned from not_before).
+        let now = now();
+        let backdate = ::time::Duration::seconds((ttl.as_secs() / 4).min(60) as i64);
+        params.not_before = now - backdate;
+        params.not_after = ttl_after(now, ttl).min(self.not_after()?);
         Ok((params, identity))
     }
 

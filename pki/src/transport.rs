@@ -147,6 +147,26 @@ pub fn describe(e: &io::Error) -> String {
     }
 }
 
+/// One line for a connection error: the TLS reason when there is one,
+/// otherwise every cause in order.
+pub fn describe_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts = Vec::new();
+    let mut src = Some(e);
+    while let Some(x) = src {
+        if let Some(io) = x.downcast_ref::<io::Error>()
+            && io.get_ref().is_some_and(|i| i.is::<rustls::Error>())
+        {
+            return describe(io);
+        }
+        let text = x.to_string();
+        if !parts.iter().any(|p: &String| p.contains(&text)) {
+            parts.push(text);
+        }
+        src = x.source();
+    }
+    parts.join(": ")
+}
+
 /// A gRPC channel to `url` (`https://host:port`) through `config`.
 pub async fn channel(
     url: &str,
@@ -186,16 +206,10 @@ pub async fn channel(
     .connect_timeout(connect_timeout)
     .http2_keep_alive_interval(Duration::from_secs(10))
     .keep_alive_timeout(Duration::from_secs(10));
-    endpoint.connect_with_connector(dial).await.map_err(|e| {
-        let mut s = e.to_string();
-        let mut src = std::error::Error::source(&e);
-        while let Some(x) = src {
-            s.push_str(": ");
-            s.push_str(&x.to_string());
-            src = x.source();
-        }
-        s
-    })
+    endpoint
+        .connect_with_connector(dial)
+        .await
+        .map_err(|e| describe_chain(&e))
 }
 
 #[cfg(test)]

@@ -37,7 +37,7 @@ pub enum ServerError {
     },
     #[error("gRPC server failed: {0}")]
     Grpc(#[from] tonic::transport::Error),
-    #[error("{0}")]
+    #[error(transparent)]
     Pki(#[from] dbmon_pki::PkiError),
     #[error(
         "the server has no certificates: set server.pki_dir to a directory made by `dbmon pki init` \
