@@ -84,6 +84,18 @@ pub fn describe(e: &reqwest::Error, timeout: Duration) -> String {
     let text = text
         .replace("error sending request for url ", "request to ")
         .replace("client error (Connect)", "cannot connect");
+    let hint = if text.contains("BadCertificate") || text.contains("CertificateRequired") {
+        "; the node refused our client certificate or wants one: check tls.cert_file and tls.key_file"
+    } else if text.contains("UnknownIssuer") {
+        "; the node's certificate is not signed by tls.ca_file: point tls.ca_file at the cluster's CA"
+    } else if text.contains("NotValidForName") {
+        "; the node's certificate does not name this address: use the name or IP it was issued for"
+    } else if text.contains("certificate expired") || text.contains("Expired") {
+        "; the node's certificate has expired: renew it on the cluster"
+    } else {
+        ""
+    };
+    let text = format!("{text}{hint}");
     if e.is_connect() {
         format!("no answer: {text}")
     } else if e.is_body() || e.is_decode() {

@@ -143,7 +143,9 @@ fn find<'a>(obs: &'a [Observation], node: &str, check: &str) -> &'a Observation 
 }
 
 fn label(url: &str) -> String {
-    url.trim_start_matches("http://").to_string()
+    url.trim_start_matches("http://")
+        .trim_start_matches("https://")
+        .to_string()
 }
 
 /// Reports as the agent would stamp them, to derive cluster health.
@@ -511,4 +513,103 @@ async fn a_wrong_password_and_an_exposed_password_file_are_reported() {
         err.contains("readable by group or others") && err.contains("chmod 600"),
         "{err}"
     );
+}
+
+/// Serves `node` over HTTPS with `cert`/`key` (PEM files).
+async fn serve_tls(node: Arc<Node>, cert: &std::path::Path, key: &std::path::Path) -> String {
+    use rustls::pki_types::pem::PemObject;
+    let chain: Vec<rustls::pki_types::CertificateDer<'static>> =
+        rustls::pki_types::CertificateDer::pem_file_iter(cert)
+            .unwrap()
+            .map(|c| c.unwrap())
+            .collect();
+    let key = rustls::pki_types::PrivateKeyDer::from_pem_file(key).unwrap();
+    let cfg = rustls::ServerConfig::builder_with_provider(dbmon_pki::tls::provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(cfg));
+    let app = axum::Router::new()
+        .route("/health", get(health))
+        .route("/_status/vars", get(vars))
+        .route("/_status/nodes", get(nodes))
+        .with_state(node);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let (acceptor, app) = (acceptor.clone(), app.clone());
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let service = hyper_util::service::TowerToHyperService::new(app);
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
+                    .await;
+            });
+        }
+    });
+    format!("https://{addr}")
+}
+
+#[tokio::test]
+async fn the_clusters_certificate_is_verified_against_the_configured_ca() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster_ca = dbmon_pki::Ca::init(&dir.path().join("crdb"), "crdb.test", false).unwrap();
+    let cert = cluster_ca
+        .issue(
+            dbmon_pki::Role::Server,
+            "node",
+            None,
+            &["127.0.0.1".into()],
+            Duration::from_secs(3600),
+            false,
+        )
+        .unwrap();
+    dbmon_pki::Ca::init(&dir.path().join("other"), "other.test", false).unwrap();
+    let url = serve_tls(
+        Node::new(STATUS_VARS.into()),
+        &cert.cert_path,
+        &cert.key_path,
+    )
+    .await;
+    let node = label(&url);
+    let with_ca = |ca: &std::path::Path| format!("    tls:\n      ca_file: {}\n", ca.display());
+
+    // The right CA: verified, and the real payload read through it.
+    let obs = poll(&cluster_yaml(
+        std::slice::from_ref(&url),
+        &with_ca(&dir.path().join("crdb/ca.crt")),
+    ))
+    .await;
+    assert_eq!(find(&obs, &node, "up").status, Status::Ok, "{obs:#?}");
+    assert_eq!(find(&obs, "", "live_nodes").value, Some(3.0));
+
+    // Another CA: refused, with the reason and what to do.
+    let obs = poll(&cluster_yaml(
+        std::slice::from_ref(&url),
+        &with_ca(&dir.path().join("other/ca.crt")),
+    ))
+    .await;
+    let up = find(&obs, &node, "up");
+    assert_eq!(up.status, Status::Crit);
+    assert!(
+        up.message.contains("UnknownIssuer") && up.message.contains("tls.ca_file"),
+        "{up:?}"
+    );
+
+    // No CA configured: the system's roots do not know it either.
+    let obs = poll(&cluster_yaml(std::slice::from_ref(&url), "")).await;
+    assert_eq!(find(&obs, &node, "up").status, Status::Crit);
+
+    // Verification off, explicitly: accepted.
+    let obs = poll(&cluster_yaml(
+        std::slice::from_ref(&url),
+        "    tls:\n      insecure_skip_verify: true\n",
+    ))
+    .await;
+    assert_eq!(find(&obs, &node, "up").status, Status::Ok);
 }

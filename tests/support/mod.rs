@@ -110,9 +110,15 @@ pub fn start_server_with(dir: &Path, clusters_yaml: &str, extra_server: &str) ->
             .stdout(Stdio::null()),
         dir.join("server.log"),
     );
-    wait_until(Duration::from_secs(20), "the server listens", || {
-        std::net::TcpStream::connect(("127.0.0.1", collector_port)).is_ok()
-    });
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", collector_port)).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the server does not listen after 20s; its log:\n{}",
+            server.log_text()
+        );
+        std::thread::park_timeout(Duration::from_millis(50));
+    }
     Stack {
         server,
         collector: None,
