@@ -268,6 +268,65 @@ fn a_renewal_during_a_live_stream_loses_nothing() {
         },
     );
 
+    // The server's own certificate replaced on disk, and a SIGHUP: both
+    // reload it, new connections get it, the open stream goes on.
+    let server_serial = || {
+        dbmon_pki::ca::inspect(&stack.pki.join("server.crt"))
+            .unwrap()
+            .serial
+    };
+    let old_server = server_serial();
+    dbmon(&[
+        "pki",
+        "issue",
+        "server",
+        "--name",
+        "server",
+        "--host",
+        "127.0.0.1",
+        "--force",
+        "--dir",
+        &p,
+    ]);
+    assert_ne!(server_serial(), old_server);
+    wait_until(
+        Duration::from_secs(10),
+        "the server reloads its new certificate",
+        || {
+            stack
+                .server_log()
+                .matches("server certificate reloaded")
+                .count()
+                == 1
+        },
+    );
+    let pid = stack.server.child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-HUP", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    wait_until(Duration::from_secs(10), "SIGHUP reloads it again", || {
+        stack
+            .server_log()
+            .matches("server certificate reloaded")
+            .count()
+            == 2
+    });
+    let out = stack.client(&["status", "-o", "json"]);
+    assert!(
+        out.status.success(),
+        "a new connection gets the new certificate: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let before = watch.seen.len();
+    watch.wait_for(Duration::from_secs(10), "reports still flowing", |v| {
+        v["type"] == "report"
+    });
+    assert!(watch.seen.len() > before);
+
     let seqs: Vec<u64> = watch
         .seen
         .iter()

@@ -11,8 +11,8 @@
 //! - [`pem`]: reading PEM material given to dbmon, with errors that say what to do.
 //!
 //! File names in a PKI directory (as CockroachDB's `cockroach cert`):
-//! `ca.crt`, `ca.key`, `ca.crl`, `server.crt`/`server.key` (from `init`),
-//! `server.NAME.crt`, `collector.NAME.crt`/`collector.NAME.key`,
+//! `ca.crt`, `ca.key`, `ca.crl`, `server.crt`/`server.key`,
+//! `collector.NAME.crt`/`collector.NAME.key`,
 //! `revoked.json` and `tokens.json`. Keys are written 0600 and never
 //! overwritten without `force`.
 

@@ -98,7 +98,7 @@ enum PkiCmd {
         #[arg(long)]
         force: bool,
     },
-    /// Issue a certificate: server.NAME.crt or collector.NAME.crt, with its key.
+    /// Issue a certificate and its key: server.crt, or collector.NAME.crt.
     Issue {
         kind: Kind,
         #[arg(long)]
@@ -260,7 +260,13 @@ fn pki(cmd: PkiCmd) -> Result<()> {
                 .map(|t| duration(&t, "--ttl"))
                 .transpose()?
                 .unwrap_or(default_ttl);
-            let issued = ca.issue(role, &name, Some(&name), &hosts, ttl, force)?;
+            // A server's files are server.crt/.key (one server per directory);
+            // collectors' are collector.NAME.crt/.key, made here and handed out.
+            let file = match role {
+                Role::Server => None,
+                Role::Collector => Some(name.as_str()),
+            };
+            let issued = ca.issue(role, &name, file, &hosts, ttl, force)?;
             println!(
                 "{} for {} (serial {}, valid until {})",
                 issued.cert_path.display(),
