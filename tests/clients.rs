@@ -44,6 +44,14 @@ fn status_and_watch_clients_see_the_same_cluster() {
             let _ = tx.send(l);
         }
     });
+    // The watcher is subscribed (its first line is the empty snapshot) before any report exists.
+    let first = lines
+        .recv_timeout(Duration::from_secs(20))
+        .unwrap_or_else(|_| panic!("watch printed nothing; its stderr:\n{}", watcher.log_text()));
+    assert!(
+        first.starts_with("-- initial (0 reports) --"),
+        "first the snapshot: {first}"
+    );
     stack.start_collector();
 
     // Watch: a line per report, each with the cluster's health.
@@ -66,10 +74,6 @@ fn status_and_watch_clients_see_the_same_cluster() {
             break;
         }
     }
-    assert!(
-        seen[0].starts_with("-- initial (0 reports) --"),
-        "first the snapshot: {seen:?}"
-    );
 
     // Status, at the same time, as a table: every node up.
     wait_until(Duration::from_secs(10), "status shows 3/3 healthy", || {

@@ -118,6 +118,16 @@ const CASES: &[(&str, &str, &str)] = &[
         "FILE:1:11: unclosed bracket '['",
     ),
     (
+        "plaintext beyond loopback",
+        "server:\n  listen: 0.0.0.0:7070\n  insecure_plaintext: true\n",
+        "FILE:3:23: server.insecure_plaintext: plaintext is for development on loopback only, but server.listen is 0.0.0.0:7070; remove insecure_plaintext and configure tls",
+    ),
+    (
+        "plaintext collector link without the flag",
+        "collector:\n  server: http://127.0.0.1:7072\n",
+        "FILE:2:11: collector.server: plaintext http:// needs collector.insecure_plaintext: true (development on loopback only); expected https://HOST:PORT",
+    ),
+    (
         "bad cluster name",
         "clusters:\n  - name: \"prod cluster!\"\n    kind: etcd\n    nodes: [127.0.0.1:2379]\n",
         "FILE:2:11: clusters[0].name: expected a name of letters, digits, '-', '_' or '.', 1 to 63 characters",

@@ -226,6 +226,9 @@ fn a_renewal_during_a_live_stream_loses_nothing() {
     let first = serial();
 
     let mut watch = stack.watch_json(&["--cluster", "renewing"]);
+    watch.wait_for(Duration::from_secs(20), "the watcher is subscribed", |v| {
+        v["type"] == "snapshot"
+    });
     stack.start_collector();
     // Renewed at two thirds of 6s, twice.
     let mut serials = vec![first.clone()];
@@ -315,6 +318,31 @@ fn a_renewal_during_a_live_stream_loses_nothing() {
             .count()
             == 2
     });
+    // A certificate put in the collector's folder from outside is picked up too.
+    dbmon(&[
+        "pki",
+        "issue",
+        "collector",
+        "--name",
+        "test-collector",
+        "--ttl",
+        "6s",
+        "--force",
+        "--dir",
+        &p,
+    ]);
+    wait_until(
+        Duration::from_secs(10),
+        "the collector reloads the re-issued certificate",
+        || {
+            stack
+                .collector
+                .as_ref()
+                .unwrap()
+                .log_text()
+                .contains("collector certificate reloaded")
+        },
+    );
     let out = stack.client(&["status", "-o", "json"]);
     assert!(
         out.status.success(),
