@@ -49,6 +49,8 @@ pub struct ClusterView {
     pub health: &'static str,
     pub nodes_up: usize,
     pub nodes_total: usize,
+    /// Nothing heard from the cluster's collector for longer than promised.
+    pub stale: bool,
     /// Seconds since the newest report was observed.
     pub age_s: f64,
     pub worst: Vec<ReportView>,
@@ -62,6 +64,7 @@ impl ClusterView {
             health: health_name(s.health),
             nodes_up: s.nodes_up,
             nodes_total: s.nodes_total,
+            stale: s.stale,
             age_s: (now_ms - s.newest_ms).max(0) as f64 / 1000.0,
             worst: s.worst.iter().map(ReportView::new).collect(),
         }
@@ -119,7 +122,11 @@ pub fn status_table(summaries: &[ClusterSummary], now_ms: i64) -> String {
         rows.push(vec![
             s.cluster.clone(),
             s.kind.clone(),
-            health_name(s.health).to_string(),
+            if s.stale {
+                format!("{} (stale)", health_name(s.health))
+            } else {
+                health_name(s.health).to_string()
+            },
             format!("{}/{}", s.nodes_up, s.nodes_total),
             age(now_ms - s.newest_ms),
             worst,

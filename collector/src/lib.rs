@@ -46,11 +46,21 @@ pub async fn run(config: Config, shutdown: watch::Receiver<bool>) -> Result<(), 
             shutdown.clone(),
         ));
     }
+    let state = std::sync::Arc::new(publisher::StreamState::default());
+    if let Some(addr) = config.collector.http_listen {
+        let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+            link::LinkError::Config(format!(
+                "cannot listen on collector.http_listen {addr}: {e}"
+            ))
+        })?;
+        tasks.spawn(health_endpoint(listener, state.clone(), shutdown.clone()));
+    }
     let publisher = publisher::PublisherConfig {
         collector_id: config.collector.id.clone(),
         link,
         clusters: config.clusters.iter().map(|c| c.name.clone()).collect(),
         buffer_reports: config.collector.buffer_reports,
+        state,
     };
     tasks.spawn(publisher::run(publisher, rx, shutdown));
     while let Some(r) = tasks.join_next().await {
@@ -59,4 +69,40 @@ pub async fn run(config: Config, shutdown: watch::Receiver<bool>) -> Result<(), 
         }
     }
     Ok(())
+}
+
+/// `/healthz` of the collector: 200 while its stream to the server is up,
+/// 503 with the last error otherwise.
+async fn health_endpoint(
+    listener: tokio::net::TcpListener,
+    state: std::sync::Arc<publisher::StreamState>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    use axum::http::StatusCode;
+    let app = axum::Router::new().route(
+        "/healthz",
+        axum::routing::get(move || {
+            let state = state.clone();
+            async move {
+                if state.connected.load(std::sync::atomic::Ordering::Relaxed) {
+                    (StatusCode::OK, "ok: streaming to the server\n".to_string())
+                } else {
+                    let e = state
+                        .last_error
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .clone();
+                    (
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        format!("not connected to the server: {e}\n"),
+                    )
+                }
+            }
+        }),
+    );
+    let _ = axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            let _ = shutdown.wait_for(|s| *s).await;
+        })
+        .await;
 }

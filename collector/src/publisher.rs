@@ -14,12 +14,20 @@ use tokio_stream::StreamExt;
 /// Check name of the report that says reports were dropped.
 pub const LOST_CHECK: &str = "dbmon_lost_reports";
 
+/// Whether the stream to the server is up, for `/healthz`.
+#[derive(Default)]
+pub struct StreamState {
+    pub connected: std::sync::atomic::AtomicBool,
+    pub last_error: std::sync::Mutex<String>,
+}
+
 /// Settings of the stream.
 pub struct PublisherConfig {
     pub collector_id: String,
     pub link: crate::link::Link,
     pub clusters: Vec<String>,
     pub buffer_reports: usize,
+    pub state: std::sync::Arc<StreamState>,
 }
 
 /// Numbered reports not yet acknowledged by the server.
@@ -106,13 +114,25 @@ pub async fn run(
         if *shutdown.borrow() {
             return;
         }
-        match session(&cfg, epoch, &mut buf, &mut reports, &mut shutdown).await {
+        let ended = session(&cfg, epoch, &mut buf, &mut reports, &mut shutdown).await;
+        cfg.state
+            .connected
+            .store(false, std::sync::atomic::Ordering::Relaxed);
+        match ended {
             Ok(Ended::Shutdown) => return,
             Ok(Ended::Server) => {
                 tracing::warn!(server = %cfg.link.server(), "the server closed the report stream; reconnecting");
+                *cfg.state
+                    .last_error
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner()) = "the server closed the stream".into();
                 backoff = Duration::from_millis(100);
             }
             Err(e) => {
+                *cfg.state
+                    .last_error
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner()) = e.clone();
                 tracing::warn!(server = %cfg.link.server(), error = %e, buffered = buf.items.len(), retry_in = ?backoff, "cannot stream reports to the server");
             }
         }
@@ -166,6 +186,9 @@ async fn session(
         .map_err(|s| format!("server refused the stream: {}", s.message()))?
         .into_inner();
     tracing::info!(server = %cfg.link.server(), resent, "streaming reports to the server");
+    cfg.state
+        .connected
+        .store(true, std::sync::atomic::Ordering::Relaxed);
     loop {
         tokio::select! {
             r = reports.recv() => match r {

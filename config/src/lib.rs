@@ -97,6 +97,8 @@ pub struct CollectorConfig {
     pub pki_dir: Option<PathBuf>,
     /// Development only: plaintext `http://` to a loopback server.
     pub insecure_plaintext: bool,
+    /// Optional `/healthz` endpoint: 200 while the stream to the server is up.
+    pub http_listen: Option<SocketAddr>,
 }
 
 /// Where `dbmon-client` finds the server.
@@ -342,6 +344,7 @@ impl Config {
                 buffer_reports: raw::DEFAULT_BUFFER,
                 pki_dir: None,
                 insecure_plaintext: false,
+                http_listen: None,
             },
             client: ClientConfig {
                 server: format!("https://{DEFAULT_GRPC_ADDR}"),
@@ -509,6 +512,9 @@ impl Validator<'_> {
                 config.collector.buffer_reports = self.positive(&n, "collector.buffer_reports")?;
             }
             config.collector.pki_dir = c.pki_dir.map(|p| p.value);
+            if let Some(a) = c.http_listen {
+                config.collector.http_listen = Some(self.addr(&a, "collector.http_listen")?);
+            }
         }
         if let Some(c) = raw.client {
             if let Some(s) = c.server {

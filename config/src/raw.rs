@@ -89,6 +89,7 @@ pub(crate) struct RawCollector {
     pub buffer_reports: Option<Spanned<u64>>,
     pub pki_dir: Option<Spanned<PathBuf>>,
     pub insecure_plaintext: Option<Spanned<bool>>,
+    pub http_listen: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]

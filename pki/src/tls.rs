@@ -652,3 +652,21 @@ pub fn pinned_client(ca_pin: &str) -> Result<rustls::ClientConfig, PkiError> {
     cfg.alpn_protocols = vec![H2.to_vec()];
     Ok(cfg)
 }
+
+/// A client presenting exactly the given chain and key (no checks of our
+/// own: `dbmon pki probe` uses it to see what a server refuses).
+pub fn probe_client(
+    chain: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+    trust: Arc<Trust>,
+) -> Result<rustls::ClientConfig, PkiError> {
+    let mut cfg = rustls::ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| PkiError::Invalid(e.to_string()))?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(ServerVerifier { trust }))
+        .with_client_auth_cert(chain, key)
+        .map_err(|e| PkiError::Invalid(format!("certificate and key: {e}")))?;
+    cfg.alpn_protocols = vec![H2.to_vec()];
+    Ok(cfg)
+}

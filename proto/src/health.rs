@@ -62,6 +62,9 @@ pub struct ClusterSummary {
     pub worst: Vec<Report>,
     /// Observation time of the newest report.
     pub newest_ms: i64,
+    /// Every report is stale: nothing has been heard from the cluster's
+    /// collector for longer than its reports promised.
+    pub stale: bool,
 }
 
 /// Derives the health of one cluster from its latest reports.
@@ -97,8 +100,12 @@ fn summarize_one<'a>(
     let mut worst: Vec<(Status, &Report)> = Vec::new();
     let mut newest_ms = 0;
     let mut kind = String::new();
+    let mut stale = 0usize;
     for r in reports {
         total += 1;
+        if is_stale(r, now_ms) {
+            stale += 1;
+        }
         newest_ms = newest_ms.max(r.observed_at_ms);
         if kind.is_empty() {
             kind.clone_from(&r.kind);
@@ -154,6 +161,7 @@ fn summarize_one<'a>(
         nodes_total,
         worst,
         newest_ms,
+        stale: total > 0 && stale == total,
     }
 }
 
@@ -253,6 +261,8 @@ mod tests {
         assert_eq!(derive(&rs, 20_000), Health::Unknown);
         let s = &summarize(&rs, 20_000)[0];
         assert_eq!(s.worst[0].status(), Status::Unknown);
+        assert!(s.stale);
+        assert!(!summarize(&rs, 2_000)[0].stale);
     }
 
     #[test]

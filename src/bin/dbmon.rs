@@ -52,6 +52,15 @@ enum Cmd {
         #[command(subcommand)]
         command: PkiCmd,
     },
+    /// Exit 0 if an HTTP health endpoint answers 200 (for container health checks).
+    Healthcheck {
+        /// URL of a /healthz endpoint.
+        #[arg(
+            env = "DBMON_HEALTH_URL",
+            default_value = "http://127.0.0.1:7071/healthz"
+        )]
+        url: String,
+    },
     /// Start a local 3-member etcd cluster (and CockroachDB with --cockroach),
     /// a certificate authority, a server and a collector, all on loopback.
     Local {
@@ -132,6 +141,20 @@ enum PkiCmd {
         #[command(subcommand)]
         command: TokenCmd,
     },
+    /// Check whether a server's collector endpoint accepts a certificate
+    /// (or none), and say why not.
+    Probe {
+        /// Collector endpoint, https://HOST:PORT.
+        url: String,
+        /// CA certificate to verify the server with.
+        #[arg(long)]
+        ca: PathBuf,
+        /// Certificate to present (with --key).
+        #[arg(long, requires = "key")]
+        cert: Option<PathBuf>,
+        #[arg(long, requires = "cert")]
+        key: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -159,6 +182,24 @@ fn main() -> ExitCode {
         Cmd::Config {
             command: ConfigCmd::Check { file },
         } => return config_check(&file),
+        Cmd::Pki {
+            command: PkiCmd::Probe { url, ca, cert, key },
+        } => {
+            return match tokio::runtime::Runtime::new()
+                .map_err(anyhow::Error::from)
+                .and_then(|rt| rt.block_on(probe(&url, &ca, cert.as_deref(), key.as_deref())))
+            {
+                Ok(msg) => {
+                    println!("accepted: {msg}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    println!("refused: {e:#}");
+                    ExitCode::from(1)
+                }
+            };
+        }
+        Cmd::Healthcheck { url } => return healthcheck(&url),
         Cmd::Pki { command } => pki(command),
         other => tokio::runtime::Runtime::new()
             .context("cannot start the async runtime")
@@ -332,6 +373,7 @@ fn pki(cmd: PkiCmd) -> Result<()> {
                 dir.join("ca.crl").display()
             );
         }
+        PkiCmd::Probe { .. } => unreachable!("handled with a runtime"),
         PkiCmd::Token {
             command:
                 TokenCmd::Create {
@@ -435,7 +477,9 @@ async fn run(cmd: Cmd) -> Result<()> {
             cockroach,
             interval,
         } => local(dir, cockroach, &interval).await?,
-        Cmd::Config { .. } | Cmd::Pki { .. } => unreachable!("handled before the runtime starts"),
+        Cmd::Config { .. } | Cmd::Pki { .. } | Cmd::Healthcheck { .. } => {
+            unreachable!("handled before the runtime starts")
+        }
     }
     Ok(())
 }
@@ -526,4 +570,97 @@ async fn local(dir: Option<PathBuf>, cockroach: bool, interval: &str) -> Result<
     r?;
     c?;
     Ok(())
+}
+
+/// GET `url` with plain HTTP/1.0; success only on 200.
+fn healthcheck(url: &str) -> ExitCode {
+    use std::io::{Read, Write};
+    let Some(rest) = url.strip_prefix("http://") else {
+        eprintln!("{url}: expected http://HOST:PORT/PATH");
+        return ExitCode::from(2);
+    };
+    let (authority, path) = rest
+        .split_once('/')
+        .map_or((rest, "/".to_string()), |(a, p)| (a, format!("/{p}")));
+    let answer = (|| -> std::io::Result<String> {
+        use std::net::ToSocketAddrs;
+        let addr = authority
+            .to_socket_addrs()?
+            .next()
+            .ok_or_else(|| std::io::Error::other("no address"))?;
+        let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(3))?;
+        s.set_read_timeout(Some(Duration::from_secs(3)))?;
+        s.write_all(format!("GET {path} HTTP/1.0\r\nHost: {authority}\r\n\r\n").as_bytes())?;
+        let mut out = String::new();
+        s.read_to_string(&mut out)?;
+        Ok(out)
+    })();
+    match answer {
+        Ok(a) if a.starts_with("HTTP/1.1 200") || a.starts_with("HTTP/1.0 200") => {
+            ExitCode::SUCCESS
+        }
+        Ok(a) => {
+            eprintln!("{url}: {}", a.lines().last().unwrap_or(""));
+            ExitCode::from(1)
+        }
+        Err(e) => {
+            eprintln!("{url}: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// Connects to a collector endpoint with (or without) a certificate and
+/// makes one call; what the server thinks of the certificate.
+async fn probe(url: &str, ca: &Path, cert: Option<&Path>, key: Option<&Path>) -> Result<String> {
+    use dbmon_proto::v1::CertificateRequest;
+    use dbmon_proto::v1::ingest_client::IngestClient;
+    let td = dbmon_pki::trust_domain_of(ca)?;
+    let trust = dbmon_pki::tls::Trust::load(ca, None, &td)?;
+    let cfg = match (cert, key) {
+        (Some(c), Some(k)) => {
+            // Presented as is: probing is for finding out what the server refuses.
+            let pem = dbmon_pki::read_identity(c, k)?;
+            probe_config(&pem, trust)?
+        }
+        _ => dbmon_pki::tls::people_client(trust)?,
+    };
+    let channel =
+        dbmon_pki::transport::channel(url, std::sync::Arc::new(cfg), Duration::from_secs(5))
+            .await
+            .map_err(|e| anyhow::anyhow!(e))?;
+    match IngestClient::new(channel)
+        .renew(CertificateRequest {
+            csr_pem: String::new(),
+        })
+        .await
+    {
+        Ok(_) => Ok("the call went through".into()),
+        Err(s) if s.code() == tonic::Code::Unavailable || s.code() == tonic::Code::Unknown => {
+            let detail = std::error::Error::source(&s)
+                .map(dbmon_pki::transport::describe_chain)
+                .unwrap_or_else(|| s.message().to_string());
+            Err(anyhow::anyhow!(
+                "the server ended the connection at the TLS handshake: it does not accept this certificate, and its log says why ({detail})"
+            ))
+        }
+        // An answer from the service means the TLS link was accepted.
+        Err(s) => Ok(format!(
+            "the server answered the call ({:?}: {})",
+            s.code(),
+            s.message()
+        )),
+    }
+}
+
+fn probe_config(
+    identity_pem: &[u8],
+    trust: std::sync::Arc<dbmon_pki::tls::Trust>,
+) -> Result<rustls::ClientConfig> {
+    use rustls::pki_types::pem::PemObject;
+    let chain: Vec<rustls::pki_types::CertificateDer<'static>> =
+        rustls::pki_types::CertificateDer::pem_slice_iter(identity_pem)
+            .collect::<Result<_, _>>()?;
+    let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(identity_pem)?;
+    Ok(dbmon_pki::tls::probe_client(chain, key, trust)?)
 }

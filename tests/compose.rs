@@ -1,0 +1,357 @@
+//! dbmon in containers built on this machine's Docker engine, across two
+//! private networks: deploy/up.sh brings it up, the host's dbmon-client sees
+//! it, a cluster member stops, a collector is cut off and comes back,
+//! strangers cannot publish, a certificate is replaced in place, and
+//! deploy/down.sh leaves nothing behind.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::Duration;
+use support::*;
+
+fn deploy(script: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("deploy")
+        .join(script)
+}
+
+fn run(cmd: &mut Command) -> Output {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// The compose project; `deploy/down.sh` runs when it is dropped, even
+/// after a failed assertion.
+struct Deployment {
+    project: String,
+    run_dir: PathBuf,
+    port: u16,
+    down: bool,
+}
+
+impl Deployment {
+    fn env<'a>(&self, cmd: &'a mut Command) -> &'a mut Command {
+        cmd.env("COMPOSE_PROJECT_NAME", &self.project)
+            .env("DBMON_RUN_DIR", &self.run_dir)
+            .env("DBMON_PORT", self.port.to_string())
+            .env("DBMON_BINARY", DBMON)
+    }
+
+    fn container(&self, service: &str) -> String {
+        format!("{}_{service}_1", self.project)
+    }
+
+    fn client(&self, args: &[&str]) -> Output {
+        Command::new(CLIENT)
+            .args([
+                "--server",
+                &format!("https://127.0.0.1:{}", self.port),
+                "--ca",
+            ])
+            .arg(self.run_dir.join("pki/ca.crt"))
+            .args(args)
+            .output()
+            .unwrap()
+    }
+
+    /// `status -o json` as (cluster → summary).
+    fn status(&self) -> serde_json::Value {
+        let out = self.client(&["status", "-o", "json"]);
+        serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null)
+    }
+
+    fn cluster(&self, name: &str) -> serde_json::Value {
+        self.status()
+            .as_array()
+            .and_then(|a| a.iter().find(|c| c["cluster"] == name).cloned())
+            .unwrap_or(serde_json::Value::Null)
+    }
+
+    fn logs(&self, service: &str) -> String {
+        let out = Command::new("docker")
+            .args(["logs", &self.container(service)])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+    }
+
+    /// `dbmon pki probe` from a throwaway container on the server's network.
+    fn probe(&self, mount: &Path, cert: Option<&str>) -> (bool, String) {
+        let mut cmd = Command::new("docker");
+        cmd.args([
+            "run",
+            "--rm",
+            "--network",
+            &format!("{}_front", self.project),
+            "-v",
+        ])
+        .arg(format!("{}:/probe:ro", mount.display()))
+        .args([
+            "dbmon:local",
+            "pki",
+            "probe",
+            "https://server:7072",
+            "--ca",
+            "/probe/ca.crt",
+        ]);
+        if let Some(c) = cert {
+            cmd.args([
+                "--cert",
+                &format!("/probe/{c}.crt"),
+                "--key",
+                &format!("/probe/{c}.key"),
+            ]);
+        }
+        let out = cmd.output().unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    }
+
+    fn down(&mut self) {
+        self.down = true;
+        run(self.env(&mut Command::new(deploy("down.sh"))));
+    }
+}
+
+impl Drop for Deployment {
+    fn drop(&mut self) {
+        if !self.down {
+            let _ = self.env(&mut Command::new(deploy("down.sh"))).output();
+        }
+    }
+}
+
+/// Copies `from` over `to` by a rename, as a deployer's tooling would, and
+/// gives it to the containers' user.
+fn replace(from: &Path, to: &Path) {
+    let tmp = to.with_extension("new");
+    std::fs::copy(from, &tmp).unwrap();
+    if unsafe_is_root() {
+        run(Command::new("chown").arg("65532:65532").arg(&tmp));
+    }
+    std::fs::rename(&tmp, to).unwrap();
+}
+
+fn unsafe_is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| o.stdout.starts_with(b"0\n"))
+        .unwrap_or(false)
+}
+
+#[test]
+fn the_compose_deployment_end_to_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut d = Deployment {
+        project: format!("dbmontest{}", std::process::id()),
+        run_dir: dir.path().join("run"),
+        port: free_port(),
+        down: false,
+    };
+    run(d.env(&mut Command::new(deploy("up.sh"))));
+
+    // The host's client sees both clusters healthy.
+    wait_until(
+        Duration::from_secs(60),
+        "both clusters healthy with 3/3 members",
+        || {
+            ["etcd-a", "etcd-b"].iter().all(|c| {
+                let s = d.cluster(c);
+                s["health"] == "healthy" && s["nodes_up"] == 3
+            })
+        },
+    );
+    for service in ["server", "collector1", "collector2"] {
+        let health = run(Command::new("docker").args([
+            "inspect",
+            "-f",
+            "{{.State.Health.Status}}",
+            &d.container(service),
+        ]));
+        let user = run(Command::new("docker").args([
+            "inspect",
+            "-f",
+            "{{.Config.User}}",
+            &d.container(service),
+        ]));
+        assert!(
+            !String::from_utf8_lossy(&user.stdout)
+                .trim()
+                .starts_with('0'),
+            "{service} runs as non-root"
+        );
+        let h = String::from_utf8_lossy(&health.stdout).trim().to_string();
+        assert!(h == "healthy" || h == "starting", "{service}: {h}");
+    }
+
+    // One etcd member stops: degraded in watch.
+    let mut watch = Watcher::spawn(
+        &format!("https://127.0.0.1:{}", d.port),
+        &[
+            "--ca",
+            d.run_dir.join("pki/ca.crt").to_str().unwrap(),
+            "--cluster",
+            "etcd-a",
+        ],
+        dir.path(),
+    );
+    run(Command::new("docker").args(["stop", "-t", "1", &d.container("etcd2")]));
+    watch.wait_for(
+        Duration::from_secs(20),
+        "etcd-a degraded after a member stopped",
+        |v| v["type"] == "report" && health_of(v) == "degraded" && v["nodes_up"] == 2,
+    );
+
+    // Collector 1 cut off from the server's network: its cluster goes stale
+    // within three poll intervals and a timeout (1s each here: 4s), the
+    // other collector's does not.
+    let front = format!("{}_front", d.project);
+    run(Command::new("docker").args(["network", "disconnect", &front, &d.container("collector1")]));
+    let cut = std::time::Instant::now();
+    wait_until(Duration::from_secs(15), "etcd-a stale", || {
+        d.cluster("etcd-a")["stale"] == true
+    });
+    let took = cut.elapsed();
+    assert!(took < Duration::from_secs(10), "stale after {took:?}");
+    assert_eq!(
+        d.cluster("etcd-b")["stale"],
+        false,
+        "collector 2 still reports"
+    );
+    let text = String::from_utf8_lossy(&d.client(&["status"]).stdout).into_owned();
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("etcd-a") && l.contains("(stale)")),
+        "{text}"
+    );
+
+    // Reconnected: reports resume.
+    run(Command::new("docker").args(["network", "connect", &front, &d.container("collector1")]));
+    wait_until(Duration::from_secs(60), "etcd-a reports resume", || {
+        let s = d.cluster("etcd-a");
+        s["stale"] == false && s["age_s"].as_f64().is_some_and(|a| a < 3.0)
+    });
+
+    // Strangers cannot publish: no certificate, another CA's certificate.
+    let (ok, out) = d.probe(&d.run_dir.join("server"), None);
+    assert!(!ok && out.starts_with("refused:"), "{out}");
+    let other = dir.path().join("other");
+    dbmon(&["pki", "init", "--dir", other.to_str().unwrap()]);
+    dbmon(&[
+        "pki",
+        "issue",
+        "collector",
+        "--name",
+        "c1",
+        "--dir",
+        other.to_str().unwrap(),
+    ]);
+    let stranger = dir.path().join("stranger");
+    std::fs::create_dir_all(&stranger).unwrap();
+    // Trusts the real server, shows the other CA's certificate.
+    std::fs::copy(d.run_dir.join("pki/ca.crt"), stranger.join("ca.crt")).unwrap();
+    std::fs::copy(
+        other.join("collector.c1.crt"),
+        stranger.join("collector.c1.crt"),
+    )
+    .unwrap();
+    std::fs::copy(
+        other.join("collector.c1.key"),
+        stranger.join("collector.c1.key"),
+    )
+    .unwrap();
+    if unsafe_is_root() {
+        run(Command::new("chown")
+            .args(["-R", "65532:65532"])
+            .arg(&stranger));
+    }
+    let (ok, out) = d.probe(&stranger, Some("collector.c1"));
+    assert!(!ok && out.starts_with("refused:"), "{out}");
+    let log = d.logs("server");
+    assert!(log.contains("no client certificate"), "{log}");
+    assert!(log.contains("UnknownIssuer"), "{log}");
+    let (ok, out) = d.probe(&d.run_dir.join("c1"), Some("collector.c1"));
+    assert!(ok, "the real collector certificate is accepted: {out}");
+
+    // A new certificate put into collector 1's mounted folder: picked up
+    // without a restart, on the same stream.
+    let connected = d.logs("server").matches("collector connected").count();
+    let pki = d.run_dir.join("pki");
+    dbmon(&[
+        "pki",
+        "issue",
+        "collector",
+        "--name",
+        "c1",
+        "--force",
+        "--dir",
+        pki.to_str().unwrap(),
+    ]);
+    replace(
+        &pki.join("collector.c1.key"),
+        &d.run_dir.join("c1/collector.c1.key"),
+    );
+    replace(
+        &pki.join("collector.c1.crt"),
+        &d.run_dir.join("c1/collector.c1.crt"),
+    );
+    wait_until(
+        Duration::from_secs(20),
+        "collector 1 reloads its new certificate",
+        || {
+            d.logs("collector1")
+                .contains("collector certificate reloaded")
+        },
+    );
+    let restarts = run(Command::new("docker").args([
+        "inspect",
+        "-f",
+        "{{.RestartCount}} {{.State.StartedAt}}",
+        &d.container("collector1"),
+    ]));
+    assert!(
+        String::from_utf8_lossy(&restarts.stdout).starts_with("0 "),
+        "no restart"
+    );
+    assert_eq!(
+        d.logs("server").matches("collector connected").count(),
+        connected,
+        "the stream went on"
+    );
+
+    // Down: nothing left.
+    drop(watch);
+    d.down();
+    let left = run(Command::new("docker").args([
+        "ps",
+        "-aq",
+        "--filter",
+        &format!("label=com.docker.compose.project={}", d.project),
+    ]));
+    assert!(
+        left.stdout.is_empty(),
+        "containers left: {}",
+        String::from_utf8_lossy(&left.stdout)
+    );
+    let nets = run(Command::new("docker").args([
+        "network",
+        "ls",
+        "-q",
+        "--filter",
+        &format!("name={}_", d.project),
+    ]));
+    assert!(nets.stdout.is_empty(), "networks left");
+}
