@@ -1,23 +1,34 @@
 #!/bin/sh
 # Installs what dbmon's local stack and tests need beyond Rust itself:
-# Debian's etcd-server (etcd 3.4) for real etcd clusters on loopback.
+#   - Debian's etcd-server (etcd 3.4) for real etcd clusters on loopback and
+#     in containers;
+#   - docker-compose, for the container deployment (a running Docker
+#     engine is expected: the tests build and run images on it);
+#   - kubernetes-validate (PyPI), which checks the Kubernetes manifests.
 # protoc is not needed: the build uses a vendored one.
 set -eu
 
-need=""
-command -v etcd >/dev/null 2>&1 || need="$need etcd-server"
 command -v cargo >/dev/null 2>&1 || { echo "cargo not found: install Rust from https://rustup.rs first" >&2; exit 1; }
 
+need=""
+command -v etcd >/dev/null 2>&1 || need="$need etcd-server"
+command -v docker-compose >/dev/null 2>&1 || need="$need docker-compose"
 if [ -n "$need" ]; then
     if [ "$(id -u)" -eq 0 ]; then sudo=""; else sudo="sudo"; fi
     if ! command -v apt-get >/dev/null 2>&1; then
-        echo "missing:$need; install it with your package manager (needs etcd 3.4 or later)" >&2
+        echo "missing:$need; install it with your package manager" >&2
         exit 1
     fi
     echo "installing:$need"
     $sudo apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends $need >/dev/null
-    # Debian starts a system etcd on 2379 where systemd runs; dbmon's clusters
-    # use their own ports, so it is left as the system has it.
 fi
 command -v etcd >/dev/null 2>&1 || { echo "etcd still not on PATH after installing etcd-server" >&2; exit 1; }
+
+if ! python3 -c 'import kubernetes_validate' 2>/dev/null; then
+    echo "installing: kubernetes-validate (PyPI)"
+    python3 -m pip install --quiet --disable-pip-version-check kubernetes-validate==1.37.0 2>/dev/null \
+        || python3 -m pip install --quiet --disable-pip-version-check --user kubernetes-validate==1.37.0
+fi
+
+docker info >/dev/null 2>&1 || { echo "the Docker engine is not reachable (docker info failed): start it, or run as a user allowed to use it" >&2; exit 1; }
