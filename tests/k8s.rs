@@ -10,7 +10,9 @@ use support::DBMON;
 const MANIFESTS: &[&str] = &["namespace.yaml", "server.yaml", "collector.yaml"];
 
 fn k8s(file: &str) -> std::path::PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/k8s").join(file)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("deploy/k8s")
+        .join(file)
 }
 
 fn validate(files: &[std::path::PathBuf]) -> std::process::Output {
@@ -35,7 +37,9 @@ fn manifests_pass_the_kubernetes_schemas() {
     // The validator does refuse a broken manifest.
     let dir = tempfile::tempdir().unwrap();
     let broken = dir.path().join("broken.yaml");
-    let text = std::fs::read_to_string(k8s("server.yaml")).unwrap().replace("containerPort: 7070", "containerPort: \"seven\"");
+    let text = std::fs::read_to_string(k8s("server.yaml"))
+        .unwrap()
+        .replace("containerPort: 7070", "containerPort: \"seven\"");
     std::fs::write(&broken, text).unwrap();
     assert!(!validate(&[broken]).status.success());
 }
@@ -64,12 +68,23 @@ fn block(manifest: &str, key: &str) -> String {
 #[test]
 fn their_dbmon_configurations_check() {
     let dir = tempfile::tempdir().unwrap();
-    for (manifest, key) in [("server.yaml", "server.yaml"), ("collector.yaml", "collector.yaml")] {
+    for (manifest, key) in [
+        ("server.yaml", "server.yaml"),
+        ("collector.yaml", "collector.yaml"),
+    ] {
         let text = block(&std::fs::read_to_string(k8s(manifest)).unwrap(), key);
         assert!(text.contains(":"), "found the {key} block in {manifest}");
         let path = dir.path().join(key);
         std::fs::write(&path, text).unwrap();
-        let out = Command::new(DBMON).args(["config", "check"]).arg(&path).output().unwrap();
-        assert!(out.status.success(), "{manifest}: {}", String::from_utf8_lossy(&out.stdout));
+        let out = Command::new(DBMON)
+            .args(["config", "check"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{manifest}: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
     }
 }
