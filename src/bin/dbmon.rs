@@ -636,7 +636,25 @@ async fn probe(url: &str, ca: &Path, cert: Option<&Path>, key: Option<&Path>) ->
         .await
     {
         Ok(_) => Ok("the call went through".into()),
-        Err(s) if s.code() == tonic::Code::Unavailable || s.code() == tonic::Code::Unknown => {
+        // The service itself answered (it wants a real request, or holds no
+        // CA key): the TLS link and the certificate were accepted.
+        Err(s)
+            if matches!(
+                s.code(),
+                tonic::Code::InvalidArgument | tonic::Code::FailedPrecondition
+            ) =>
+        {
+            Ok(format!(
+                "the server answered the call ({:?}: {})",
+                s.code(),
+                s.message()
+            ))
+        }
+        Err(s) if s.code() == tonic::Code::PermissionDenied => Err(anyhow::anyhow!(
+            "the TLS link was accepted but the service refused: {}",
+            s.message()
+        )),
+        Err(s) => {
             let detail = std::error::Error::source(&s)
                 .map(dbmon_pki::transport::describe_chain)
                 .unwrap_or_else(|| s.message().to_string());
@@ -644,12 +662,6 @@ async fn probe(url: &str, ca: &Path, cert: Option<&Path>, key: Option<&Path>) ->
                 "the server ended the connection at the TLS handshake: it does not accept this certificate, and its log says why ({detail})"
             ))
         }
-        // An answer from the service means the TLS link was accepted.
-        Err(s) => Ok(format!(
-            "the server answered the call ({:?}: {})",
-            s.code(),
-            s.message()
-        )),
     }
 }
 
