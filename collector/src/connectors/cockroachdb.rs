@@ -25,6 +25,19 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 use tokio::sync::Mutex;
 
+/// The metric families the checks read from `/_status/vars`.
+pub const VARS: &[&str] = &[
+    "sys_uptime",
+    "liveness_livenodes",
+    "clock_offset_meannanos",
+    "capacity",
+    "capacity_available",
+    "ranges_unavailable",
+    "ranges_underreplicated",
+    "build_timestamp",
+    "security_certificate_expiration_*",
+];
+
 /// Header carrying the session cookie of `/api/v2/login/`.
 pub const SESSION_HEADER: &str = "X-Cockroach-API-Session";
 
@@ -222,7 +235,7 @@ impl CockroachDb {
                 a.status,
                 excerpt(&a.body)
             )),
-            Ok(a) => Metrics::parse(&a.body)
+            Ok(a) => Metrics::parse_only(&a.body, VARS)
                 .map_err(|e| format!("/_status/vars: {e}"))
                 .and_then(|m| {
                     if m.has("sys_uptime") && m.has("liveness_livenodes") {

@@ -15,6 +15,15 @@ use dbmon_proto::Status;
 use dbmon_proto::health::{QUORUM_CHECK, UP_CHECK};
 use std::time::Duration;
 
+/// The metric families the checks read from `/metrics`.
+pub const METRICS: &[&str] = &[
+    "etcd_server_has_leader",
+    "etcd_server_leader_changes_seen_total",
+    "etcd_mvcc_db_total_size_in_bytes",
+    "etcd_server_quota_backend_bytes",
+    "etcd_server_proposals_failed_total",
+];
+
 /// Window for counter increases, as in etcd's own alerting rules.
 const WINDOW: Duration = Duration::from_secs(15 * 60);
 
@@ -202,7 +211,7 @@ impl Etcd {
                 Status::Unknown,
                 format!("/metrics answered HTTP {}: {}", a.status, excerpt(&a.body)),
             )),
-            Ok(a) => match Metrics::parse(&a.body) {
+            Ok(a) => match Metrics::parse_only(&a.body, METRICS) {
                 Err(e) => out.push(Observation::new(
                     &node,
                     "metrics",
