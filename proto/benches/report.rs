@@ -20,6 +20,7 @@ fn report(cluster: usize, node: usize, check: &str) -> Report {
         seq: 123_456,
         kind: "etcd".into(),
         stale_after_ms: 40_000,
+        status: 0,
     };
     r.set_status(Status::Ok);
     r
@@ -61,19 +62,20 @@ fn codec(c: &mut Criterion) {
 }
 
 fn health(c: &mut Criterion) {
-    let checks = [
+    const CHECKS: [&str; 5] = [
         "up",
         "has_leader",
         "leader_changes",
         "db_size",
         "proposals_failed",
     ];
-    let one: Vec<Report> = (0..3)
-        .flat_map(|n| checks.iter().map(move |c| report(0, n, c)))
-        .collect();
-    let many: Vec<Report> = (0..1000)
-        .flat_map(|cl| (0..3).flat_map(move |n| checks.iter().map(move |c| report(cl, n, c))))
-        .collect();
+    let cluster = |cl: usize| -> Vec<Report> {
+        (0..3)
+            .flat_map(|n| CHECKS.iter().map(move |c| report(cl, n, c)))
+            .collect()
+    };
+    let one = cluster(0);
+    let many: Vec<Report> = (0..1000).flat_map(cluster).collect();
     let mut g = c.benchmark_group("health");
     g.bench_function("one_cluster_15_reports", |b| {
         b.iter(|| summarize(black_box(&one), 1_795_000_001_000))
