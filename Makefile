@@ -1,5 +1,5 @@
 # The two commands of the README, and their parts.
-.PHONY: local test deps lint
+.PHONY: local test deps lint bench
 
 # Start a local 3-member etcd cluster, a server and a collector (Ctrl-C stops all).
 local: deps
@@ -15,3 +15,11 @@ lint:
 
 deps:
 	deploy/install-deps.sh
+
+# Micro-benchmarks and the load run beside Prometheus; results in target/bench.
+bench: deps
+	deploy/install-deps.sh --bench
+	mkdir -p target
+	cargo bench --locked -p dbmon-collector -p dbmon-proto -p dbmon-server -- --warm-up-time 1 --measurement-time 3 | tee target/criterion.txt
+	cargo build --release --locked --bin dbmon --bin dbmon-load
+	$$(cargo metadata --no-deps --format-version 1 | sed 's/.*"target_directory":"\([^"]*\)".*/\1/')/release/dbmon-load --out target/bench

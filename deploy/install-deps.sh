@@ -31,4 +31,12 @@ if ! python3 -c 'import kubernetes_validate' 2>/dev/null; then
         || python3 -m pip install --quiet --disable-pip-version-check --user kubernetes-validate==1.37.0
 fi
 
+# `make bench` compares with Prometheus on the same targets.
+if [ "${1:-}" = "--bench" ] && ! command -v prometheus >/dev/null 2>&1; then
+    if [ "$(id -u)" -eq 0 ]; then sudo=""; else sudo="sudo"; fi
+    echo "installing: prometheus"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+fi
+
 docker info >/dev/null 2>&1 || { echo "the Docker engine is not reachable (docker info failed): start it, or run as a user allowed to use it" >&2; exit 1; }
