@@ -141,7 +141,8 @@ pub async fn connect(target: &Target) -> Result<MonitorClient<Channel>> {
              Point to it with --server or DBMON_SERVER."
         )
     })?;
-    Ok(MonitorClient::new(channel))
+    // ListReports of thousands of clusters is tens of MB, past tonic's 4 MB default.
+    Ok(MonitorClient::new(channel).max_decoding_message_size(512 << 20))
 }
 
 fn rpc_error(server: &str, s: tonic::Status) -> anyhow::Error {
@@ -320,7 +321,15 @@ async fn watch(target: &Target, clusters: Vec<String>, output: Format) -> Result
             let now = now_ms();
             match event.event {
                 Some(watch_event::Event::Snapshot(snap)) => {
-                    state.replace(snap.latest);
+                    if snap.part == 0 {
+                        state.replace(Vec::new());
+                    }
+                    for r in snap.latest {
+                        state.apply(r);
+                    }
+                    if !snap.last {
+                        continue;
+                    }
                     let names: Vec<String> = state
                         .latest
                         .keys()

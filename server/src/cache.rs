@@ -163,10 +163,35 @@ impl Cache {
         (rx, Self::latest_of(&inner, clusters), inner.position)
     }
 
-    /// A fresh snapshot after a subscriber fell behind.
-    pub fn snapshot(&self, clusters: &[String]) -> (Vec<Report>, u64) {
+    /// Subscribes and snapshots atomically, sharing the stored entries
+    /// rather than copying reports (a snapshot of 10,000 clusters is a few
+    /// hundred KB of pointers, not tens of MB of reports per subscriber).
+    pub fn subscribe_entries(
+        &self,
+        clusters: &[String],
+    ) -> (broadcast::Receiver<Arc<Entry>>, Vec<Arc<Entry>>, u64) {
         let inner = self.read();
-        (Self::latest_of(&inner, clusters), inner.position)
+        let rx = self.events.subscribe();
+        (rx, Self::entries_of(&inner, clusters), inner.position)
+    }
+
+    /// A fresh snapshot (shared entries) after a subscriber fell behind.
+    pub fn snapshot_entries(&self, clusters: &[String]) -> (Vec<Arc<Entry>>, u64) {
+        let inner = self.read();
+        (Self::entries_of(&inner, clusters), inner.position)
+    }
+
+    fn entries_of(inner: &Inner, clusters: &[String]) -> Vec<Arc<Entry>> {
+        let mut names: Vec<&String> = inner
+            .clusters
+            .keys()
+            .filter(|c| clusters.is_empty() || clusters.contains(c))
+            .collect();
+        names.sort();
+        names
+            .into_iter()
+            .flat_map(|c| inner.clusters[c].latest.values().cloned())
+            .collect()
     }
 
     /// Number of live subscribers.

@@ -225,16 +225,16 @@ impl Monitor for Services {
     ) -> Result<Response<Self::WatchStream>, Status> {
         let peer = peer_of(&request);
         let clusters = request.into_inner().clusters;
-        let (mut rx, latest, position) = self.cache.subscribe(&clusters);
+        let (mut rx, latest, position) = self.cache.subscribe_entries(&clusters);
         // Small: the real queue is the broadcast ring; this only decouples.
         let (tx, out) = mpsc::channel::<Result<WatchEvent, Status>>(16);
         let cache = self.cache.clone();
         tracing::debug!(%peer, ?clusters, "watch started");
         tokio::spawn(async move {
-            let first = snapshot_event(latest, position, "initial");
-            if tx.send(Ok(first)).await.is_err() {
+            if !send_snapshot(&tx, &latest, position, "initial").await {
                 return;
             }
+            drop(latest);
             loop {
                 let next = tokio::select! {
                     n = rx.recv() => n,
@@ -253,8 +253,12 @@ impl Monitor for Services {
                     }
                     Err(broadcast::error::RecvError::Lagged(n)) => {
                         tracing::warn!(%peer, missed = n, "watch subscriber fell behind; resynchronizing");
-                        let (latest, pos) = cache.snapshot(&clusters);
-                        snapshot_event(latest, pos, &format!("resync: fell {n} reports behind"))
+                        let (latest, pos) = cache.snapshot_entries(&clusters);
+                        let reason = format!("resync: fell {n} reports behind");
+                        if !send_snapshot(&tx, &latest, pos, &reason).await {
+                            return;
+                        }
+                        continue;
                     }
                     Err(broadcast::error::RecvError::Closed) => return,
                 };
@@ -269,13 +273,36 @@ impl Monitor for Services {
     }
 }
 
-fn snapshot_event(latest: Vec<Report>, position: u64, reason: &str) -> WatchEvent {
-    WatchEvent {
-        event: Some(watch_event::Event::Snapshot(Snapshot {
-            latest,
-            reason: reason.to_string(),
-            server_time_ms: dbmon_proto::now_ms(),
-        })),
-        position,
+/// Reports per snapshot part: bounds what one subscriber holds in its queue.
+pub const SNAPSHOT_PART: usize = 500;
+
+/// Sends a snapshot in parts, copying reports one part at a time; false if
+/// the subscriber is gone.
+async fn send_snapshot(
+    tx: &mpsc::Sender<Result<WatchEvent, Status>>,
+    entries: &[Arc<crate::cache::Entry>],
+    position: u64,
+    reason: &str,
+) -> bool {
+    let parts = entries.len().div_ceil(SNAPSHOT_PART).max(1);
+    for part in 0..parts {
+        let chunk = entries
+            .iter()
+            .skip(part * SNAPSHOT_PART)
+            .take(SNAPSHOT_PART);
+        let event = WatchEvent {
+            event: Some(watch_event::Event::Snapshot(Snapshot {
+                latest: chunk.map(|e| e.report.clone()).collect(),
+                reason: reason.to_string(),
+                server_time_ms: dbmon_proto::now_ms(),
+                part: part as u32,
+                last: part + 1 == parts,
+            })),
+            position,
+        };
+        if tx.send(Ok(event)).await.is_err() {
+            return false;
+        }
     }
+    true
 }

@@ -54,6 +54,9 @@ struct Args {
     /// Where results go (JSON, Markdown, SVG).
     #[arg(long, default_value = "target/bench")]
     out: PathBuf,
+    /// Reports per second published in the fan-out phase.
+    #[arg(long, default_value_t = 1000)]
+    fanout_rate: u64,
     /// Skip Prometheus even if it is installed.
     #[arg(long)]
     no_prometheus: bool,
@@ -224,6 +227,14 @@ struct Results {
     resyncs: u64,
     lost_reports: u64,
     detection_ms: Option<u64>,
+    fanout_rate: f64,
+    fanout_expected: u64,
+    fanout_deliveries: u64,
+    fanout_p50_ms: u64,
+    fanout_p99_ms: u64,
+    fanout_max_ms: u64,
+    fanout_server_cpu_s: f64,
+    resyncs_after_fanout: u64,
     state_clusters: usize,
     server_rss_with_state_mb: f64,
     prometheus: Option<PromResults>,
@@ -330,6 +341,8 @@ async fn main() -> Result<()> {
 
     // Subscribers, before the collector starts.
     let hist = Arc::new(Histogram::new());
+    // Deliveries of the fan-out phase (clusters named fanout-*).
+    let fanout_hist = Arc::new(Histogram::new());
     let resyncs = Arc::new(AtomicU64::new(0));
     let mut subs = Vec::new();
     for i in 0..args.subscribers {
@@ -340,12 +353,17 @@ async fn main() -> Result<()> {
             .watch(WatchRequest::default())
             .await?
             .into_inner();
-        let (hist, resyncs) = (hist.clone(), resyncs.clone());
+        let (hist, fanout_hist, resyncs) = (hist.clone(), fanout_hist.clone(), resyncs.clone());
         subs.push(tokio::spawn(async move {
             while let Some(Ok(e)) = stream.next().await {
                 match e.event {
+                    Some(watch_event::Event::Report(r)) if r.cluster.starts_with("fanout-") => {
+                        fanout_hist.record(now_ms() - r.observed_at_ms)
+                    }
                     Some(watch_event::Event::Report(r)) => hist.record(now_ms() - r.observed_at_ms),
-                    Some(watch_event::Event::Snapshot(s)) if s.reason != "initial" => {
+                    Some(watch_event::Event::Snapshot(s))
+                        if s.reason != "initial" && s.part == 0 =>
+                    {
                         resyncs.fetch_add(1, Ordering::Relaxed);
                     }
                     _ => {}
@@ -560,6 +578,75 @@ async fn main() -> Result<()> {
         });
     }
     drop(collector);
+    drop(prometheus);
+
+    // Fan-out phase: the collector stopped, reports published straight to
+    // the server at a steady rate, delivered to every subscriber.
+    let rate = args.fanout_rate;
+    let fanout_window = Duration::from_secs(20);
+    eprintln!("dbmon-load: fan-out phase, {rate} reports/s for {fanout_window:?}");
+    let ch = channel(
+        &format!("https://127.0.0.1:{collectors}"),
+        &pki,
+        Some("state"),
+    )
+    .await?;
+    let (ftx, frx) = tokio::sync::mpsc::channel(4096);
+    ftx.send(PublishRequest {
+        msg: Some(publish_request::Msg::Hello(Hello {
+            collector_id: "state".into(),
+            epoch: 1,
+            clusters: vec![],
+        })),
+    })
+    .await?;
+    let mut facks = IngestClient::new(ch)
+        .publish(tokio_stream::wrappers::ReceiverStream::new(frx))
+        .await?
+        .into_inner();
+    tokio::spawn(async move { while let Some(Ok(_)) = facks.next().await {} });
+    let (s_f0, _, _) = usage(server.0.id())?;
+    let fanout_started = Instant::now();
+    let mut tick = tokio::time::interval(Duration::from_millis(10));
+    let per_tick = (rate / 100).max(1);
+    let mut fseq = 0u64;
+    while fanout_started.elapsed() < fanout_window {
+        tick.tick().await;
+        for _ in 0..per_tick {
+            fseq += 1;
+            let mut r = Report {
+                cluster: format!("fanout-{}", fseq % 100),
+                node: format!("n{}", fseq % 3),
+                check: "up".into(),
+                message: "ok".into(),
+                observed_at_ms: now_ms(),
+                seq: fseq,
+                kind: "cockroachdb".into(),
+                stale_after_ms: 60_000,
+                ..Default::default()
+            };
+            r.set_status(Status::Ok);
+            ftx.send(PublishRequest {
+                msg: Some(publish_request::Msg::Report(r)),
+            })
+            .await?;
+        }
+    }
+    // Let the last deliveries land.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (s_f1, _, _) = usage(server.0.id())?;
+    results.fanout_rate = fseq as f64 / fanout_started.elapsed().as_secs_f64();
+    results.fanout_deliveries = fanout_hist.count();
+    results.fanout_expected = fseq * args.subscribers as u64;
+    results.fanout_p50_ms = fanout_hist.percentile(0.50);
+    results.fanout_p99_ms = fanout_hist.percentile(0.99);
+    results.fanout_max_ms = fanout_hist.max.load(Ordering::Relaxed);
+    results.fanout_server_cpu_s = s_f1 - s_f0;
+    results.resyncs_after_fanout = resyncs.load(Ordering::Relaxed);
+    drop(ftx);
+    for s in &subs {
+        s.abort();
+    }
     drop(subs);
 
     eprintln!(
@@ -637,7 +724,6 @@ async fn main() -> Result<()> {
     let (_, _, s_rss) = usage(server.0.id())?;
     results.server_rss_with_state_mb = mb(s_rss);
     drop(server);
-    drop(prometheus);
 
     write_results(&args.out, &results)?;
     let _ = std::fs::remove_dir_all(&dir);
@@ -731,6 +817,10 @@ fn write_results(out: &Path, r: &Results) -> Result<()> {
         "\n| dbmon | value |\n|---|---|\n| server peak RSS | {} MB |\n| server CPU in window | {:.1} s |\n| ingest | {:.0} reports/s |\n| deliveries | {} |\n| delivery latency p50 / p99 / max | {} / {} / {} ms |\n| resyncs | {} |\n| lost reports | {} |\n| server RSS holding {} clusters' latest state | {} MB |\n",
         r.server_peak_rss_mb, r.server_cpu_s, r.ingest_per_s, r.deliveries, r.delivery_p50_ms, r.delivery_p99_ms, r.delivery_max_ms, r.resyncs, r.lost_reports, r.state_clusters, r.server_rss_with_state_mb
     ));
+    md.push_str(&format!(
+        "\nFan-out alone (collector and Prometheus stopped): {:.0} reports/s to {} subscribers, {} of {} deliveries, latency p50 / p99 / max {} / {} / {} ms, server CPU {:.1} s in 20 s, resyncs so far {}.\n",
+        r.fanout_rate, r.subscribers, r.fanout_deliveries, r.fanout_expected, r.fanout_p50_ms, r.fanout_p99_ms, r.fanout_max_ms, r.fanout_server_cpu_s, r.resyncs_after_fanout
+    ));
     std::fs::write(out.join("load.md"), &md)?;
     std::fs::write(out.join("latency.svg"), svg(r))?;
     println!("{md}");
@@ -738,27 +828,48 @@ fn write_results(out: &Path, r: &Results) -> Result<()> {
     Ok(())
 }
 
-/// A bar chart of delivery latency percentiles.
+/// Bar charts of delivery latency percentiles: during the polling run and
+/// in the fan-out phase.
 fn svg(r: &Results) -> String {
-    let bars = [
-        ("p50", r.delivery_p50_ms),
-        ("p99", r.delivery_p99_ms),
-        ("max", r.delivery_max_ms),
+    let groups = [
+        (
+            "polling run",
+            [
+                ("p50", r.delivery_p50_ms),
+                ("p99", r.delivery_p99_ms),
+                ("max", r.delivery_max_ms),
+            ],
+        ),
+        (
+            "fan-out alone",
+            [
+                ("p50", r.fanout_p50_ms),
+                ("p99", r.fanout_p99_ms),
+                ("max", r.fanout_max_ms),
+            ],
+        ),
     ];
-    let top = bars.iter().map(|b| b.1).max().unwrap_or(1).max(1) as f64;
     let mut s = String::from(
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"420\" height=\"260\" font-family=\"sans-serif\" font-size=\"12\">\n<text x=\"10\" y=\"20\" font-size=\"14\">Watch delivery latency (ms)</text>\n",
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"760\" height=\"280\" font-family=\"sans-serif\" font-size=\"12\">\n<text x=\"10\" y=\"20\" font-size=\"14\">Watch delivery latency, ms (observed to received)</text>\n",
     );
-    for (i, (label, v)) in bars.iter().enumerate() {
-        let h = (*v as f64 / top * 180.0).max(1.0);
-        let x = 40 + i * 120;
+    for (g, (title, bars)) in groups.iter().enumerate() {
+        let top = bars.iter().map(|b| b.1).max().unwrap_or(1).max(1) as f64;
+        let x0 = 20 + g * 380;
         s.push_str(&format!(
-            "<rect x=\"{x}\" y=\"{:.0}\" width=\"80\" height=\"{h:.0}\" fill=\"#4a78b5\"/>\n<text x=\"{}\" y=\"245\" text-anchor=\"middle\">{label}</text>\n<text x=\"{}\" y=\"{:.0}\" text-anchor=\"middle\">{v}</text>\n",
-            220.0 - h,
-            x + 40,
-            x + 40,
-            215.0 - h
+            "<text x=\"{}\" y=\"50\" text-anchor=\"middle\">{title}</text>\n",
+            x0 + 170
         ));
+        for (i, (label, v)) in bars.iter().enumerate() {
+            let h = (*v as f64 / top * 170.0).max(1.0);
+            let x = x0 + 20 + i * 110;
+            s.push_str(&format!(
+                "<rect x=\"{x}\" y=\"{:.0}\" width=\"80\" height=\"{h:.0}\" fill=\"#4a78b5\"/>\n<text x=\"{}\" y=\"265\" text-anchor=\"middle\">{label}</text>\n<text x=\"{}\" y=\"{:.0}\" text-anchor=\"middle\">{v}</text>\n",
+                240.0 - h,
+                x + 40,
+                x + 40,
+                235.0 - h
+            ));
+        }
     }
     s.push_str("</svg>\n");
     s
