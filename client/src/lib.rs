@@ -352,36 +352,43 @@ async fn watch(target: &Target, clusters: Vec<String>, output: Format) -> Result
                         print!("{}", view::status_table(&summaries, now));
                     }
                 }
-                Some(watch_event::Event::Report(r)) => {
-                    let cluster = r.cluster.clone();
-                    let line = format!(
-                        "{}  {}  {}: {}",
-                        view::timestamp(r.observed_at_ms),
-                        cluster,
-                        view::short(&r),
-                        r.message
-                    );
-                    let rv = ReportView::new(&r);
-                    state.apply(r);
-                    let s = state.summary(&cluster, now);
-                    if output == Format::Json {
-                        let line = serde_json::json!({
-                            "type": "report",
-                            "position": event.position,
-                            "report": rv,
-                            "cluster_health": s.as_ref().map(|s| health_name(s.health)),
-                            "nodes_up": s.as_ref().map(|s| s.nodes_up),
-                            "nodes_total": s.as_ref().map(|s| s.nodes_total),
-                        });
-                        println!("{line}");
-                    } else if !live {
-                        let h = s.map(|s| health_name(s.health)).unwrap_or("unknown");
-                        println!("{line}  [cluster {h}]");
-                    } else {
-                        if rv.status != "ok" {
-                            recent.push(line);
-                            if recent.len() > 10 {
-                                recent.remove(0);
+                Some(watch_event::Event::Report(_)) | Some(watch_event::Event::Batch(_)) => {
+                    let reports = match event.event {
+                        Some(watch_event::Event::Report(r)) => vec![r],
+                        Some(watch_event::Event::Batch(b)) => b.reports,
+                        _ => Vec::new(),
+                    };
+                    for r in reports {
+                        let cluster = r.cluster.clone();
+                        let line = format!(
+                            "{}  {}  {}: {}",
+                            view::timestamp(r.observed_at_ms),
+                            cluster,
+                            view::short(&r),
+                            r.message
+                        );
+                        let rv = ReportView::new(&r);
+                        state.apply(r);
+                        let s = state.summary(&cluster, now);
+                        if output == Format::Json {
+                            let line = serde_json::json!({
+                                "type": "report",
+                                "position": event.position,
+                                "report": rv,
+                                "cluster_health": s.as_ref().map(|s| health_name(s.health)),
+                                "nodes_up": s.as_ref().map(|s| s.nodes_up),
+                                "nodes_total": s.as_ref().map(|s| s.nodes_total),
+                            });
+                            println!("{line}");
+                        } else if !live {
+                            let h = s.map(|s| health_name(s.health)).unwrap_or("unknown");
+                            println!("{line}  [cluster {h}]");
+                        } else {
+                            if rv.status != "ok" {
+                                recent.push(line);
+                                if recent.len() > 10 {
+                                    recent.remove(0);
+                                }
                             }
                         }
                     }

@@ -18,3 +18,14 @@ pub fn now_ms() -> i64 {
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
 }
+
+impl v1::WatchEvent {
+    /// The new reports this event carries: one, a batch, or none (a snapshot).
+    pub fn into_reports(self) -> Vec<Report> {
+        match self.event {
+            Some(v1::watch_event::Event::Report(r)) => vec![r],
+            Some(v1::watch_event::Event::Batch(b)) => b.reports,
+            _ => Vec::new(),
+        }
+    }
+}

@@ -7,8 +7,8 @@ use dbmon_proto::v1::ingest_server::Ingest;
 use dbmon_proto::v1::monitor_server::Monitor;
 use dbmon_proto::v1::{CertificateRequest, CertificateResponse};
 use dbmon_proto::v1::{
-    ListReportsRequest, ListReportsResponse, PublishAck, PublishRequest, Snapshot, WatchEvent,
-    WatchRequest, publish_request, watch_event,
+    ListReportsRequest, ListReportsResponse, PublishAck, PublishRequest, ReportBatch, Snapshot,
+    WatchEvent, WatchRequest, publish_request, watch_event,
 };
 use dbmon_proto::{Report, Status as ReportStatus};
 use std::collections::BTreeMap;
@@ -240,16 +240,66 @@ impl Monitor for Services {
                     n = rx.recv() => n,
                     _ = tx.closed() => return,
                 };
-                let event = match next {
+                match next {
                     Ok(e) if e.position <= position => continue,
                     Ok(e) => {
-                        if !clusters.is_empty() && !clusters.contains(&e.report.cluster) {
-                            continue;
+                        let wanted = |e: &crate::cache::Entry| {
+                            clusters.is_empty() || clusters.contains(&e.report.cluster)
+                        };
+                        // Whatever else is already waiting goes in the same message.
+                        let mut batch = Vec::new();
+                        let mut last = e.position;
+                        if wanted(&e) {
+                            batch.push(e.report.clone());
                         }
-                        WatchEvent {
-                            event: Some(watch_event::Event::Report(e.report.clone())),
-                            position: e.position,
+                        let mut lagged = None;
+                        while batch.len() < MAX_BATCH {
+                            match rx.try_recv() {
+                                Ok(more) => {
+                                    last = more.position;
+                                    if wanted(&more) {
+                                        batch.push(more.report.clone());
+                                    }
+                                }
+                                Err(broadcast::error::TryRecvError::Lagged(n)) => {
+                                    lagged = Some(n);
+                                    break;
+                                }
+                                Err(_) => break,
+                            }
                         }
+                        if !batch.is_empty() {
+                            let event = if batch.len() == 1 {
+                                watch_event::Event::Report(batch.remove(0))
+                            } else {
+                                watch_event::Event::Batch(ReportBatch { reports: batch })
+                            };
+                            if tx
+                                .send(Ok(WatchEvent {
+                                    event: Some(event),
+                                    position: last,
+                                }))
+                                .await
+                                .is_err()
+                            {
+                                return;
+                            }
+                        }
+                        if let Some(n) = lagged {
+                            tracing::warn!(%peer, missed = n, "watch subscriber fell behind; resynchronizing");
+                            let (latest, pos) = cache.snapshot_entries(&clusters);
+                            if !send_snapshot(
+                                &tx,
+                                &latest,
+                                pos,
+                                &format!("resync: fell {n} reports behind"),
+                            )
+                            .await
+                            {
+                                return;
+                            }
+                        }
+                        continue;
                     }
                     Err(broadcast::error::RecvError::Lagged(n)) => {
                         tracing::warn!(%peer, missed = n, "watch subscriber fell behind; resynchronizing");
@@ -261,9 +311,6 @@ impl Monitor for Services {
                         continue;
                     }
                     Err(broadcast::error::RecvError::Closed) => return,
-                };
-                if tx.send(Ok(event)).await.is_err() {
-                    return;
                 }
             }
         });
@@ -272,6 +319,9 @@ impl Monitor for Services {
         )))
     }
 }
+
+/// Most reports sent in one Watch message.
+pub const MAX_BATCH: usize = 64;
 
 /// Reports per snapshot part: bounds what one subscriber holds in its queue.
 pub const SNAPSHOT_PART: usize = 500;

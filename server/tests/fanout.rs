@@ -93,19 +93,17 @@ async fn a_slow_subscriber_is_resynced_and_blocks_no_one() {
     let (seen_tx, mut seen_rx) = tokio::sync::watch::channel(0u64);
     let fast_task = tokio::spawn(async move {
         let mut seqs = Vec::new();
-        while let Some(Ok(e)) = fast.next().await {
-            match e.event {
-                Some(watch_event::Event::Report(r)) => {
-                    seqs.push(r.seq);
-                    let _ = seen_tx.send(r.seq);
-                    if r.seq == N {
-                        break;
-                    }
+        'read: while let Some(Ok(e)) = fast.next().await {
+            if let Some(watch_event::Event::Snapshot(s)) = &e.event {
+                assert_eq!(s.reason, "initial", "fast subscriber resynced");
+                continue;
+            }
+            for r in e.into_reports() {
+                seqs.push(r.seq);
+                let _ = seen_tx.send(r.seq);
+                if r.seq == N {
+                    break 'read;
                 }
-                Some(watch_event::Event::Snapshot(s)) if s.reason != "initial" => {
-                    panic!("fast subscriber resynced: {}", s.reason)
-                }
-                _ => {}
             }
         }
         seqs
@@ -168,21 +166,21 @@ async fn a_slow_subscriber_is_resynced_and_blocks_no_one() {
     let mut last_seq = 0;
     let outcome = tokio::time::timeout(Duration::from_secs(30), async {
         while let Some(Ok(e)) = slow.next().await {
-            match e.event {
-                Some(watch_event::Event::Snapshot(s)) if s.reason.starts_with("resync") => {
-                    resynced = Some((s.reason, s.latest.len()));
+            if let Some(watch_event::Event::Snapshot(s)) = &e.event {
+                if s.reason.starts_with("resync") {
+                    resynced = Some((s.reason.clone(), s.latest.len()));
                     return;
                 }
-                Some(watch_event::Event::Report(r)) => {
-                    assert_eq!(
-                        r.seq,
-                        last_seq + 1,
-                        "before a resync, no gap and no duplicate"
-                    );
-                    last_seq = r.seq;
-                    assert!(r.seq < N, "10 MB of reports never read, yet no resync");
-                }
-                _ => {}
+                continue;
+            }
+            for r in e.into_reports() {
+                assert_eq!(
+                    r.seq,
+                    last_seq + 1,
+                    "before a resync, no gap and no duplicate"
+                );
+                last_seq = r.seq;
+                assert!(r.seq < N, "10 MB of reports never read, yet no resync");
             }
         }
     })

@@ -227,6 +227,7 @@ struct Results {
     resyncs: u64,
     lost_reports: u64,
     detection_ms: Option<u64>,
+    detection_quiet_ms: Option<u64>,
     fanout_rate: f64,
     fanout_expected: u64,
     fanout_deliveries: u64,
@@ -339,38 +340,6 @@ async fn main() -> Result<()> {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
-    // Subscribers, before the collector starts.
-    let hist = Arc::new(Histogram::new());
-    // Deliveries of the fan-out phase (clusters named fanout-*).
-    let fanout_hist = Arc::new(Histogram::new());
-    let resyncs = Arc::new(AtomicU64::new(0));
-    let mut subs = Vec::new();
-    for i in 0..args.subscribers {
-        let ch = channel(&people_url, &pki, None)
-            .await
-            .with_context(|| format!("subscriber {i}"))?;
-        let mut stream = MonitorClient::new(ch)
-            .watch(WatchRequest::default())
-            .await?
-            .into_inner();
-        let (hist, fanout_hist, resyncs) = (hist.clone(), fanout_hist.clone(), resyncs.clone());
-        subs.push(tokio::spawn(async move {
-            while let Some(Ok(e)) = stream.next().await {
-                match e.event {
-                    Some(watch_event::Event::Report(r)) if r.cluster.starts_with("fanout-") => {
-                        fanout_hist.record(now_ms() - r.observed_at_ms)
-                    }
-                    Some(watch_event::Event::Report(r)) => hist.record(now_ms() - r.observed_at_ms),
-                    Some(watch_event::Event::Snapshot(s))
-                        if s.reason != "initial" && s.part == 0 =>
-                    {
-                        resyncs.fetch_add(1, Ordering::Relaxed);
-                    }
-                    _ => {}
-                }
-            }
-        }));
-    }
     // The audit subscriber: sequence gaps of the collector, and detection.
     let gaps = Arc::new(AtomicU64::new(0));
     let (detect_tx, mut detect_rx) = tokio::sync::watch::channel::<Option<(String, i64)>>(None);
@@ -385,7 +354,7 @@ async fn main() -> Result<()> {
         tokio::spawn(async move {
             let mut last = 0u64;
             while let Some(Ok(e)) = stream.next().await {
-                if let Some(watch_event::Event::Report(r)) = e.event {
+                for r in e.into_reports() {
                     if r.collector_id == "load" {
                         if last != 0 && r.seq != last + 1 {
                             gaps.fetch_add(r.seq.saturating_sub(last + 1), Ordering::Relaxed);
@@ -455,6 +424,56 @@ async fn main() -> Result<()> {
     eprintln!("dbmon-load: warming up");
     // Warm up: one interval and a bit, so that every target was polled.
     tokio::time::sleep(interval + Duration::from_secs(3)).await;
+
+    // Detection with no other subscriber: a node stops; how long until the
+    // audit subscriber sees it crit.
+    let quiet_victim = nodes.ports[nodes.ports.len() / 4];
+    let quiet_detection = stop_and_wait(
+        &nodes,
+        nodes.ports.len() / 4,
+        &target,
+        &mut detect_rx,
+        interval,
+    )
+    .await?;
+    eprintln!(
+        "dbmon-load: node 127.0.0.1:{quiet_victim} stopped with no load; seen after {quiet_detection:?} ms"
+    );
+
+    // The M subscribers.
+    let hist = Arc::new(Histogram::new());
+    // Deliveries of the fan-out phase (clusters named fanout-*).
+    let fanout_hist = Arc::new(Histogram::new());
+    let resyncs = Arc::new(AtomicU64::new(0));
+    let mut subs = Vec::new();
+    for i in 0..args.subscribers {
+        let ch = channel(&people_url, &pki, None)
+            .await
+            .with_context(|| format!("subscriber {i}"))?;
+        let mut stream = MonitorClient::new(ch)
+            .watch(WatchRequest::default())
+            .await?
+            .into_inner();
+        let (hist, fanout_hist, resyncs) = (hist.clone(), fanout_hist.clone(), resyncs.clone());
+        subs.push(tokio::spawn(async move {
+            while let Some(Ok(e)) = stream.next().await {
+                if let Some(watch_event::Event::Snapshot(s)) = &e.event {
+                    if s.reason != "initial" && s.part == 0 {
+                        resyncs.fetch_add(1, Ordering::Relaxed);
+                    }
+                    continue;
+                }
+                let now = now_ms();
+                for r in e.into_reports() {
+                    if r.cluster.starts_with("fanout-") {
+                        fanout_hist.record(now - r.observed_at_ms)
+                    } else {
+                        hist.record(now - r.observed_at_ms)
+                    }
+                }
+            }
+        }));
+    }
     let metrics = |port: u16| async move {
         let body = reqwest_get(&format!("http://127.0.0.1:{port}/metrics"))
             .await
@@ -477,23 +496,15 @@ async fn main() -> Result<()> {
     // Halfway through the window, a node stops.
     tokio::time::sleep(window / 2).await;
     let victim = nodes.ports[nodes.ports.len() / 2];
-    *target.lock().map_err(|_| anyhow::anyhow!("lock"))? = format!("127.0.0.1:{victim}");
     let stop_ms = now_ms();
-    nodes.tasks[nodes.ports.len() / 2].abort();
-    let detection = tokio::time::timeout(interval * 3, async {
-        loop {
-            if let Some((_, at)) = detect_rx.borrow().clone() {
-                return at - stop_ms;
-            }
-            if detect_rx.changed().await.is_err() {
-                return -1;
-            }
-        }
-    })
-    .await
-    .ok()
-    .filter(|d| *d >= 0)
-    .map(|d| d as u64);
+    let detection = stop_and_wait(
+        &nodes,
+        nodes.ports.len() / 2,
+        &target,
+        &mut detect_rx,
+        interval,
+    )
+    .await?;
     eprintln!("dbmon-load: node stopped; dbmon saw it after {detection:?} ms");
     let prom_detection = if prometheus.is_some() {
         let url = format!("http://127.0.0.1:{prom_port}/api/v1/alerts");
@@ -545,6 +556,7 @@ async fn main() -> Result<()> {
         resyncs: resyncs.load(Ordering::Relaxed),
         lost_reports: gaps.load(Ordering::Relaxed),
         detection_ms: detection,
+        detection_quiet_ms: quiet_detection,
         state_clusters: args.state_clusters,
         ..Default::default()
     };
@@ -730,6 +742,35 @@ async fn main() -> Result<()> {
     Ok(())
 }
 
+/// Stops node `i` and waits (up to three intervals) until the audit
+/// subscriber sees it crit; milliseconds from the stop.
+async fn stop_and_wait(
+    nodes: &Nodes,
+    i: usize,
+    target: &std::sync::Mutex<String>,
+    seen: &mut tokio::sync::watch::Receiver<Option<(String, i64)>>,
+    interval: Duration,
+) -> Result<Option<u64>> {
+    let node = format!("127.0.0.1:{}", nodes.ports[i]);
+    *target.lock().map_err(|_| anyhow::anyhow!("lock"))? = node.clone();
+    let stop_ms = now_ms();
+    nodes.tasks[i].abort();
+    let waited = tokio::time::timeout(interval * 3, async {
+        loop {
+            if let Some((n, at)) = seen.borrow().clone()
+                && n == node
+            {
+                return Some((at - stop_ms).max(0) as u64);
+            }
+            if seen.changed().await.is_err() {
+                return None;
+            }
+        }
+    })
+    .await;
+    Ok(waited.ok().flatten())
+}
+
 async fn reqwest_get(url: &str) -> Option<String> {
     // A tiny HTTP/1.0 GET: the load tool avoids adding an HTTP client of its own.
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -806,7 +847,8 @@ fn write_results(out: &Path, r: &Results) -> Result<()> {
         opt(p.map(|p| format!("{:.2}", p.collector_rss_ratio)))
     ));
     md.push_str(&format!(
-        "| detection (node stops → seen) | {} | {} | |\n",
+        "| detection (node stops → seen) | {} with no other subscriber, {} under load | {} | |\n",
+        opt(r.detection_quiet_ms.map(|d| format!("{d} ms"))),
         opt(r.detection_ms.map(|d| format!("{d} ms"))),
         opt(p.map(|p| p
             .detection_ms
