@@ -2,8 +2,9 @@
 .PHONY: local test deps lint bench
 
 # Start a local 3-member etcd cluster, a server and a collector (Ctrl-C stops all).
-local: deps
-	cargo run --release --locked --bin dbmon -- local
+local:
+	deploy/install-deps.sh --local
+	cargo run --release --locked --bin dbmon -- local --dir .dbmon-local
 
 # Everything the tests need, then every test.
 test: deps lint

@@ -10,9 +10,10 @@ set -eu
 
 command -v cargo >/dev/null 2>&1 || { echo "cargo not found: install Rust from https://rustup.rs first" >&2; exit 1; }
 
+mode=${1:-}
 need=""
 command -v etcd >/dev/null 2>&1 || need="$need etcd-server"
-command -v docker-compose >/dev/null 2>&1 || need="$need docker-compose"
+[ "$mode" = --local ] || command -v docker-compose >/dev/null 2>&1 || need="$need docker-compose"
 if [ -n "$need" ]; then
     if [ "$(id -u)" -eq 0 ]; then sudo=""; else sudo="sudo"; fi
     if ! command -v apt-get >/dev/null 2>&1; then
@@ -24,6 +25,8 @@ if [ -n "$need" ]; then
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends $need >/dev/null
 fi
 command -v etcd >/dev/null 2>&1 || { echo "etcd still not on PATH after installing etcd-server" >&2; exit 1; }
+# `make local` needs nothing more.
+[ "$mode" = --local ] && exit 0
 
 if ! python3 -c 'import kubernetes_validate' 2>/dev/null; then
     echo "installing: kubernetes-validate (PyPI)"
@@ -32,7 +35,7 @@ if ! python3 -c 'import kubernetes_validate' 2>/dev/null; then
 fi
 
 # `make bench` compares with Prometheus on the same targets.
-if [ "${1:-}" = "--bench" ] && ! command -v prometheus >/dev/null 2>&1; then
+if [ "$mode" = "--bench" ] && ! command -v prometheus >/dev/null 2>&1; then
     if [ "$(id -u)" -eq 0 ]; then sudo=""; else sudo="sudo"; fi
     echo "installing: prometheus"
     $sudo apt-get update -qq

@@ -10,14 +10,22 @@ use std::time::Duration;
 use support::*;
 
 #[test]
-fn local_stack_comes_up_healthy_and_goes_away_cleanly() {
+fn local_stack_comes_up_healthy_and_goes_away_cleanly_twice_in_one_folder() {
     let dir = tempfile::tempdir().unwrap();
+    run_local_once(dir.path());
+    // Again in the same folder (as `make local` does): the old cluster data
+    // must not get in the way.
+    run_local_once(dir.path());
+}
+
+/// One run of `dbmon local` in `dir`: up, healthy, SIGTERM, gone.
+fn run_local_once(dir: &std::path::Path) {
     let mut local = Proc::spawn(
         Command::new(DBMON)
             .args(["local", "--interval", "1s", "--dir"])
-            .arg(dir.path())
+            .arg(dir)
             .stdout(Stdio::piped()),
-        dir.path().join("local.log"),
+        dir.join("local.log"),
     );
     let stdout = local.child.stdout.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
@@ -50,7 +58,7 @@ fn local_stack_comes_up_healthy_and_goes_away_cleanly() {
         || {
             let out = Command::new(CLIENT)
                 .arg("--config")
-                .arg(dir.path().join("dbmon.yaml"))
+                .arg(dir.join("dbmon.yaml"))
                 .args(["status", "-o", "json"])
                 .env_remove("DBMON_SERVER")
                 .output()
@@ -87,7 +95,7 @@ fn local_stack_comes_up_healthy_and_goes_away_cleanly() {
         "clean exit; log:\n{}",
         local.log_text()
     );
-    let data = dir.path().display().to_string();
+    let data = dir.display().to_string();
     wait_until(
         Duration::from_secs(10),
         "no etcd member of the local stack is left running",

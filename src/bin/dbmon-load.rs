@@ -671,7 +671,9 @@ async fn main() -> Result<()> {
     // clusters, published directly.
     drop(server);
     let deadline = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", collectors)).is_ok() && Instant::now() < deadline {
+    while std::net::TcpStream::connect(("127.0.0.1", collectors)).is_ok()
+        && Instant::now() < deadline
+    {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let server = Guard(
@@ -686,7 +688,10 @@ async fn main() -> Result<()> {
     let deadline = Instant::now() + Duration::from_secs(30);
     while std::net::TcpStream::connect(("127.0.0.1", collectors)).is_err() {
         if Instant::now() > deadline {
-            bail!("the second server did not start; see {}", dir.join("server-state.log").display());
+            bail!(
+                "the second server did not start; see {}",
+                dir.join("server-state.log").display()
+            );
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }

@@ -489,6 +489,21 @@ async fn local(dir: Option<PathBuf>, cockroach: bool, interval: &str) -> Result<
         std::env::temp_dir().join(format!("dbmon-local-{}", std::process::id()))
     });
     std::fs::create_dir_all(&dir)?;
+    // A fresh start each time: cluster data of an earlier run names other ports.
+    for stale in [
+        "etcd1",
+        "etcd2",
+        "etcd3",
+        "cockroach1",
+        "cockroach2",
+        "cockroach3",
+        "pki",
+    ] {
+        let p = dir.join(stale);
+        if p.exists() {
+            std::fs::remove_dir_all(&p).with_context(|| format!("cannot clear {}", p.display()))?;
+        }
+    }
     let crdb = if cockroach {
         Some(dbmon::local::CockroachCluster::start(&dir)?)
     } else {
