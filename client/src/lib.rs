@@ -285,12 +285,15 @@ async fn watch(target: &Target, clusters: Vec<String>, output: Format) -> Result
     let mut recent: Vec<String> = Vec::new();
     let mut backoff = Duration::from_millis(500);
     let mut connected_once = false;
+    // Where to resume after a lost connection: the last position received.
+    let mut last_position = 0u64;
     loop {
         let attempt = async {
             let mut client = connect(target).await?;
             let stream = client
                 .watch(WatchRequest {
                     clusters: clusters.clone(),
+                    after_position: last_position,
                 })
                 .await
                 .map_err(|s| rpc_error(server, s))?
@@ -319,6 +322,11 @@ async fn watch(target: &Target, clusters: Vec<String>, output: Format) -> Result
                 }
             };
             let now = now_ms();
+            // A snapshot restarts the count (a restarted server numbers anew).
+            last_position = match &event.event {
+                Some(watch_event::Event::Snapshot(_)) => event.position,
+                _ => last_position.max(event.position),
+            };
             match event.event {
                 Some(watch_event::Event::Snapshot(snap)) => {
                     if snap.part == 0 {

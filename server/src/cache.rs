@@ -12,6 +12,18 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use tokio::sync::broadcast;
 
+/// Entries kept for resuming Watch streams, across all clusters.
+pub const RESUME_WINDOW: usize = 50_000;
+
+/// Where a resuming subscriber starts.
+pub enum Resume {
+    /// Everything after the position, still in the window (may be empty).
+    From(Vec<Arc<Entry>>),
+    /// The position is gone from the window (or unknown to this server):
+    /// a snapshot (taken with the subscription) and why.
+    Resync(String, Vec<Arc<Entry>>),
+}
+
 /// A report as stored and fanned out, with its server position.
 #[derive(Debug)]
 pub struct Entry {
@@ -36,6 +48,9 @@ struct ClusterState {
 #[derive(Default)]
 struct Inner {
     clusters: HashMap<String, ClusterState>,
+    /// The most recent entries of every cluster, in position order, so that
+    /// a subscriber that reconnects can resume where it left off.
+    recent: VecDeque<Arc<Entry>>,
     position: u64,
     /// collector id -> (epoch, last seq stored)
     collectors: HashMap<String, (u64, u64)>,
@@ -46,6 +61,7 @@ pub struct Cache {
     inner: RwLock<Inner>,
     events: broadcast::Sender<Arc<Entry>>,
     history_per_cluster: usize,
+    resume_window: usize,
     pub ingested: AtomicU64,
     pub duplicates: AtomicU64,
 }
@@ -59,6 +75,7 @@ impl Cache {
             inner: RwLock::new(Inner::default()),
             events,
             history_per_cluster: history_per_cluster.max(1),
+            resume_window: RESUME_WINDOW,
             ingested: AtomicU64::new(0),
             duplicates: AtomicU64::new(0),
         }
@@ -112,6 +129,10 @@ impl Cache {
         state.history.push_back(entry.clone());
         while state.history.len() > self.history_per_cluster {
             state.history.pop_front();
+        }
+        inner.recent.push_back(entry.clone());
+        while inner.recent.len() > self.resume_window {
+            inner.recent.pop_front();
         }
         let position = entry.position;
         // No receivers is fine; lagging ones are told by the channel.
@@ -173,6 +194,49 @@ impl Cache {
         let inner = self.read();
         let rx = self.events.subscribe();
         (rx, Self::entries_of(&inner, clusters), inner.position)
+    }
+
+    /// Subscribes to continue after `after`: the entries since then (while
+    /// still in the resume window) and the live receiver, taken under one
+    /// lock so that nothing falls between them.
+    pub fn resume(
+        &self,
+        clusters: &[String],
+        after: u64,
+    ) -> (broadcast::Receiver<Arc<Entry>>, Resume, u64) {
+        let inner = self.read();
+        let rx = self.events.subscribe();
+        let oldest = inner
+            .recent
+            .front()
+            .map_or(inner.position + 1, |e| e.position);
+        let resume = if after > inner.position {
+            Resume::Resync(
+                format!(
+                    "resync: position {after} is unknown to this server (it is at {}; it restarted?)",
+                    inner.position
+                ),
+                Self::entries_of(&inner, clusters),
+            )
+        } else if after + 1 < oldest {
+            Resume::Resync(
+                format!(
+                    "resync: position {after} is older than this server's window (oldest {oldest})"
+                ),
+                Self::entries_of(&inner, clusters),
+            )
+        } else {
+            Resume::From(
+                inner
+                    .recent
+                    .iter()
+                    .filter(|e| e.position > after)
+                    .filter(|e| clusters.is_empty() || clusters.contains(&e.report.cluster))
+                    .cloned()
+                    .collect(),
+            )
+        };
+        (rx, resume, inner.position)
     }
 
     /// A fresh snapshot (shared entries) after a subscriber fell behind.
@@ -250,6 +314,33 @@ mod tests {
         cache.ingest(1, rep("b", "n", 2));
         assert_eq!(cache.latest(&["b".into()]).len(), 1);
         assert_eq!(cache.latest(&["b".into()])[0].cluster, "b");
+    }
+
+    #[test]
+    fn resuming_gives_what_came_after_or_says_resync() {
+        let mut cache = Cache::new(10, 16);
+        cache.resume_window = 5;
+        for seq in 1..=8 {
+            cache.ingest(1, rep("a", "n", seq));
+        }
+        let (_, r, pos) = cache.resume(&[], 5);
+        assert_eq!(pos, 8);
+        match r {
+            Resume::From(es) => assert_eq!(
+                es.iter().map(|e| e.position).collect::<Vec<_>>(),
+                vec![6, 7, 8]
+            ),
+            Resume::Resync(why, _) => panic!("{why}"),
+        }
+        let (_, r, _) = cache.resume(&[], 8);
+        assert!(matches!(r, Resume::From(es) if es.is_empty()), "up to date");
+        let (_, r, _) = cache.resume(&[], 1);
+        assert!(
+            matches!(r, Resume::Resync(why, _) if why.contains("older than")),
+            "window holds 4..=8"
+        );
+        let (_, r, _) = cache.resume(&[], 99);
+        assert!(matches!(r, Resume::Resync(why, _) if why.contains("unknown to this server")));
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! The gRPC services: `Ingest` for collectors, `Monitor` for clients.
 
-use crate::cache::{Cache, Ingested};
+use crate::cache::{Cache, Ingested, Resume};
 use dbmon_pki::transport::PeerInfo;
 use dbmon_pki::{Identity, Role};
 use dbmon_proto::v1::ingest_server::Ingest;
@@ -224,17 +224,50 @@ impl Monitor for Services {
         request: Request<WatchRequest>,
     ) -> Result<Response<Self::WatchStream>, Status> {
         let peer = peer_of(&request);
-        let clusters = request.into_inner().clusters;
-        let (mut rx, latest, position) = self.cache.subscribe_entries(&clusters);
+        let req = request.into_inner();
+        let clusters = req.clusters;
+        // A snapshot (and why), or the entries to catch up on.
+        let (mut rx, start, position) = if req.after_position == 0 {
+            let (rx, entries, pos) = self.cache.subscribe_entries(&clusters);
+            (rx, Resume::Resync("initial".into(), entries), pos)
+        } else {
+            self.cache.resume(&clusters, req.after_position)
+        };
         // Small: the real queue is the broadcast ring; this only decouples.
         let (tx, out) = mpsc::channel::<Result<WatchEvent, Status>>(16);
         let cache = self.cache.clone();
         tracing::debug!(%peer, ?clusters, "watch started");
         tokio::spawn(async move {
-            if !send_snapshot(&tx, &latest, position, "initial").await {
-                return;
+            match start {
+                Resume::Resync(reason, entries) => {
+                    if !send_snapshot(&tx, &entries, position, &reason).await {
+                        return;
+                    }
+                }
+                Resume::From(entries) => {
+                    tracing::debug!(%peer, after = req.after_position, catching_up = entries.len(), "watch resumed");
+                    for chunk in entries.chunks(MAX_BATCH) {
+                        let last = chunk.last().map_or(position, |e| e.position);
+                        let mut reports: Vec<Report> =
+                            chunk.iter().map(|e| e.report.clone()).collect();
+                        let event = if reports.len() == 1 {
+                            watch_event::Event::Report(reports.remove(0))
+                        } else {
+                            watch_event::Event::Batch(ReportBatch { reports })
+                        };
+                        if tx
+                            .send(Ok(WatchEvent {
+                                event: Some(event),
+                                position: last,
+                            }))
+                            .await
+                            .is_err()
+                        {
+                            return;
+                        }
+                    }
+                }
             }
-            drop(latest);
             loop {
                 let next = tokio::select! {
                     n = rx.recv() => n,

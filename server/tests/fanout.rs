@@ -6,7 +6,9 @@ use dbmon_config::Config;
 use dbmon_proto::Report;
 use dbmon_proto::v1::ingest_client::IngestClient;
 use dbmon_proto::v1::monitor_client::MonitorClient;
-use dbmon_proto::v1::{Hello, PublishRequest, WatchRequest, publish_request, watch_event};
+use dbmon_proto::v1::{
+    Hello, PublishRequest, WatchEvent, WatchRequest, publish_request, watch_event,
+};
 use std::time::Duration;
 use tokio_stream::StreamExt;
 
@@ -238,4 +240,90 @@ async fn a_report_without_a_check_is_refused_by_name() {
         "{}",
         err.message()
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watch_resumes_after_its_last_position_without_gap_or_repeat() {
+    let (url, collectors, _stop) = start(1024).await;
+    let mut ingest = IngestClient::connect(collectors).await.unwrap();
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tx.send(PublishRequest {
+        msg: Some(publish_request::Msg::Hello(Hello {
+            collector_id: "c".into(),
+            epoch: 1,
+            clusters: vec![],
+        })),
+    })
+    .unwrap();
+    let mut acks = ingest
+        .publish(tokio_stream::wrappers::UnboundedReceiverStream::new(rx))
+        .await
+        .unwrap()
+        .into_inner();
+    let publish_until = |from: u64, to: u64| {
+        for seq in from..=to {
+            tx.send(report(seq)).unwrap();
+        }
+    };
+    publish_until(1, 100);
+    while let Some(Ok(a)) = acks.next().await {
+        if a.acked_seq == 100 {
+            break;
+        }
+    }
+
+    // Resume after position 60 (one collector on a fresh server: position = seq).
+    let mut watch = MonitorClient::connect(url.clone())
+        .await
+        .unwrap()
+        .watch(WatchRequest {
+            clusters: vec![],
+            after_position: 60,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    publish_until(101, 110);
+    let mut seqs = Vec::new();
+    let got = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Some(Ok(e)) = watch.next().await {
+            assert!(
+                !matches!(e.event, Some(watch_event::Event::Snapshot(_))),
+                "a resumable position gets no snapshot"
+            );
+            seqs.extend(e.into_reports().into_iter().map(|r| r.seq));
+            if seqs.last() == Some(&110) {
+                break;
+            }
+        }
+    })
+    .await;
+    assert!(got.is_ok(), "stalled after {seqs:?}");
+    assert_eq!(
+        seqs,
+        (61..=110).collect::<Vec<_>>(),
+        "everything after 60, once, in order, then live"
+    );
+
+    // A position this server never reached: told to resync, with why.
+    let mut watch = MonitorClient::connect(url)
+        .await
+        .unwrap()
+        .watch(WatchRequest {
+            clusters: vec![],
+            after_position: 5_000,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    match watch.next().await {
+        Some(Ok(WatchEvent {
+            event: Some(watch_event::Event::Snapshot(s)),
+            ..
+        })) => {
+            assert!(s.reason.contains("unknown to this server"), "{}", s.reason);
+            assert_eq!(s.latest.len(), 3, "the current state comes with it");
+        }
+        other => panic!("expected a resync snapshot, got {other:?}"),
+    }
 }
