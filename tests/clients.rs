@@ -123,6 +123,35 @@ fn status_and_watch_clients_see_the_same_cluster() {
         assert!(checks.contains(&c), "get cluster lacks {c}: {checks:?}");
     }
     assert!(!detail["history"].as_array().unwrap().is_empty());
+    // History: by default the changes of each (node, check); --all everything.
+    let changes: serde_json::Value = serde_json::from_slice(
+        &stack
+            .client(&["history", "shop-etcd", "--since", "1h", "-o", "json"])
+            .stdout,
+    )
+    .expect("history json");
+    let everything: serde_json::Value = serde_json::from_slice(
+        &stack
+            .client(&["history", "shop-etcd", "--all", "-o", "json"])
+            .stdout,
+    )
+    .expect("history --all json");
+    let (changes, everything) = (changes.as_array().unwrap(), everything.as_array().unwrap());
+    assert!(
+        changes.len() >= checks.len() && changes.len() <= everything.len(),
+        "{} changes, {} reports",
+        changes.len(),
+        everything.len()
+    );
+    for c in &checks {
+        assert!(
+            changes.iter().any(|r| r["check"] == *c),
+            "history shows {c}"
+        );
+    }
+    let out = stack.client(&["history", "shop-etcd", "--since", "soon"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--since \"soon\": expected a duration"));
+
     let out = stack.client(&["get", "cluster", "nosuch"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no cluster named \"nosuch\""));

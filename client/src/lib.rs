@@ -55,6 +55,19 @@ pub enum Command {
         #[arg(short, long, value_enum, default_value_t = Format::Table)]
         output: Format,
     },
+    /// A cluster's past reports: by default only status changes of each
+    /// (node, check), from the server's recent history.
+    History {
+        cluster: String,
+        /// How far back, like 15m, 1h or 1d.
+        #[arg(long, default_value = "1h")]
+        since: String,
+        /// Every report, not only changes.
+        #[arg(long)]
+        all: bool,
+        #[arg(short, long, value_enum, default_value_t = Format::Table)]
+        output: Format,
+    },
     /// Details of one object.
     Get {
         #[command(subcommand)]
@@ -99,7 +112,82 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Get {
             what: GetWhat::Cluster { name, output },
         } => get_cluster(&target, &name, output).await,
+        Command::History {
+            cluster,
+            since,
+            all,
+            output,
+        } => history(&target, &cluster, &since, all, output).await,
     }
+}
+
+async fn history(
+    target: &Target,
+    cluster: &str,
+    since: &str,
+    all: bool,
+    output: Format,
+) -> Result<()> {
+    let window = humantime::parse_duration(since)
+        .with_context(|| format!("--since {since:?}: expected a duration like 15m, 1h or 1d"))?;
+    let server = target.server.as_str();
+    let mut client = connect(target).await?;
+    let resp = client
+        .list_reports(ListReportsRequest {
+            clusters: vec![cluster.to_string()],
+            include_history: true,
+        })
+        .await
+        .map_err(|s| rpc_error(server, s))?
+        .into_inner();
+    if resp.latest.is_empty() {
+        bail!(
+            "no cluster named {cluster:?} has reports on {server}; `dbmon-client status` lists the clusters"
+        );
+    }
+    let from = resp.server_time_ms - window.as_millis() as i64;
+    let mut last: BTreeMap<(String, String), i32> = BTreeMap::new();
+    let mut shown = Vec::new();
+    for r in resp.history.iter().filter(|r| r.observed_at_ms >= from) {
+        let key = (r.node.clone(), r.check.clone());
+        let changed = last.insert(key, r.status) != Some(r.status);
+        if all || changed {
+            shown.push(r);
+        }
+    }
+    match output {
+        Format::Table => {
+            let mut rows = vec![vec![
+                "TIME".to_string(),
+                "NODE".into(),
+                "CHECK".into(),
+                "STATUS".into(),
+                "MESSAGE".into(),
+            ]];
+            for r in &shown {
+                rows.push(vec![
+                    view::timestamp(r.observed_at_ms),
+                    if r.node.is_empty() {
+                        "(cluster)".into()
+                    } else {
+                        r.node.clone()
+                    },
+                    r.check.clone(),
+                    dbmon_proto::health::status_name(r.status()).to_string(),
+                    r.message.clone(),
+                ]);
+            }
+            print!("{}", view::table(&rows));
+            if shown.is_empty() {
+                println!("no reports of {cluster} in the last {since}");
+            }
+        }
+        f => print_structured(
+            &shown.iter().map(|r| ReportView::new(r)).collect::<Vec<_>>(),
+            f,
+        )?,
+    }
+    Ok(())
 }
 
 /// Where the server is and how to trust it.
