@@ -130,21 +130,7 @@ async fn history(
 ) -> Result<()> {
     let window = humantime::parse_duration(since)
         .with_context(|| format!("--since {since:?}: expected a duration like 15m, 1h or 1d"))?;
-    let server = target.server.as_str();
-    let mut client = connect(target).await?;
-    let resp = client
-        .list_reports(ListReportsRequest {
-            clusters: vec![cluster.to_string()],
-            include_history: true,
-        })
-        .await
-        .map_err(|s| rpc_error(server, s))?
-        .into_inner();
-    if resp.latest.is_empty() {
-        bail!(
-            "no cluster named {cluster:?} has reports on {server}; `dbmon-client status` lists the clusters"
-        );
-    }
+    let resp = cluster_reports(target, cluster).await?;
     let from = resp.server_time_ms - window.as_millis() as i64;
     let mut last: BTreeMap<(String, String), i32> = BTreeMap::new();
     let mut shown = Vec::new();
@@ -213,15 +199,10 @@ pub async fn connect(target: &Target) -> Result<MonitorClient<Channel>> {
                 format!("{server:?} is not a server address; expected https://HOST:PORT")
             })?
             .connect_timeout(Duration::from_secs(5));
-        endpoint.connect().await.map_err(|e| {
-            let mut why = e.to_string();
-            let mut src = std::error::Error::source(&e);
-            while let Some(s) = src {
-                why = format!("{why}: {s}");
-                src = s.source();
-            }
-            why
-        })
+        endpoint
+            .connect()
+            .await
+            .map_err(|e| dbmon_pki::transport::describe_chain(&e))
     };
     let channel = result.map_err(|why| {
         anyhow::anyhow!(
@@ -275,7 +256,11 @@ async fn status(target: &Target, output: Format) -> Result<()> {
     Ok(())
 }
 
-async fn get_cluster(target: &Target, name: &str, output: Format) -> Result<()> {
+/// The latest reports and history of one cluster, or why there are none.
+async fn cluster_reports(
+    target: &Target,
+    name: &str,
+) -> Result<dbmon_proto::v1::ListReportsResponse> {
     let server = target.server.as_str();
     let mut client = connect(target).await?;
     let resp = client
@@ -291,6 +276,11 @@ async fn get_cluster(target: &Target, name: &str, output: Format) -> Result<()> 
             "no cluster named {name:?} has reports on {server}; `dbmon-client status` lists the clusters"
         );
     }
+    Ok(resp)
+}
+
+async fn get_cluster(target: &Target, name: &str, output: Format) -> Result<()> {
+    let resp = cluster_reports(target, name).await?;
     let now = resp.server_time_ms;
     let summary = summarize(&resp.latest, now).remove(0);
     match output {

@@ -121,24 +121,16 @@ impl Link {
                     .connect_timeout(Duration::from_secs(5))
                     .http2_keep_alive_interval(Duration::from_secs(10))
                     .keep_alive_timeout(Duration::from_secs(10));
-                endpoint.connect().await.map_err(|e| chain(&e))
+                endpoint
+                    .connect()
+                    .await
+                    .map_err(|e| dbmon_pki::transport::describe_chain(&e))
             }
             Link::Tls { server, config, .. } => {
                 dbmon_pki::transport::channel(server, config.clone(), Duration::from_secs(5)).await
             }
         }
     }
-}
-
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut src = e.source();
-    while let Some(x) = src {
-        s.push_str(": ");
-        s.push_str(&x.to_string());
-        src = x.source();
-    }
-    s
 }
 
 /// Enrolls with a join token: makes a key here, sends only a certificate
