@@ -29,11 +29,11 @@ use tokio::sync::watch;
 /// The server failed to start.
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
-    #[error("cannot listen on {addr} ({what}): {source}; is another process using it?")]
+    #[error("cannot listen on {addr} ({what}): {error}; is another process using it?")]
     Bind {
         addr: SocketAddr,
         what: &'static str,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("gRPC server failed: {0}")]
     Grpc(#[from] tonic::transport::Error),
@@ -49,7 +49,7 @@ pub enum ServerError {
 async fn bind(addr: SocketAddr, what: &'static str) -> Result<TcpListener, ServerError> {
     TcpListener::bind(addr)
         .await
-        .map_err(|source| ServerError::Bind { addr, what, source })
+        .map_err(|error| ServerError::Bind { addr, what, error })
 }
 
 /// Serves until `shutdown` turns true.

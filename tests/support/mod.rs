@@ -93,41 +93,60 @@ pub fn make_pki(dir: &Path) -> PathBuf {
 /// and starts the server. `extra_server` is appended to the server section.
 pub fn start_server_with(dir: &Path, clusters_yaml: &str, extra_server: &str) -> Stack {
     let pki = make_pki(dir);
-    let (grpc_port, collector_port, http_port) = (free_port(), free_port(), free_port());
-    let yaml = format!(
-        "server:\n  listen: 127.0.0.1:{grpc_port}\n  collector_listen: 127.0.0.1:{collector_port}\n  http_listen: 127.0.0.1:{http_port}\n  pki_dir: {pki}\n{extra_server}\
-         collector:\n  id: test-collector\n  server: https://127.0.0.1:{collector_port}\n  enroll_server: https://127.0.0.1:{grpc_port}\n  pki_dir: {pki}\n\
-         clusters:\n{clusters_yaml}",
-        pki = pki.display()
-    );
-    let path = dir.join("dbmon.yaml");
-    std::fs::write(&path, yaml).expect("write config");
-    let server = Proc::spawn(
-        Command::new(DBMON)
-            .arg("server")
-            .arg("--config")
-            .arg(&path)
-            .stdout(Stdio::null()),
-        dir.join("server.log"),
-    );
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect(("127.0.0.1", collector_port)).is_err() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the server does not listen after 20s; its log:\n{}",
-            server.log_text()
+    // Free ports are picked, then released for the server to bind: another
+    // process may take one in between. Then the server says so and exits,
+    // and we try other ports.
+    for _attempt in 0..5 {
+        let (grpc_port, collector_port, http_port) = (free_port(), free_port(), free_port());
+        let yaml = format!(
+            "server:\n  listen: 127.0.0.1:{grpc_port}\n  collector_listen: 127.0.0.1:{collector_port}\n  http_listen: 127.0.0.1:{http_port}\n  pki_dir: {pki}\n{extra_server}\
+             collector:\n  id: test-collector\n  server: https://127.0.0.1:{collector_port}\n  enroll_server: https://127.0.0.1:{grpc_port}\n  pki_dir: {pki}\n\
+             clusters:\n{clusters_yaml}",
+            pki = pki.display()
         );
-        std::thread::park_timeout(Duration::from_millis(50));
+        let path = dir.join("dbmon.yaml");
+        std::fs::write(&path, yaml).expect("write config");
+        let mut server = Proc::spawn(
+            Command::new(DBMON)
+                .arg("server")
+                .arg("--config")
+                .arg(&path)
+                .stdout(Stdio::null()),
+            dir.join("server.log"),
+        );
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        let mut taken = false;
+        while std::net::TcpStream::connect(("127.0.0.1", collector_port)).is_err() {
+            if let Ok(Some(_)) = server.child.try_wait() {
+                let log = server.log_text();
+                assert!(
+                    log.contains("Address already in use"),
+                    "the server stopped; its log:\n{log}"
+                );
+                taken = true;
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the server does not listen after 20s; its log:\n{}",
+                server.log_text()
+            );
+            std::thread::park_timeout(Duration::from_millis(50));
+        }
+        if taken {
+            continue;
+        }
+        return Stack {
+            server,
+            collector: None,
+            grpc: format!("https://127.0.0.1:{grpc_port}"),
+            collector_grpc: format!("https://127.0.0.1:{collector_port}"),
+            http_port,
+            dir: dir.to_path_buf(),
+            pki,
+        };
     }
-    Stack {
-        server,
-        collector: None,
-        grpc: format!("https://127.0.0.1:{grpc_port}"),
-        collector_grpc: format!("https://127.0.0.1:{collector_port}"),
-        http_port,
-        dir: dir.to_path_buf(),
-        pki,
-    }
+    panic!("five sets of free ports were all taken before the server could bind them");
 }
 
 /// [`start_server_with`] without extra server settings.
