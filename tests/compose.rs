@@ -250,15 +250,7 @@ fn the_compose_deployment_end_to_end() {
     assert!(!ok && out.starts_with("refused:"), "{out}");
     let other = dir.path().join("other");
     dbmon(&["pki", "init", "--dir", other.to_str().unwrap()]);
-    dbmon(&[
-        "pki",
-        "issue",
-        "collector",
-        "--name",
-        "c1",
-        "--dir",
-        other.to_str().unwrap(),
-    ]);
+    issue_collector(&other, "c1", None);
     let stranger = dir.path().join("stranger");
     std::fs::create_dir_all(&stranger).unwrap();
     // Trusts the real server, shows the other CA's certificate.
@@ -290,16 +282,7 @@ fn the_compose_deployment_end_to_end() {
     // without a restart, on the same stream.
     let connected = d.logs("server").matches("collector connected").count();
     let pki = d.run_dir.join("pki");
-    dbmon(&[
-        "pki",
-        "issue",
-        "collector",
-        "--name",
-        "c1",
-        "--force",
-        "--dir",
-        pki.to_str().unwrap(),
-    ]);
+    issue_collector(&pki, "c1", None);
     replace(
         &pki.join("collector.c1.key"),
         &d.run_dir.join("c1/collector.c1.key"),

@@ -63,6 +63,24 @@ fn token_file(dir: &Path, token: &str) -> PathBuf {
     p
 }
 
+/// A collector `id` in its own folder `dir`, enrolling with `token` and
+/// `pin`, expected to stop with an error: its stderr.
+fn join_fails(
+    stack: &Stack,
+    dir: &Path,
+    id: &str,
+    cluster: &str,
+    token: &str,
+    pin: &str,
+) -> String {
+    let cfg = collector_config(stack, dir, id, cluster);
+    let tf = token_file(dir, token);
+    collector_fails(
+        &cfg,
+        &["--join-token-file", tf.to_str().unwrap(), "--ca-pin", pin],
+    )
+}
+
 /// Runs `dbmon collector` expecting it to stop with an error; its stderr.
 fn collector_fails(config: &Path, extra: &[&str]) -> String {
     let mut child = Command::new(DBMON)
@@ -108,18 +126,9 @@ fn join_tokens_work_once_and_only_with_the_right_pin() {
 
     // A wrong pin: refused before the token is sent, so the token stays good.
     let a = dir.path().join("a");
-    let cfg = collector_config(&stack, &a, "joiner", "joined");
-    let tf = token_file(&a, &tok);
     let wrong = format!("sha256:{}", "0".repeat(64));
-    let err = collector_fails(
-        &cfg,
-        &[
-            "--join-token-file",
-            tf.to_str().unwrap(),
-            "--ca-pin",
-            &wrong,
-        ],
-    );
+    let err = join_fails(&stack, &a, "joiner", "joined", &tok, &wrong);
+    let (cfg, tf) = (a.join("collector.yaml"), a.join("join-token"));
     assert!(
         err.contains("the server's CA does not match the pin"),
         "{err}"
@@ -160,17 +169,13 @@ fn join_tokens_work_once_and_only_with_the_right_pin() {
     assert!(joined.child.try_wait().unwrap().is_none(), "still running");
 
     // The same token again: refused.
-    let b = dir.path().join("b");
-    let cfg_b = collector_config(&stack, &b, "joiner", "joined-again");
-    let tf_b = token_file(&b, &tok);
-    let err = collector_fails(
-        &cfg_b,
-        &[
-            "--join-token-file",
-            tf_b.to_str().unwrap(),
-            "--ca-pin",
-            &pin,
-        ],
+    let err = join_fails(
+        &stack,
+        &dir.path().join("b"),
+        "joiner",
+        "joined-again",
+        &tok,
+        &pin,
     );
     assert!(err.contains("was already used"), "{err}");
 
@@ -180,18 +185,7 @@ fn join_tokens_work_once_and_only_with_the_right_pin() {
     wait_until(Duration::from_secs(5), "the 1s token expires", || {
         created.elapsed() > Duration::from_millis(1100)
     });
-    let c = dir.path().join("c");
-    let cfg_c = collector_config(&stack, &c, "late", "late");
-    let tf_c = token_file(&c, &short);
-    let err = collector_fails(
-        &cfg_c,
-        &[
-            "--join-token-file",
-            tf_c.to_str().unwrap(),
-            "--ca-pin",
-            &pin,
-        ],
-    );
+    let err = join_fails(&stack, &dir.path().join("c"), "late", "late", &short, &pin);
     assert!(err.contains("expired at"), "{err}");
     drop(joined);
 }
@@ -205,18 +199,7 @@ fn a_renewal_during_a_live_stream_loses_nothing() {
         "  collector_cert_ttl: 6s\n",
     );
     let p = stack.pki.to_str().unwrap().to_string();
-    dbmon(&[
-        "pki",
-        "issue",
-        "collector",
-        "--name",
-        "test-collector",
-        "--ttl",
-        "6s",
-        "--force",
-        "--dir",
-        &p,
-    ]);
+    issue_collector(&stack.pki, "test-collector", Some("6s"));
     let cert = stack.pki.join("collector.test-collector.crt");
     let serial = || {
         dbmon_pki::ca::inspect(&cert)
@@ -319,18 +302,7 @@ fn a_renewal_during_a_live_stream_loses_nothing() {
             == 2
     });
     // A certificate put in the collector's folder from outside is picked up too.
-    dbmon(&[
-        "pki",
-        "issue",
-        "collector",
-        "--name",
-        "test-collector",
-        "--ttl",
-        "6s",
-        "--force",
-        "--dir",
-        &p,
-    ]);
+    issue_collector(&stack.pki, "test-collector", Some("6s"));
     wait_until(
         Duration::from_secs(10),
         "the collector reloads the re-issued certificate",
@@ -389,32 +361,10 @@ fn certificate_problems_stop_the_collector_with_what_to_do() {
     let config = dir.path().join("dbmon.yaml");
     let cert = stack.pki.join("collector.test-collector.crt");
     let key = stack.pki.join("collector.test-collector.key");
-    let restore = || {
-        dbmon(&[
-            "pki",
-            "issue",
-            "collector",
-            "--name",
-            "test-collector",
-            "--force",
-            "--dir",
-            &p,
-        ])
-    };
+    let restore = || issue_collector(&stack.pki, "test-collector", None);
 
     // Expired.
-    dbmon(&[
-        "pki",
-        "issue",
-        "collector",
-        "--name",
-        "test-collector",
-        "--ttl",
-        "1s",
-        "--force",
-        "--dir",
-        &p,
-    ]);
+    issue_collector(&stack.pki, "test-collector", Some("1s"));
     let not_after = dbmon_pki::ca::inspect(&cert).unwrap().not_after;
     wait_until(Duration::from_secs(5), "the certificate expires", || {
         dbmon_proto::now_ms() / 1000 > not_after

@@ -263,16 +263,7 @@ async fn every_bad_certificate_is_refused_with_its_own_reason() {
     let tampered = (tamper(&good.0), good.1.clone());
 
     // Revoked: a valid certificate, then revoked and the list reloaded.
-    dbmon(&[
-        "pki",
-        "issue",
-        "collector",
-        "--name",
-        "test-collector",
-        "--dir",
-        p,
-        "--force",
-    ]);
+    issue_collector(&pki, "test-collector", None);
     let revoked_pair = read_pair(&pki, "collector.test-collector");
     let serial = dbmon_pki::ca::inspect(&pki.join("collector.test-collector.crt"))
         .unwrap()
@@ -361,16 +352,7 @@ async fn every_bad_certificate_is_refused_with_its_own_reason() {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 
     // The right certificate gets in, for its assigned cluster only, under its own name.
-    dbmon(&[
-        "pki",
-        "issue",
-        "collector",
-        "--name",
-        "test-collector",
-        "--dir",
-        p,
-        "--force",
-    ]);
+    issue_collector(&pki, "test-collector", None);
     let good = read_pair(&pki, "collector.test-collector");
     assert_eq!(
         publish(&url, &pki, Some(good.clone()), "test-collector", "allowed").await,

@@ -598,25 +598,8 @@ async fn main() -> Result<()> {
     let rate = args.fanout_rate;
     let fanout_window = Duration::from_secs(20);
     eprintln!("dbmon-load: fan-out phase, {rate} reports/s for {fanout_window:?}");
-    let ch = channel(
-        &format!("https://127.0.0.1:{collectors}"),
-        &pki,
-        Some("state"),
-    )
-    .await?;
-    let (ftx, frx) = tokio::sync::mpsc::channel(4096);
-    ftx.send(PublishRequest {
-        msg: Some(publish_request::Msg::Hello(Hello {
-            collector_id: "state".into(),
-            epoch: 1,
-            clusters: vec![],
-        })),
-    })
-    .await?;
-    let mut facks = IngestClient::new(ch)
-        .publish(tokio_stream::wrappers::ReceiverStream::new(frx))
-        .await?
-        .into_inner();
+    let collector_url = format!("https://127.0.0.1:{collectors}");
+    let (ftx, mut facks) = open_publisher(&collector_url, &pki).await?;
     tokio::spawn(async move { while let Some(Ok(_)) = facks.next().await {} });
     let (s_f0, _, _) = usage(server.0.id())?;
     let fanout_started = Instant::now();
@@ -697,12 +680,6 @@ async fn main() -> Result<()> {
     }
     let (_, _, idle_rss) = usage(server.0.id())?;
     results.server_rss_idle_mb = mb(idle_rss);
-    let ch = channel(
-        &format!("https://127.0.0.1:{collectors}"),
-        &pki,
-        Some("state"),
-    )
-    .await?;
     let checks = [
         "up",
         "live_nodes",
@@ -712,20 +689,7 @@ async fn main() -> Result<()> {
         "capacity_available",
     ];
     let total = args.state_clusters * 3 * checks.len();
-    let (tx, rx) = tokio::sync::mpsc::channel(4096);
-    // The server answers only after the Hello: send it before waiting.
-    tx.send(PublishRequest {
-        msg: Some(publish_request::Msg::Hello(Hello {
-            collector_id: "state".into(),
-            epoch: 1,
-            clusters: vec![],
-        })),
-    })
-    .await?;
-    let mut acks = IngestClient::new(ch)
-        .publish(tokio_stream::wrappers::ReceiverStream::new(rx))
-        .await?
-        .into_inner();
+    let (tx, mut acks) = open_publisher(&collector_url, &pki).await?;
     let feeder = tokio::spawn(async move {
         let mut seq = 0;
         for c in 0..args.state_clusters {
@@ -771,6 +735,32 @@ async fn main() -> Result<()> {
     write_results(&args.out, &results)?;
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
+}
+
+/// A publish stream as collector `state` (its Hello sent: the server
+/// answers only after it), and the stream of acknowledgements.
+async fn open_publisher(
+    url: &str,
+    pki: &Path,
+) -> Result<(
+    tokio::sync::mpsc::Sender<PublishRequest>,
+    tonic::Streaming<dbmon_proto::v1::PublishAck>,
+)> {
+    let ch = channel(url, pki, Some("state")).await?;
+    let (tx, rx) = tokio::sync::mpsc::channel(4096);
+    tx.send(PublishRequest {
+        msg: Some(publish_request::Msg::Hello(Hello {
+            collector_id: "state".into(),
+            epoch: 1,
+            clusters: vec![],
+        })),
+    })
+    .await?;
+    let acks = IngestClient::new(ch)
+        .publish(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await?
+        .into_inner();
+    Ok((tx, acks))
 }
 
 /// Stops node `i` and waits (up to three intervals) until the audit

@@ -70,21 +70,33 @@ pub fn dbmon(args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// Issues, or replaces, collector `name`'s certificate and key in `pki`
+/// with `dbmon pki issue collector`; `ttl` like "6s".
+pub fn issue_collector(pki: &Path, name: &str, ttl: Option<&str>) {
+    let p = pki.to_str().expect("utf-8 path");
+    let mut args = vec![
+        "pki",
+        "issue",
+        "collector",
+        "--name",
+        name,
+        "--force",
+        "--dir",
+        p,
+    ];
+    if let Some(t) = ttl {
+        args.extend(["--ttl", t]);
+    }
+    dbmon(&args);
+}
+
 /// Makes a PKI in `dir/pki` with `dbmon pki init` and a certificate for
 /// collector `test-collector`.
 pub fn make_pki(dir: &Path) -> PathBuf {
     let pki = dir.join("pki");
     let p = pki.to_str().expect("utf-8 path");
     dbmon(&["pki", "init", "--dir", p]);
-    dbmon(&[
-        "pki",
-        "issue",
-        "collector",
-        "--name",
-        "test-collector",
-        "--dir",
-        p,
-    ]);
+    issue_collector(&pki, "test-collector", None);
     pki
 }
 
