@@ -1,8 +1,33 @@
-//! Who may call what, for people: macaroons minted after a WebAuthn
-//! passkey login, checked on every client RPC by one layer with one table
-//! of methods and permissions.
+//! Who may call what, for people.
 //!
-//! Not built yet. Until it is, the people endpoint (`server.listen`)
-//! authenticates the server to people (TLS) but not people to the server:
-//! anyone who trusts the deployment's CA and can reach it may read. The
-//! collector endpoint is unaffected: it requires a collector certificate.
+//! - [`store`]: users, passkeys, invites and logins in one 0600 file.
+//! - [`passkey`]: WebAuthn registration with an invite, and the CLI-to-browser
+//!   login that ends with a macaroon.
+//! - [`token`]: macaroons: minted per login with its own root key, narrowed
+//!   by [`caveat`]s, verified on every call.
+//! - [`perms`]: operations, roles and the one table of what each RPC needs.
+//! - [`limit`]: attempts per peer address.
+//!
+//! Audit lines (target `dbmon::audit`) are written for every registration,
+//! login, mint, revocation and refused call, with user, credential id,
+//! login id and peer; never a token or a secret.
+
+pub mod caveat;
+pub mod limit;
+pub mod passkey;
+pub mod perms;
+pub mod store;
+pub mod token;
+
+pub use perms::{Access, Op, Role};
+pub use token::{Denied, Grant, METADATA_KEY, Verifier};
+
+/// Prepares the macaroon library's crypto; call once before minting.
+pub fn init() {
+    let _ = macaroon::initialize();
+}
+
+/// An audit line for a refused or revoked call.
+pub fn audit(event: &str, user: &str, login: &str, peer: &str, outcome: &str) {
+    tracing::info!(target: "dbmon::audit", event, user, credential = "", login, peer, outcome, "audit");
+}
