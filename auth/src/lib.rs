@@ -21,6 +21,8 @@ pub mod token;
 
 pub use perms::{Access, Op, Role};
 pub use token::{Denied, Grant, METADATA_KEY, Verifier};
+/// The WebAuthn types the server's pages exchange.
+pub use webauthn_rs::prelude as webauthn;
 
 /// Prepares the macaroon library's crypto; call once before minting.
 pub fn init() {

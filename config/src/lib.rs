@@ -66,6 +66,38 @@ pub struct ServerConfig {
     pub assignments: BTreeMap<String, Vec<String>>,
     /// Development only: plaintext gRPC, accepted on loopback addresses only.
     pub insecure_plaintext: bool,
+    /// People's logins.
+    pub auth: AuthSettings,
+}
+
+/// Where people's users, passkeys and logins live, and how long they last.
+#[derive(Debug, Clone)]
+pub struct AuthSettings {
+    /// Holds `auth.json` (mode 0600: macaroon root keys); made 0700 if missing.
+    pub dir: PathBuf,
+    /// The URL browsers reach the server at (`https://NAME:PORT`); its host is
+    /// the WebAuthn relying party, so passkeys registered for one origin
+    /// do not work on another. None: `https://localhost:<listen port>`.
+    pub origin: Option<String>,
+    /// Lifetime of a login's macaroon.
+    pub session_ttl: Duration,
+    /// Lifetime of an invite URL.
+    pub invite_ttl: Duration,
+}
+
+impl ServerConfig {
+    /// The configured origin, or `https://localhost:<port of listen>`
+    /// (`http://` in the plaintext development mode).
+    pub fn origin(&self) -> String {
+        self.auth.origin.clone().unwrap_or_else(|| {
+            let scheme = if self.insecure_plaintext {
+                "http"
+            } else {
+                "https"
+            };
+            format!("{scheme}://localhost:{}", self.listen.port())
+        })
+    }
 }
 
 /// The server's certificate files.
@@ -336,6 +368,12 @@ impl Config {
                 collector_cert_ttl: raw::DEFAULT_COLLECTOR_TTL,
                 assignments: BTreeMap::new(),
                 insecure_plaintext: false,
+                auth: AuthSettings {
+                    dir: PathBuf::from("dbmon-auth"),
+                    origin: None,
+                    session_ttl: raw::DEFAULT_SESSION_TTL,
+                    invite_ttl: raw::DEFAULT_INVITE_TTL,
+                },
             },
             collector: CollectorConfig {
                 id: default_collector_id(),
@@ -430,6 +468,39 @@ impl Validator<'_> {
                 config.server.assignments = a.value;
             }
             config.server.pki_dir = s.pki_dir.as_ref().map(|p| p.value.clone());
+            if let Some(a) = &s.auth {
+                if let Some(d) = &a.dir {
+                    config.server.auth.dir = d.value.clone();
+                }
+                for (d, field, slot) in [
+                    (
+                        &a.session_ttl,
+                        "server.auth.session_ttl",
+                        &mut config.server.auth.session_ttl,
+                    ),
+                    (
+                        &a.invite_ttl,
+                        "server.auth.invite_ttl",
+                        &mut config.server.auth.invite_ttl,
+                    ),
+                ] {
+                    if let Some(d) = d {
+                        let ttl = self.duration(d, field)?;
+                        if ttl < Duration::from_secs(60) {
+                            self.err(d, field, "expected at least 1m");
+                        }
+                        *slot = ttl;
+                    }
+                }
+                if let Some(o) = &a.origin {
+                    config.server.auth.origin = Some(self.origin(o)?);
+                }
+            } else if let Some(d) = &s.pki_dir {
+                // Next to the PKI by default: both are the server's state.
+                if let Some(parent) = d.value.parent() {
+                    config.server.auth.dir = parent.join("auth");
+                }
+            }
             let plaintext = s.insecure_plaintext.as_ref().is_some_and(|p| p.value);
             config.server.insecure_plaintext = plaintext;
             if plaintext {
@@ -738,6 +809,45 @@ impl Validator<'_> {
                 );
                 None
             }
+        }
+    }
+
+    /// A WebAuthn origin: `https://NAME[:PORT]` (or `http://localhost`), no
+    /// path; NAME a domain, because browsers refuse passkeys for IPs.
+    fn origin(&mut self, s: &Spanned<String>) -> Option<String> {
+        let field = "server.auth.origin";
+        let u = match url::Url::parse(&s.value) {
+            Ok(u) => u,
+            Err(e) => {
+                self.err(
+                    s,
+                    field,
+                    format!(
+                        "{:?} is not a URL ({e}); expected https://NAME:PORT",
+                        s.value
+                    ),
+                );
+                return None;
+            }
+        };
+        let local = u.host_str() == Some("localhost");
+        let problem = if !(u.scheme() == "https" || (u.scheme() == "http" && local)) {
+            Some("expected https:// (plain http:// only for localhost)")
+        } else if !matches!(u.host(), Some(url::Host::Domain(_))) {
+            Some(
+                "expected a DNS name: browsers refuse passkeys for IP addresses; use the name people type, or localhost",
+            )
+        } else if u.path() != "/" || u.query().is_some() || u.fragment().is_some() {
+            Some("expected scheme, name and port only, without a path")
+        } else {
+            None
+        };
+        match problem {
+            Some(p) => {
+                self.err(s, field, format!("{:?}: {p}", s.value));
+                None
+            }
+            None => Some(s.value.trim_end_matches('/').to_string()),
         }
     }
 

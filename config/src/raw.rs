@@ -16,6 +16,8 @@ pub(crate) const DEFAULT_MAX_BACKOFF: Duration = Duration::from_secs(60);
 pub(crate) const DEFAULT_HISTORY: usize = 1000;
 pub(crate) const DEFAULT_SUBSCRIBER_QUEUE: usize = 1024;
 pub(crate) const DEFAULT_BUFFER: usize = 100_000;
+pub(crate) const DEFAULT_SESSION_TTL: Duration = Duration::from_secs(12 * 3600);
+pub(crate) const DEFAULT_INVITE_TTL: Duration = Duration::from_secs(24 * 3600);
 pub(crate) const DEFAULT_COLLECTOR_TTL: Duration = Duration::from_secs(7 * 86_400);
 
 #[derive(Deserialize)]
@@ -69,6 +71,16 @@ pub(crate) struct RawServer {
     pub collector_cert_ttl: Option<Spanned<String>>,
     pub assignments: Option<Spanned<BTreeMap<String, Vec<String>>>>,
     pub insecure_plaintext: Option<Spanned<bool>>,
+    pub auth: Option<RawPeopleAuth>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawPeopleAuth {
+    pub dir: Option<Spanned<PathBuf>>,
+    pub origin: Option<Spanned<String>>,
+    pub session_ttl: Option<Spanned<String>>,
+    pub invite_ttl: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]

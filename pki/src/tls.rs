@@ -597,7 +597,8 @@ pub fn client_facing(identity: Arc<ReloadingIdentity>) -> Result<rustls::ServerC
         .map_err(|e| PkiError::Invalid(e.to_string()))?
         .with_no_client_auth()
         .with_cert_resolver(identity);
-    cfg.alpn_protocols = vec![H2.to_vec()];
+    // HTTP/1.1 too: browsers open the sign-in pages on this endpoint.
+    cfg.alpn_protocols = vec![H2.to_vec(), b"http/1.1".to_vec()];
     Ok(cfg)
 }
 

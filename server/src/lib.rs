@@ -8,18 +8,22 @@
 //! handshake). Certificates, the trust bundle and the revocation list are
 //! reloaded when their files change or on SIGHUP, without dropping streams.
 
+pub mod auth;
 pub mod cache;
 pub mod enroll;
 pub mod http;
 pub mod service;
+pub mod web;
 
 use dbmon_config::ServerConfig;
 use dbmon_pki::tls::{ReloadingIdentity, Trust};
 use dbmon_pki::tokens::TokenStore;
 use dbmon_pki::{Ca, Role};
+use dbmon_proto::v1::auth_server::AuthServer;
 use dbmon_proto::v1::enroll_server::EnrollServer;
 use dbmon_proto::v1::ingest_server::IngestServer;
 use dbmon_proto::v1::monitor_server::MonitorServer;
+use dbmon_proto::v1::sessions_server::SessionsServer;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -39,6 +43,10 @@ pub enum ServerError {
     Grpc(#[from] tonic::transport::Error),
     #[error(transparent)]
     Pki(#[from] dbmon_pki::PkiError),
+    #[error(transparent)]
+    Auth(#[from] dbmon_auth::store::StoreError),
+    #[error(transparent)]
+    Passkeys(#[from] dbmon_auth::passkey::AuthError),
     #[error(
         "the server has no certificates: set server.pki_dir to a directory made by `dbmon pki init` \
          (or server.tls), or server.insecure_plaintext: true for development on loopback"
@@ -88,6 +96,26 @@ pub async fn serve(cfg: ServerConfig, shutdown: watch::Receiver<bool>) -> Result
         }
         _ => None,
     };
+    dbmon_auth::init();
+    let store = dbmon_auth::store::AuthStore::open(&cfg.auth.dir)?;
+    let verifier = dbmon_auth::Verifier::new(store);
+    let origin = cfg.origin();
+    let origin_url = dbmon_auth::webauthn::Url::parse(&origin).map_err(|e| {
+        dbmon_auth::passkey::AuthError::Config(format!("server.auth.origin {origin:?}: {e}"))
+    })?;
+    let passkeys = Arc::new(dbmon_auth::passkey::Passkeys::new(
+        verifier.clone(),
+        &origin_url,
+        cfg.auth.session_ttl.as_millis() as i64,
+        // Per address: 30 attempts a minute, in bursts of 20.
+        dbmon_auth::limit::Limiter::new(30, 20),
+    )?);
+    let people_auth = auth::PeopleAuth {
+        verifier: verifier.clone(),
+        passkeys: passkeys.clone(),
+        revocations: watch::channel(0).0,
+    };
+    tokio::spawn(auth::watch_store(people_auth.clone(), shutdown.clone()));
     let services = service::Services {
         cache: Arc::new(cache::Cache::new(
             cfg.history_per_cluster,
@@ -96,6 +124,7 @@ pub async fn serve(cfg: ServerConfig, shutdown: watch::Receiver<bool>) -> Result
         collectors: Default::default(),
         assignments: Arc::new(cfg.assignments.clone()),
         signer: signer.clone(),
+        auth: people_auth.clone(),
     };
     let people = bind(cfg.listen, "gRPC for people").await?;
     let collectors = bind(cfg.collector_listen, "gRPC for collectors").await?;
@@ -106,6 +135,8 @@ pub async fn serve(cfg: ServerConfig, shutdown: watch::Receiver<bool>) -> Result
         http = %web.local_addr().unwrap_or(cfg.http_listen),
         tls = tls.is_some(),
         enrollment = signer.is_some(),
+        origin = %origin,
+        auth_dir = %cfg.auth.dir.display(),
         "dbmon server listening"
     );
 
@@ -119,10 +150,17 @@ pub async fn serve(cfg: ServerConfig, shutdown: watch::Receiver<bool>) -> Result
             .await
     });
 
+    let people_routes = tonic::service::Routes::new(MonitorServer::new(services.clone()))
+        .add_service(EnrollServer::new(enroll::Enrollment { signer }))
+        .add_service(AuthServer::new(people_auth.clone()))
+        .add_service(SessionsServer::new(people_auth))
+        .into_axum_router()
+        .merge(web::router(passkeys));
     let people_router = tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(Duration::from_secs(10)))
-        .add_service(MonitorServer::new(services.clone()))
-        .add_service(EnrollServer::new(enroll::Enrollment { signer }));
+        .accept_http1(true)
+        .layer(auth::AuthLayer { verifier })
+        .add_routes(people_routes.into());
     let collector_router = tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(Duration::from_secs(10)))
         .add_service(IngestServer::new(services));

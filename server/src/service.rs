@@ -30,16 +30,36 @@ pub struct Services {
     pub assignments: Arc<BTreeMap<String, Vec<String>>>,
     /// Signs renewals; None when the server holds no CA key.
     pub signer: Option<Arc<crate::enroll::Signer>>,
+    /// People's logins: open Watch streams end when theirs is revoked.
+    pub auth: crate::auth::PeopleAuth,
 }
 
 /// The peer's address, from TLS or plain TCP connection info.
 pub fn peer_of<T>(request: &Request<T>) -> String {
-    request
-        .extensions()
-        .get::<PeerInfo>()
+    peer_from(request.extensions())
+}
+
+/// The peer's address from a request's extensions.
+pub fn peer_from(ext: &http::Extensions) -> String {
+    ext.get::<PeerInfo>()
         .map(|p| p.addr)
-        .or_else(|| request.remote_addr())
+        .or_else(|| {
+            ext.get::<tonic::transport::server::TcpConnectInfo>()
+                .and_then(|i| i.remote_addr())
+        })
         .map_or_else(|| "unknown".into(), |a| a.to_string())
+}
+
+/// The clusters a people request may see, as the cache takes them (empty:
+/// all), from the caller's grant and what it asked for.
+fn scoped(grant: &dbmon_auth::Grant, asked: &[String]) -> Result<Vec<String>, Status> {
+    match grant.scope(asked).map_err(|d| crate::auth::status_of(&d))? {
+        None => Ok(Vec::new()),
+        Some(s) if s.is_empty() => Err(Status::permission_denied(
+            "this token's cluster scope is empty (its caveats and the user's clusters share none); ask for a token that names a cluster you may see",
+        )),
+        Some(s) => Ok(s.into_iter().collect()),
+    }
 }
 
 /// The collector identity of the caller's certificate. Without TLS (the
@@ -203,10 +223,12 @@ impl Monitor for Services {
         &self,
         request: Request<ListReportsRequest>,
     ) -> Result<Response<ListReportsResponse>, Status> {
+        let grant = crate::auth::grant_of(&request)?;
         let req = request.into_inner();
-        let latest = self.cache.latest(&req.clusters);
+        let clusters = scoped(&grant, &req.clusters)?;
+        let latest = self.cache.latest(&clusters);
         let history = if req.include_history {
-            self.cache.history(&req.clusters)
+            self.cache.history(&clusters)
         } else {
             Vec::new()
         };
@@ -224,8 +246,15 @@ impl Monitor for Services {
         request: Request<WatchRequest>,
     ) -> Result<Response<Self::WatchStream>, Status> {
         let peer = peer_of(&request);
+        let grant = crate::auth::grant_of(&request)?;
         let req = request.into_inner();
-        let clusters = req.clusters;
+        let clusters = scoped(&grant, &req.clusters)?;
+        let auth = self.auth.clone();
+        let mut revocations = auth.revocations.subscribe();
+        let expiry = tokio::time::Instant::now()
+            + std::time::Duration::from_millis(
+                (grant.expires_ms - dbmon_proto::now_ms()).max(0) as u64
+            );
         // A snapshot (and why), or the entries to catch up on.
         let (mut rx, start, position) = if req.after_position == 0 {
             let (rx, entries, pos) = self.cache.subscribe_entries(&clusters);
@@ -268,10 +297,30 @@ impl Monitor for Services {
                     }
                 }
             }
+            let ended = |d: dbmon_auth::Denied| {
+                dbmon_auth::audit(
+                    "watch_closed",
+                    &grant.user,
+                    &grant.login,
+                    &peer,
+                    &d.to_string(),
+                );
+                Err(crate::auth::status_of(&d))
+            };
             loop {
                 let next = tokio::select! {
                     n = rx.recv() => n,
                     _ = tx.closed() => return,
+                    _ = revocations.changed() => {
+                        match auth.still_valid(&grant) {
+                            Ok(()) => continue,
+                            Err(d) => { let _ = tx.send(ended(d)).await; return; }
+                        }
+                    }
+                    _ = tokio::time::sleep_until(expiry) => {
+                        let _ = tx.send(ended(dbmon_auth::Denied::Expired(grant.expires_ms))).await;
+                        return;
+                    }
                 };
                 match next {
                     Ok(e) if e.position <= position => continue,
