@@ -4,7 +4,9 @@
 #     in containers;
 #   - docker-compose, for the container deployment (a running Docker
 #     engine is expected: the tests build and run images on it);
-#   - kubernetes-validate (PyPI), which checks the Kubernetes manifests.
+#   - kubernetes-validate (PyPI), which checks the Kubernetes manifests;
+#   - OpenSSL headers (libssl-dev, pkg-config), which the WebAuthn library
+#     builds against.
 # protoc is not needed: the build uses a vendored one.
 set -eu
 
@@ -13,6 +15,8 @@ command -v cargo >/dev/null 2>&1 || { echo "cargo not found: install Rust from h
 mode=${1:-}
 need=""
 command -v etcd >/dev/null 2>&1 || need="$need etcd-server"
+# OpenSSL headers: the WebAuthn library verifies passkey signatures with it.
+pkg-config --exists openssl 2>/dev/null || need="$need libssl-dev pkg-config"
 [ "$mode" = --local ] || command -v docker-compose >/dev/null 2>&1 || need="$need docker-compose"
 if [ -n "$need" ]; then
     if [ "$(id -u)" -eq 0 ]; then sudo=""; else sudo="sudo"; fi

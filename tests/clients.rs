@@ -34,6 +34,7 @@ fn status_and_watch_clients_see_the_same_cluster() {
                 "--ca",
             ])
             .arg(stack.pki.join("ca.crt"))
+            .env("DBMON_TOKEN", stack.admin_token())
             .stdout(Stdio::piped()),
         dir.path().join("watch-lines.log"),
     );

@@ -189,7 +189,7 @@ impl Passkeys {
         self.check_rate(peer)?;
         self.prune();
         let hash = sha256_hex(invite.trim());
-        let state = self.store().snapshot();
+        let state = self.store().fresh();
         let now = now_ms();
         let Some(inv) = state
             .invites
@@ -329,7 +329,7 @@ impl Passkeys {
         peer: &str,
     ) -> Result<(String, RequestChallengeResponse), AuthError> {
         self.check_rate(peer)?;
-        let state = self.store().snapshot();
+        let state = self.store().fresh();
         let passkeys: Vec<_> = state
             .users
             .get(user)

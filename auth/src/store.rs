@@ -202,6 +202,15 @@ impl AuthStore {
         Ok(changed)
     }
 
+    /// The state as it is on disk now (re-read if the file changed; the
+    /// last good copy if it cannot be read, with the error logged).
+    pub fn fresh(&self) -> State {
+        if let Err(e) = self.refresh() {
+            tracing::error!(error = %e, "auth store refused; using the last good copy");
+        }
+        self.snapshot()
+    }
+
     /// A copy of the state as last read.
     pub fn snapshot(&self) -> State {
         self.inner
@@ -321,7 +330,12 @@ impl AuthStore {
         self.update(|s| {
             s.users.remove(name).ok_or_else(|| no_such_user(name))?;
             s.invites.retain(|i| i.user != name);
-            s.sessions.retain(|_, l| l.user != name);
+            // Kept (revoked) until they expire, so that their tokens are
+            // refused with the reason rather than as unknown.
+            let now = now_ms();
+            for l in s.sessions.values_mut().filter(|l| l.user == name) {
+                l.revoked_ms.get_or_insert(now);
+            }
             Ok(())
         })
     }

@@ -256,13 +256,13 @@ impl Verifier {
         if !ct_eq(&expected.signature()[..], &m.signature()[..]) {
             return Err(Denied::BadSignature);
         }
-        if let Some(at) = session.revoked_ms {
-            return Err(Denied::Revoked(at));
-        }
         let user = state
             .users
             .get(&session.user)
             .ok_or_else(|| Denied::NoUser(session.user.clone()))?;
+        if let Some(at) = session.revoked_ms {
+            return Err(Denied::Revoked(at));
+        }
         let mut grant = Grant {
             user: session.user.clone(),
             role: user.role,

@@ -2,13 +2,20 @@
 //! one line per cluster, `watch` follows reports live, `get cluster` shows
 //! every check of one cluster.
 
+pub mod session;
 pub mod view;
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand, ValueEnum};
 use dbmon_proto::health::{health_name, summarize};
+use dbmon_proto::v1::auth_client::AuthClient;
 use dbmon_proto::v1::monitor_client::MonitorClient;
-use dbmon_proto::v1::{ListReportsRequest, WatchRequest, watch_event};
+use dbmon_proto::v1::poll_login_response::State as PollState;
+use dbmon_proto::v1::sessions_client::SessionsClient;
+use dbmon_proto::v1::{
+    ListReportsRequest, ListSessionsRequest, LogoutRequest, PollLoginRequest, RevokeSessionRequest,
+    StartLoginRequest, WatchRequest, WhoAmIRequest, watch_event,
+};
 use dbmon_proto::{Report, now_ms};
 use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
@@ -73,6 +80,57 @@ pub enum Command {
         #[command(subcommand)]
         what: GetWhat,
     },
+    /// Sign in with a passkey in a browser (this machine's or any other) and
+    /// keep the token for this server.
+    Login {
+        /// Do not try to open a browser; only print the URL.
+        #[arg(long)]
+        no_browser: bool,
+    },
+    /// Revoke this login on the server and forget its token.
+    Logout,
+    /// Who the token belongs to, what it allows and until when.
+    Whoami,
+    /// Tokens for scripts.
+    Token {
+        #[command(subcommand)]
+        what: TokenWhat,
+    },
+    /// Everybody's logins (operators and admins).
+    Sessions {
+        #[command(subcommand)]
+        what: SessionsWhat,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum TokenWhat {
+    /// Print a narrower copy of the current token (offline: no server call).
+    /// It can only do less than the token it comes from.
+    Attenuate {
+        /// Only these clusters (repeatable).
+        #[arg(long = "cluster")]
+        clusters: Vec<String>,
+        /// Expires after this long, like 30m or 1h.
+        #[arg(long)]
+        ttl: Option<String>,
+        /// Only these operations: read, watch, sessions (comma-separated or repeated).
+        #[arg(long)]
+        ops: Vec<String>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum SessionsWhat {
+    /// Logins that have not expired.
+    List,
+    /// Revoke one login, or all of a user's.
+    Revoke {
+        #[arg(long, conflicts_with = "user", required_unless_present = "user")]
+        login: Option<String>,
+        #[arg(long)]
+        user: Option<String>,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -118,7 +176,209 @@ pub async fn run(cli: Cli) -> Result<()> {
             all,
             output,
         } => history(&target, &cluster, &since, all, output).await,
+        Command::Login { no_browser } => login(&target, no_browser).await,
+        Command::Logout => logout(&target).await,
+        Command::Whoami => whoami(&target).await,
+        Command::Token {
+            what: TokenWhat::Attenuate { clusters, ttl, ops },
+        } => {
+            let (token, _) =
+                session::load(&target.server)?.ok_or_else(|| not_logged_in(&target.server))?;
+            let caveats = session::caveats(&clusters, ttl.as_deref(), &ops)?;
+            let narrowed = dbmon_auth::token::attenuate(&token, &caveats)
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            println!("{narrowed}");
+            Ok(())
+        }
+        Command::Sessions { what } => sessions(&target, what).await,
     }
+}
+
+fn not_logged_in(server: &str) -> anyhow::Error {
+    anyhow::anyhow!(
+        "not logged in to {server}: run `dbmon-client login` (or set {})",
+        session::TOKEN_ENV
+    )
+}
+
+type Authed = tonic::service::interceptor::InterceptedService<Channel, session::WithToken>;
+
+async fn login(target: &Target, no_browser: bool) -> Result<()> {
+    let server = target.server.as_str();
+    let mut client = AuthClient::new(channel(target).await?);
+    let started = client
+        .start_login(StartLoginRequest {})
+        .await
+        .map_err(|s| rpc_error(server, s))?
+        .into_inner();
+    println!(
+        "Open this URL in a browser, on this machine or any other:\n\n    {}\n",
+        started.url
+    );
+    println!(
+        "Check that the page shows the code {}, then sign in with your passkey.",
+        started.user_code
+    );
+    std::io::stdout().flush()?;
+    let graphical =
+        std::env::var_os("DISPLAY").is_some() || std::env::var_os("WAYLAND_DISPLAY").is_some();
+    if !no_browser && graphical {
+        let _ = std::process::Command::new("xdg-open")
+            .arg(&started.url)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn();
+    }
+    let interval = Duration::from_millis(started.interval_ms.clamp(250, 10_000) as u64);
+    loop {
+        if now_ms() > started.expires_at_ms {
+            bail!("the login expired before a passkey was used; run `dbmon-client login` again");
+        }
+        tokio::time::sleep(interval).await;
+        let poll = client
+            .poll_login(PollLoginRequest {
+                device_code: started.device_code.clone(),
+            })
+            .await
+            .map_err(|s| rpc_error(server, s))?
+            .into_inner();
+        match poll.state() {
+            PollState::Pending | PollState::Unspecified => continue,
+            PollState::Expired => {
+                bail!("the login expired or was already used; run `dbmon-client login` again")
+            }
+            PollState::Approved => {
+                let path = session::save(server, &poll.macaroon)?;
+                println!(
+                    "Logged in to {server} as {}; token saved to {}",
+                    poll.user,
+                    path.display()
+                );
+                return Ok(());
+            }
+        }
+    }
+}
+
+async fn logout(target: &Target) -> Result<()> {
+    let server = target.server.as_str();
+    let Some((_, src)) = session::load(server)? else {
+        return Err(not_logged_in(server));
+    };
+    let mut client =
+        AuthClient::with_interceptor(channel(target).await?, session::interceptor(server)?);
+    let result = client.logout(LogoutRequest {}).await;
+    if let session::Source::File(_) = src {
+        session::forget(server)?;
+    }
+    match result {
+        Ok(r) => {
+            println!(
+                "Logged out: login {} revoked on {server}",
+                r.into_inner().login
+            );
+            Ok(())
+        }
+        Err(s) if s.code() == tonic::Code::Unauthenticated => {
+            println!(
+                "The token was no longer valid ({}); it is forgotten here",
+                s.message()
+            );
+            Ok(())
+        }
+        Err(s) => Err(rpc_error(server, s)),
+    }
+}
+
+async fn whoami(target: &Target) -> Result<()> {
+    let server = target.server.as_str();
+    let Some((_, src)) = session::load(server)? else {
+        return Err(not_logged_in(server));
+    };
+    let mut client =
+        AuthClient::with_interceptor(channel(target).await?, session::interceptor(server)?);
+    let me = client
+        .who_am_i(WhoAmIRequest {})
+        .await
+        .map_err(|s| rpc_error(server, s))?
+        .into_inner();
+    println!("user:     {}", me.user);
+    println!("role:     {}", me.role);
+    println!("login:    {}", me.login);
+    println!("ops:      {}", me.ops.join(","));
+    println!(
+        "clusters: {}",
+        if me.clusters.is_empty() {
+            "all".to_string()
+        } else {
+            me.clusters.join(",")
+        }
+    );
+    println!(
+        "expires:  {}",
+        dbmon_auth::caveat::format_ms(me.expires_at_ms)
+    );
+    println!("token:    {}", session::describe(&src));
+    for c in &me.caveats {
+        println!("caveat:   {}", session::explain(c));
+    }
+    Ok(())
+}
+
+async fn sessions(target: &Target, what: SessionsWhat) -> Result<()> {
+    let server = target.server.as_str();
+    let mut client =
+        SessionsClient::with_interceptor(channel(target).await?, session::interceptor(server)?);
+    match what {
+        SessionsWhat::List => {
+            let list = client
+                .list_sessions(ListSessionsRequest {})
+                .await
+                .map_err(|s| rpc_error(server, s))?
+                .into_inner();
+            let mut rows = vec![vec![
+                "LOGIN".to_string(),
+                "USER".into(),
+                "PEER".into(),
+                "CREATED".into(),
+                "EXPIRES".into(),
+                "REVOKED".into(),
+            ]];
+            for s in list.sessions {
+                rows.push(vec![
+                    s.login,
+                    s.user,
+                    s.peer,
+                    view::timestamp(s.created_at_ms),
+                    view::timestamp(s.expires_at_ms),
+                    if s.revoked_at_ms == 0 {
+                        "-".into()
+                    } else {
+                        view::timestamp(s.revoked_at_ms)
+                    },
+                ]);
+            }
+            print!("{}", view::table(&rows));
+        }
+        SessionsWhat::Revoke { login, user } => {
+            let r = client
+                .revoke_session(RevokeSessionRequest {
+                    login: login.unwrap_or_default(),
+                    user: user.unwrap_or_default(),
+                })
+                .await
+                .map_err(|s| rpc_error(server, s))?
+                .into_inner();
+            if r.revoked.is_empty() {
+                println!("nothing to revoke");
+            }
+            for id in r.revoked {
+                println!("revoked {id}");
+            }
+        }
+    }
+    Ok(())
 }
 
 async fn history(
@@ -182,8 +442,18 @@ pub struct Target {
     pub ca: Option<std::path::PathBuf>,
 }
 
-/// Connects, or explains why not and what to do.
-pub async fn connect(target: &Target) -> Result<MonitorClient<Channel>> {
+/// Connects with the token for the server, or explains why not.
+pub async fn connect(target: &Target) -> Result<MonitorClient<Authed>> {
+    let channel = channel(target).await?;
+    // ListReports of thousands of clusters is tens of MB, past tonic's 4 MB default.
+    Ok(
+        MonitorClient::with_interceptor(channel, session::interceptor(&target.server)?)
+            .max_decoding_message_size(512 << 20),
+    )
+}
+
+/// A channel to the server, or why there is none and what to do.
+pub async fn channel(target: &Target) -> Result<Channel> {
     let server = target.server.as_str();
     let result = if server.starts_with("https://") {
         let ca = target.ca.as_ref().ok_or_else(|| {
@@ -204,14 +474,12 @@ pub async fn connect(target: &Target) -> Result<MonitorClient<Channel>> {
             .await
             .map_err(|e| dbmon_pki::transport::describe_chain(&e))
     };
-    let channel = result.map_err(|why| {
+    result.map_err(|why| {
         anyhow::anyhow!(
             "cannot reach the dbmon server at {server} ({why}). Is `dbmon server` running there? \
              Point to it with --server or DBMON_SERVER."
         )
-    })?;
-    // ListReports of thousands of clusters is tens of MB, past tonic's 4 MB default.
-    Ok(MonitorClient::new(channel).max_decoding_message_size(512 << 20))
+    })
 }
 
 fn rpc_error(server: &str, s: tonic::Status) -> anyhow::Error {
@@ -382,6 +650,12 @@ async fn watch(target: &Target, clusters: Vec<String>, output: Format) -> Result
         let mut stream = match attempt {
             Ok(s) => s,
             Err(e) if !connected_once => return Err(e),
+            Err(e)
+                if e.to_string().contains("Unauthenticated")
+                    || e.to_string().contains("PermissionDenied") =>
+            {
+                return Err(e);
+            }
             Err(e) => {
                 eprintln!("{e}; retrying in {}", humantime::format_duration(backoff));
                 tokio::time::sleep(backoff).await;
@@ -394,6 +668,16 @@ async fn watch(target: &Target, clusters: Vec<String>, output: Format) -> Result
         while let Some(event) = stream.next().await {
             let event = match event {
                 Ok(e) => e,
+                // The login ended (revoked, expired, user removed): retrying
+                // cannot help.
+                Err(s)
+                    if matches!(
+                        s.code(),
+                        tonic::Code::Unauthenticated | tonic::Code::PermissionDenied
+                    ) =>
+                {
+                    return Err(rpc_error(server, s));
+                }
                 Err(s) => {
                     eprintln!("watch interrupted: {}", s.message());
                     break;

@@ -50,11 +50,11 @@ impl PeopleAuth {
             .sessions
             .get(&grant.login)
             .ok_or_else(|| Denied::UnknownKey(grant.login.clone()))?;
-        if let Some(at) = session.revoked_ms {
-            return Err(Denied::Revoked(at));
-        }
         if !state.users.contains_key(&grant.user) {
             return Err(Denied::NoUser(grant.user.clone()));
+        }
+        if let Some(at) = session.revoked_ms {
+            return Err(Denied::Revoked(at));
         }
         if now_ms() >= grant.expires_ms {
             return Err(Denied::Expired(grant.expires_ms));

@@ -2,6 +2,8 @@
 //! processes on loopback, and waiting for conditions with deadlines.
 #![allow(dead_code)]
 
+pub mod softlogin;
+
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -56,6 +58,26 @@ pub struct Stack {
     pub dir: PathBuf,
     /// The deployment's PKI directory (made with `dbmon pki init`).
     pub pki: PathBuf,
+    /// An admin's token, made on first use.
+    admin: std::sync::OnceLock<String>,
+}
+
+/// A person signed in through `dbmon-client login`.
+pub struct Person {
+    pub name: String,
+    pub token: String,
+    pub key: softlogin::Passkey,
+    /// XDG_CONFIG_HOME of their `dbmon-client`.
+    pub home: PathBuf,
+}
+
+/// Runs `f` on a small runtime (the helpers below are called from plain tests).
+pub fn block_on<T>(f: impl std::future::Future<Output = T>) -> T {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+        .block_on(f)
 }
 
 /// Runs `dbmon` with `args` to completion and asserts it succeeds.
@@ -156,6 +178,7 @@ pub fn start_server_with(dir: &Path, clusters_yaml: &str, extra_server: &str) ->
             http_port,
             dir: dir.to_path_buf(),
             pki,
+            admin: std::sync::OnceLock::new(),
         };
     }
     panic!("five sets of free ports were all taken before the server could bind them");
@@ -179,24 +202,177 @@ impl Stack {
         ));
     }
 
-    /// Runs `dbmon-client --server <grpc> args...` to completion.
+    /// Runs `dbmon-client --server <grpc> args...` to completion, as an admin.
     pub fn client(&self, args: &[&str]) -> std::process::Output {
+        self.client_as(self.admin_token(), args)
+    }
+
+    /// Runs `dbmon-client` with `token` in DBMON_TOKEN.
+    pub fn client_as(&self, token: &str, args: &[&str]) -> std::process::Output {
         Command::new(CLIENT)
             .arg("--server")
             .arg(&self.grpc)
             .arg("--ca")
             .arg(self.pki.join("ca.crt"))
             .args(args)
+            .env("DBMON_TOKEN", token)
             .output()
             .expect("run dbmon-client")
     }
 
-    /// `dbmon-client watch -o json` in the background.
+    /// `dbmon-client watch -o json` in the background, as an admin.
     pub fn watch_json(&self, extra: &[&str]) -> Watcher {
+        self.watch_json_as(&self.admin_token().to_string(), extra)
+    }
+
+    /// `dbmon-client watch -o json` in the background, with `token`.
+    pub fn watch_json_as(&self, token: &str, extra: &[&str]) -> Watcher {
         let ca = self.pki.join("ca.crt");
         let mut args = vec!["--ca", ca.to_str().expect("utf-8 path")];
         args.extend_from_slice(extra);
-        Watcher::spawn(&self.grpc, &args, &self.dir)
+        Watcher::spawn_with(&self.grpc, &args, &self.dir, Some(token))
+    }
+
+    /// The token of user `admin` (signed in on first use).
+    pub fn admin_token(&self) -> &str {
+        self.admin
+            .get_or_init(|| self.person("admin", "admin", &[]).token)
+    }
+
+    /// `dbmon user add NAME --role ROLE [--clusters ...]`: the invite URL.
+    pub fn add_user(&self, name: &str, role: &str, clusters: &[&str]) -> String {
+        let config = self.dir.join("dbmon.yaml");
+        let joined = clusters.join(",");
+        let mut args = vec![
+            "user",
+            "add",
+            name,
+            "--role",
+            role,
+            "--config",
+            config.to_str().expect("utf-8 path"),
+        ];
+        if !clusters.is_empty() {
+            args.extend(["--clusters", &joined]);
+        }
+        let out = dbmon(&args);
+        out.split_whitespace()
+            .find(|w| w.contains("/invite#"))
+            .unwrap_or_else(|| panic!("no invite URL in: {out}"))
+            .to_string()
+    }
+
+    /// An HTTPS client trusting the deployment's CA.
+    pub fn http(&self) -> reqwest::Client {
+        let pem = std::fs::read(self.pki.join("ca.crt")).expect("read ca.crt");
+        softlogin::http_client(Some(&pem))
+    }
+
+    /// Registers a software passkey with an invite URL.
+    pub fn register(&self, invite_url: &str) -> softlogin::Passkey {
+        block_on(softlogin::register(&self.http(), invite_url)).unwrap_or_else(|e| {
+            panic!(
+                "registration failed: {e}\nserver log:\n{}",
+                self.server_log()
+            )
+        })
+    }
+
+    /// `dbmon-client login` as `name`, the passkey assertion made by `key`;
+    /// returns the token the CLI saved and its config home.
+    pub fn cli_login(&self, name: &str, key: &mut softlogin::Passkey) -> (String, PathBuf) {
+        let home = self.dir.join(format!("home-{name}-{}", unique()));
+        std::fs::create_dir_all(&home).expect("home");
+        let mut child = Command::new(CLIENT)
+            .arg("--server")
+            .arg(&self.grpc)
+            .arg("--ca")
+            .arg(self.pki.join("ca.crt"))
+            .args(["login", "--no-browser"])
+            .env("XDG_CONFIG_HOME", &home)
+            .env_remove("DBMON_TOKEN")
+            .env_remove("DISPLAY")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run dbmon-client login");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let mut printed = Vec::new();
+        let url = loop {
+            match rx.recv_timeout(Duration::from_secs(20)) {
+                Ok(line) => {
+                    printed.push(line.clone());
+                    if let Some(u) = line.split_whitespace().find(|w| w.contains("/login/")) {
+                        break u.to_string();
+                    }
+                }
+                Err(_) => {
+                    let _ = child.kill();
+                    let out = child.wait_with_output().expect("wait");
+                    panic!(
+                        "dbmon-client login printed no URL: {printed:?} {}",
+                        String::from_utf8_lossy(&out.stderr)
+                    );
+                }
+            }
+        };
+        block_on(softlogin::approve(&self.http(), &url, name, key)).unwrap_or_else(|e| {
+            panic!(
+                "passkey assertion failed: {e}\nserver log:\n{}",
+                self.server_log()
+            )
+        });
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let status = loop {
+            if let Some(s) = child.try_wait().expect("wait") {
+                break s;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "dbmon-client login did not finish"
+            );
+            std::thread::park_timeout(Duration::from_millis(50));
+        };
+        let mut err = String::new();
+        if let Some(mut e) = child.stderr.take() {
+            let _ = std::io::Read::read_to_string(&mut e, &mut err);
+        }
+        assert!(status.success(), "dbmon-client login failed: {err}");
+        let tokens = home.join("dbmon").join("tokens");
+        let file = std::fs::read_dir(&tokens)
+            .expect("token directory")
+            .next()
+            .expect("a token file")
+            .expect("entry")
+            .path();
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{} has mode {mode:o}", file.display());
+        let token = std::fs::read_to_string(&file)
+            .expect("token")
+            .trim()
+            .to_string();
+        (token, home)
+    }
+
+    /// A user added, registered and signed in through the CLI.
+    pub fn person(&self, name: &str, role: &str, clusters: &[&str]) -> Person {
+        let invite = self.add_user(name, role, clusters);
+        let mut key = self.register(&invite);
+        let (token, home) = self.cli_login(name, &mut key);
+        Person {
+            name: name.to_string(),
+            token,
+            key,
+            home,
+        }
     }
 
     /// The server's log so far.
@@ -224,23 +400,34 @@ pub struct Watcher {
     pub seen: Vec<Value>,
 }
 
+/// A number unique within this process run, for file names.
+pub fn unique() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0)
+}
+
 impl Watcher {
     pub fn spawn(server: &str, extra: &[&str], dir: &Path) -> Watcher {
-        let n = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0);
-        let mut proc = Proc::spawn(
-            Command::new(CLIENT)
-                .arg("--server")
-                .arg(server)
-                .arg("watch")
-                .arg("-o")
-                .arg("json")
-                .args(extra)
-                .stdout(Stdio::piped()),
-            dir.join(format!("watch-{n}.log")),
-        );
+        Watcher::spawn_with(server, extra, dir, None)
+    }
+
+    /// With `token` in DBMON_TOKEN.
+    pub fn spawn_with(server: &str, extra: &[&str], dir: &Path, token: Option<&str>) -> Watcher {
+        let n = unique();
+        let mut cmd = Command::new(CLIENT);
+        cmd.arg("--server")
+            .arg(server)
+            .arg("watch")
+            .arg("-o")
+            .arg("json")
+            .args(extra)
+            .stdout(Stdio::piped());
+        if let Some(t) = token {
+            cmd.env("DBMON_TOKEN", t);
+        }
+        let mut proc = Proc::spawn(&mut cmd, dir.join(format!("watch-{n}.log")));
         let stdout = proc.child.stdout.take().expect("piped stdout");
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
@@ -260,6 +447,22 @@ impl Watcher {
             proc,
             rx,
             seen: Vec::new(),
+        }
+    }
+
+    /// Waits until the watch process exits; its stderr.
+    pub fn wait_exit(&mut self, within: Duration) -> String {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Ok(Some(_)) = self.proc.child.try_wait() {
+                return self.proc.log_text();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "watch still running after {within:?}; stderr:\n{}",
+                self.proc.log_text()
+            );
+            std::thread::park_timeout(Duration::from_millis(20));
         }
     }
 
