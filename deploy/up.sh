@@ -27,7 +27,8 @@ if [ ! -f "$run/pki/ca.key" ]; then
     "$dbmon" pki issue collector --name c1 --dir "$run/pki" >/dev/null
     "$dbmon" pki issue collector --name c2 --dir "$run/pki" >/dev/null
 fi
-mkdir -p "$run/server" "$run/c1" "$run/c2" "$run/config"
+mkdir -p "$run/server" "$run/c1" "$run/c2" "$run/config" "$run/auth"
+chmod 700 "$run/auth"
 cp "$run/pki/ca.crt" "$run/pki/ca.crl" "$run/pki/server.crt" "$run/pki/server.key" "$run/server/"
 for c in c1 c2; do
     cp "$run/pki/ca.crt" "$run/pki/collector.$c.crt" "$run/pki/collector.$c.key" "$run/$c/"
@@ -39,6 +40,10 @@ server:
   collector_listen: 0.0.0.0:7072
   http_listen: 127.0.0.1:7071
   pki_dir: /pki
+  auth:
+    dir: /auth
+    # What browsers on this machine open: passkeys are bound to it.
+    origin: https://localhost:$DBMON_PORT
   assignments:
     c1: [etcd-a]
     c2: [etcd-b]
@@ -64,7 +69,7 @@ done
 
 # Containers run as 65532; when we are root, hand them their files.
 if [ "$(id -u)" -eq 0 ]; then
-    chown -R 65532:65532 "$run/server" "$run/c1" "$run/c2" "$run/config"
+    chown -R 65532:65532 "$run/server" "$run/c1" "$run/c2" "$run/config" "$run/auth"
     export DBMON_UID=65532 DBMON_GID=65532
 else
     export DBMON_UID="$(id -u)" DBMON_GID="$(id -g)"
@@ -84,9 +89,20 @@ until [ "$(docker inspect -f '{{.State.Health.Status}}' "${COMPOSE_PROJECT_NAME}
     sleep 0.5
 done
 
+user() { docker-compose -f "$here/compose.yaml" exec -T server dbmon user --config /config/server.yaml "$@"; }
+if ! user list | grep -q 'passkeys: [1-9]'; then
+    # Nobody can sign in yet: invite an admin (again, if an earlier invite went unused).
+    if user list | grep -q '^admin '; then invite=$(user invite admin); else invite=$(user add admin --role admin); fi
+    printf '%s\n\n' "$invite"
+    echo "Register a passkey there (the page is served with a certificate from $run/pki/ca.crt), then sign in:"
+    echo "  dbmon-client --server https://localhost:$DBMON_PORT --ca $run/pki/ca.crt login"
+    echo
+fi
+
 cat <<TXT
 dbmon is up (project $COMPOSE_PROJECT_NAME). Watch it from this machine:
-  dbmon-client --server https://127.0.0.1:$DBMON_PORT --ca $run/pki/ca.crt watch
-  dbmon-client --server https://127.0.0.1:$DBMON_PORT --ca $run/pki/ca.crt status
+  dbmon-client --server https://localhost:$DBMON_PORT --ca $run/pki/ca.crt watch
+  dbmon-client --server https://localhost:$DBMON_PORT --ca $run/pki/ca.crt status
+More people: docker-compose -f $here/compose.yaml exec server dbmon user --config /config/server.yaml add NAME --role viewer
 Stop it with: deploy/down.sh
 TXT

@@ -27,9 +27,15 @@ fn dbmon_deps(manifest: &str) -> BTreeSet<String> {
 fn crates_depend_only_downward() {
     let root = env!("CARGO_MANIFEST_DIR");
     let allowed: &[(&str, &[&str])] = &[
-        ("server", &["dbmon-config", "dbmon-pki", "dbmon-proto"]),
+        (
+            "server",
+            &["dbmon-auth", "dbmon-config", "dbmon-pki", "dbmon-proto"],
+        ),
         ("collector", &["dbmon-config", "dbmon-pki", "dbmon-proto"]),
-        ("client", &["dbmon-config", "dbmon-pki", "dbmon-proto"]),
+        (
+            "client",
+            &["dbmon-auth", "dbmon-config", "dbmon-pki", "dbmon-proto"],
+        ),
         ("config", &[]),
         ("pki", &[]),
         ("auth", &[]),

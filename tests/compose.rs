@@ -37,6 +37,8 @@ struct Deployment {
     run_dir: PathBuf,
     port: u16,
     down: bool,
+    /// The admin's token, after signing in.
+    token: String,
 }
 
 impl Deployment {
@@ -60,6 +62,7 @@ impl Deployment {
             ])
             .arg(self.run_dir.join("pki/ca.crt"))
             .args(args)
+            .env("DBMON_TOKEN", &self.token)
             .output()
             .unwrap()
     }
@@ -160,8 +163,35 @@ fn the_compose_deployment_end_to_end() {
         run_dir: dir.path().join("run"),
         port: free_port(),
         down: false,
+        token: String::new(),
     };
-    run(d.env(&mut Command::new(deploy("up.sh"))));
+    let up = run(d.env(&mut Command::new(deploy("up.sh"))));
+    let text = String::from_utf8_lossy(&up.stdout).into_owned();
+
+    // The first admin: the invite up.sh printed, a passkey, `dbmon-client login`.
+    let invite = text
+        .split_whitespace()
+        .find(|w| w.contains("/invite#"))
+        .unwrap_or_else(|| panic!("up.sh printed no invite:\n{text}"));
+    assert!(
+        invite.starts_with(&format!("https://localhost:{}/", d.port)),
+        "{invite}"
+    );
+    let http = support::softlogin::http_client(Some(
+        &std::fs::read(d.run_dir.join("pki/ca.crt")).unwrap(),
+    ));
+    let mut key = block_on(support::softlogin::register(&http, invite)).unwrap();
+    let server = format!("https://localhost:{}", d.port);
+    let ca = d.run_dir.join("pki/ca.crt");
+    let args = ["--server", &server, "--ca", ca.to_str().unwrap()];
+    d.token = cli_login(&args, &dir.path().join("home"), "admin", &mut key, &http).unwrap();
+    let auth_mode = std::fs::metadata(d.run_dir.join("auth/auth.json")).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        auth_mode.permissions().mode() & 0o777,
+        0o600,
+        "root keys are 0600 on the host"
+    );
 
     // The host's client sees both clusters healthy.
     wait_until(
@@ -198,7 +228,7 @@ fn the_compose_deployment_end_to_end() {
     }
 
     // One etcd member stops: degraded in watch.
-    let mut watch = Watcher::spawn(
+    let mut watch = Watcher::spawn_with(
         &format!("https://127.0.0.1:{}", d.port),
         &[
             "--ca",
@@ -207,6 +237,7 @@ fn the_compose_deployment_end_to_end() {
             "etcd-a",
         ],
         dir.path(),
+        Some(&d.token),
     );
     run(Command::new("docker").args(["stop", "-t", "1", &d.container("etcd2")]));
     watch.wait_for(

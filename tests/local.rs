@@ -12,14 +12,16 @@ use support::*;
 #[test]
 fn local_stack_comes_up_healthy_and_goes_away_cleanly_twice_in_one_folder() {
     let dir = tempfile::tempdir().unwrap();
-    run_local_once(dir.path());
+    let mut passkey = None;
+    run_local_once(dir.path(), &mut passkey);
     // Again in the same folder (as `make local` does): the old cluster data
-    // must not get in the way.
-    run_local_once(dir.path());
+    // must not get in the way, and the passkey registered the first time
+    // still signs in.
+    run_local_once(dir.path(), &mut passkey);
 }
 
-/// One run of `dbmon local` in `dir`: up, healthy, SIGTERM, gone.
-fn run_local_once(dir: &std::path::Path) {
+/// One run of `dbmon local` in `dir`: up, signed in, healthy, SIGTERM, gone.
+fn run_local_once(dir: &std::path::Path, passkey: &mut Option<support::softlogin::Passkey>) {
     let mut local = Proc::spawn(
         Command::new(DBMON)
             .args(["local", "--interval", "1s", "--dir"])
@@ -52,6 +54,29 @@ fn run_local_once(dir: &std::path::Path) {
     );
     assert!(text.contains("over mutual TLS"), "{text}");
 
+    // The banner's invite (on the first run) registers a passkey; then the
+    // CLI signs in as the banner says.
+    let http =
+        support::softlogin::http_client(Some(&std::fs::read(dir.join("pki/ca.crt")).unwrap()));
+    let key = match text.split_whitespace().find(|w| w.contains("/invite#")) {
+        Some(invite) => {
+            assert!(
+                passkey.is_none(),
+                "a second invite though a passkey is registered: {text}"
+            );
+            passkey.insert(block_on(support::softlogin::register(&http, invite)).unwrap())
+        }
+        None => {
+            assert!(text.contains("Sign in with the passkey of admin"), "{text}");
+            passkey.as_mut().expect("an invite on the first run")
+        }
+    };
+    let home = dir.join("home");
+    let config = dir.join("dbmon.yaml");
+    let args = ["--config", config.to_str().unwrap()];
+    let token = cli_login(&args, &home, "admin", key, &http).unwrap();
+    assert!(!token.is_empty());
+
     wait_until(
         Duration::from_secs(30),
         "dbmon-client status shows local-etcd healthy 3/3",
@@ -61,6 +86,8 @@ fn run_local_once(dir: &std::path::Path) {
                 .arg(dir.join("dbmon.yaml"))
                 .args(["status", "-o", "json"])
                 .env_remove("DBMON_SERVER")
+                .env_remove("DBMON_TOKEN")
+                .env("XDG_CONFIG_HOME", &home)
                 .output()
                 .unwrap();
             serde_json::from_slice::<serde_json::Value>(&out.stdout)

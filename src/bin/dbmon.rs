@@ -612,6 +612,9 @@ async fn run(cmd: Cmd) -> Result<()> {
     Ok(())
 }
 
+/// The user `dbmon local` invites.
+const LOCAL_ADMIN: &str = "admin";
+
 async fn local(dir: Option<PathBuf>, cockroach: bool, interval: &str) -> Result<()> {
     let dir = dir.unwrap_or_else(|| {
         std::env::temp_dir().join(format!("dbmon-local-{}", std::process::id()))
@@ -685,6 +688,37 @@ async fn local(dir: Option<PathBuf>, cockroach: bool, interval: &str) -> Result<
     let path = dir.join("dbmon.yaml");
     std::fs::write(&path, &yaml)?;
     let cfg = load(&path)?;
+    // Someone has to sign in: an admin with a passkey, or an invite for one.
+    let store = dbmon_auth::store::AuthStore::open(&cfg.server.auth.dir)?;
+    let invite_ms = cfg.server.auth.invite_ttl.as_millis() as i64;
+    let has_passkey = store
+        .snapshot()
+        .users
+        .get(LOCAL_ADMIN)
+        .is_some_and(|u| !u.credentials.is_empty());
+    let invite = if has_passkey {
+        None
+    } else if store.snapshot().users.contains_key(LOCAL_ADMIN) {
+        Some(store.invite(LOCAL_ADMIN, invite_ms)?)
+    } else {
+        Some(store.add_user(LOCAL_ADMIN, dbmon_auth::Role::Admin, vec![], invite_ms)?)
+    };
+    let origin = dbmon_auth::webauthn::Url::parse(&cfg.server.origin())?;
+    let sign_in = match &invite {
+        Some(secret) => format!(
+            "Sign in first: open this one-time invite in a browser on this machine and register a passkey\n\
+             for the user {LOCAL_ADMIN} (the server's certificate is signed by {pki}/ca.crt; trust it, or accept the warning):\n  \
+             {}\n\
+             then:\n  cargo run --bin dbmon-client -- --config {path} login\n",
+            dbmon_auth::passkey::Passkeys::invite_url(&origin, secret),
+            pki = pki.display(),
+            path = path.display()
+        ),
+        None => format!(
+            "Sign in with the passkey of {LOCAL_ADMIN}:\n  cargo run --bin dbmon-client -- --config {} login\n",
+            path.display()
+        ),
+    };
     let shutdown = shutdown_signal();
     let server = tokio::spawn(dbmon_server::serve(cfg.server.clone(), shutdown.clone()));
     let collector = tokio::spawn(dbmon_collector::run(cfg.clone(), shutdown.clone()));
@@ -692,6 +726,7 @@ async fn local(dir: Option<PathBuf>, cockroach: bool, interval: &str) -> Result<
         "\ndbmon is watching a local 3-member etcd cluster{}, over mutual TLS with certificates from its own CA.\n\
          configuration: {path}\n\
          data and logs:  {dir}\n\n\
+         {sign_in}\n\
          In another terminal:\n  \
          cargo run --bin dbmon-client -- --config {path} watch\n  \
          cargo run --bin dbmon-client -- --config {path} status\n  \

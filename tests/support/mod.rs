@@ -282,15 +282,50 @@ impl Stack {
     /// returns the token the CLI saved and its config home.
     pub fn cli_login(&self, name: &str, key: &mut softlogin::Passkey) -> (String, PathBuf) {
         let home = self.dir.join(format!("home-{name}-{}", unique()));
-        std::fs::create_dir_all(&home).expect("home");
+        let ca = self.pki.join("ca.crt");
+        let args = [
+            "--server",
+            &self.grpc,
+            "--ca",
+            ca.to_str().expect("utf-8 path"),
+        ];
+        let token = cli_login(&args, &home, name, key, &self.http())
+            .unwrap_or_else(|e| panic!("{e}\nserver log:\n{}", self.server_log()));
+        (token, home)
+    }
+
+    /// A user added, registered and signed in through the CLI.
+    pub fn person(&self, name: &str, role: &str, clusters: &[&str]) -> Person {
+        let invite = self.add_user(name, role, clusters);
+        let mut key = self.register(&invite);
+        let (token, home) = self.cli_login(name, &mut key);
+        Person {
+            name: name.to_string(),
+            token,
+            key,
+            home,
+        }
+    }
+}
+
+/// `dbmon-client ARGS login --no-browser` with XDG_CONFIG_HOME=`home`, the
+/// passkey assertion made by `key` over `http`; the token the CLI saved
+/// (checked to be mode 0600).
+pub fn cli_login(
+    args: &[&str],
+    home: &Path,
+    name: &str,
+    key: &mut softlogin::Passkey,
+    http: &reqwest::Client,
+) -> Result<String, String> {
+    {
+        std::fs::create_dir_all(home).expect("home");
         let mut child = Command::new(CLIENT)
-            .arg("--server")
-            .arg(&self.grpc)
-            .arg("--ca")
-            .arg(self.pki.join("ca.crt"))
+            .args(args)
             .args(["login", "--no-browser"])
-            .env("XDG_CONFIG_HOME", &home)
+            .env("XDG_CONFIG_HOME", home)
             .env_remove("DBMON_TOKEN")
+            .env_remove("DBMON_SERVER")
             .env_remove("DISPLAY")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -316,35 +351,32 @@ impl Stack {
                 Err(_) => {
                     let _ = child.kill();
                     let out = child.wait_with_output().expect("wait");
-                    panic!(
+                    return Err(format!(
                         "dbmon-client login printed no URL: {printed:?} {}",
                         String::from_utf8_lossy(&out.stderr)
-                    );
+                    ));
                 }
             }
         };
-        block_on(softlogin::approve(&self.http(), &url, name, key)).unwrap_or_else(|e| {
-            panic!(
-                "passkey assertion failed: {e}\nserver log:\n{}",
-                self.server_log()
-            )
-        });
+        block_on(softlogin::approve(http, &url, name, key))
+            .map_err(|e| format!("passkey assertion failed: {e}"))?;
         let deadline = Instant::now() + Duration::from_secs(20);
         let status = loop {
             if let Some(s) = child.try_wait().expect("wait") {
                 break s;
             }
-            assert!(
-                Instant::now() < deadline,
-                "dbmon-client login did not finish"
-            );
+            if Instant::now() > deadline {
+                return Err("dbmon-client login did not finish within 20s".into());
+            }
             std::thread::park_timeout(Duration::from_millis(50));
         };
         let mut err = String::new();
         if let Some(mut e) = child.stderr.take() {
             let _ = std::io::Read::read_to_string(&mut e, &mut err);
         }
-        assert!(status.success(), "dbmon-client login failed: {err}");
+        if !status.success() {
+            return Err(format!("dbmon-client login failed: {err}"));
+        }
         let tokens = home.join("dbmon").join("tokens");
         let file = std::fs::read_dir(&tokens)
             .expect("token directory")
@@ -355,26 +387,14 @@ impl Stack {
         use std::os::unix::fs::PermissionsExt;
         let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600, "{} has mode {mode:o}", file.display());
-        let token = std::fs::read_to_string(&file)
+        Ok(std::fs::read_to_string(&file)
             .expect("token")
             .trim()
-            .to_string();
-        (token, home)
+            .to_string())
     }
+}
 
-    /// A user added, registered and signed in through the CLI.
-    pub fn person(&self, name: &str, role: &str, clusters: &[&str]) -> Person {
-        let invite = self.add_user(name, role, clusters);
-        let mut key = self.register(&invite);
-        let (token, home) = self.cli_login(name, &mut key);
-        Person {
-            name: name.to_string(),
-            token,
-            key,
-            home,
-        }
-    }
-
+impl Stack {
     /// The server's log so far.
     pub fn server_log(&self) -> String {
         self.server.log_text()
