@@ -12,7 +12,7 @@ test: deps lint
 
 lint:
 	cargo fmt --all -- --check
-	cargo clippy --workspace --all-targets --locked -- -D warnings
+	cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
 
 deps:
 	deploy/install-deps.sh
@@ -23,5 +23,5 @@ bench: deps
 	mkdir -p target
 	cargo bench --locked -p dbmon-collector -p dbmon-proto -p dbmon-server --bench parse --bench report --bench cache -- --warm-up-time 1 --measurement-time 3 > target/criterion.txt
 	grep -E "time:|^[a-z_0-9]+/" target/criterion.txt
-	cargo build --release --locked --bin dbmon --bin dbmon-load
+	cargo build --release --locked --features load-tool --bin dbmon --bin dbmon-load
 	$$(cargo metadata --no-deps --format-version 1 | sed 's/.*"target_directory":"\([^"]*\)".*/\1/')/release/dbmon-load --out target/bench

@@ -6,7 +6,9 @@
 #     engine is expected: the tests build and run images on it);
 #   - kubernetes-validate (PyPI), which checks the Kubernetes manifests;
 #   - OpenSSL headers (libssl-dev, pkg-config), which the WebAuthn library
-#     builds against.
+#     builds against;
+#   - chromium and libnss3-tools (certutil), for the test that signs in with
+#     a real browser.
 # protoc is not needed: the build uses a vendored one.
 set -eu
 
@@ -18,6 +20,10 @@ command -v etcd >/dev/null 2>&1 || need="$need etcd-server"
 # OpenSSL headers: the WebAuthn library verifies passkey signatures with it.
 pkg-config --exists openssl 2>/dev/null || need="$need libssl-dev pkg-config"
 [ "$mode" = --local ] || command -v docker-compose >/dev/null 2>&1 || need="$need docker-compose"
+# A real browser for the sign-in test (headless, with a virtual authenticator),
+# and certutil to make it trust the test CA.
+[ "$mode" = --local ] || command -v chromium >/dev/null 2>&1 || need="$need chromium"
+[ "$mode" = --local ] || command -v certutil >/dev/null 2>&1 || need="$need libnss3-tools"
 if [ -n "$need" ]; then
     if [ "$(id -u)" -eq 0 ]; then sudo=""; else sudo="sudo"; fi
     if ! command -v apt-get >/dev/null 2>&1; then

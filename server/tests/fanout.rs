@@ -4,11 +4,13 @@
 
 use dbmon_config::Config;
 use dbmon_proto::Report;
+use dbmon_proto::v1::auth_client::AuthClient;
 use dbmon_proto::v1::ingest_client::IngestClient;
 use dbmon_proto::v1::monitor_client::MonitorClient;
 use dbmon_proto::v1::{
     Hello, PublishRequest, WatchEvent, WatchRequest, publish_request, watch_event,
 };
+use dbmon_proto::v1::{PollLoginRequest, StartLoginRequest};
 use std::time::Duration;
 use tokio_stream::StreamExt;
 
@@ -23,7 +25,7 @@ fn free_port() -> u16 {
 /// A server in the plaintext development mode (TLS is tested end to end
 /// elsewhere): returns the people endpoint, the collector endpoint, and the
 /// shutdown switch.
-async fn start(queue: usize) -> (String, String, tokio::sync::watch::Sender<bool>) {
+async fn start(queue: usize) -> (String, String, tokio::sync::watch::Sender<bool>, String) {
     let mut cfg = Config::embedded_default().server;
     cfg.insecure_plaintext = true;
     cfg.listen = format!("127.0.0.1:{}", free_port()).parse().unwrap();
@@ -32,6 +34,12 @@ async fn start(queue: usize) -> (String, String, tokio::sync::watch::Sender<bool
     cfg.http_listen = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     cfg.subscriber_queue = queue;
     let url = format!("http://{}", cfg.listen);
+    let auth_dir = std::env::temp_dir().join(format!(
+        "dbmon-fanout-auth-{}-{}",
+        std::process::id(),
+        cfg.listen.port()
+    ));
+    cfg.auth.dir = auth_dir.clone();
     let (tx, rx) = tokio::sync::watch::channel(false);
     tokio::spawn(dbmon_server::serve(cfg, rx));
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
@@ -50,7 +58,53 @@ async fn start(queue: usize) -> (String, String, tokio::sync::watch::Sender<bool
         );
         tokio::task::yield_now().await;
     }
-    (url, collectors, tx)
+    let token = sign_in(&url, &auth_dir).await;
+    (url, collectors, tx, token)
+}
+
+#[path = "../../tests/support/softlogin.rs"]
+mod softlogin;
+
+/// A viewer signed in the way people are: invited, a passkey registered on
+/// the sign-in page's API, a login started and approved with it.
+async fn sign_in(url: &str, auth_dir: &std::path::Path) -> String {
+    let store = dbmon_auth::store::AuthStore::open(auth_dir).unwrap();
+    let secret = store
+        .add_user("tester", dbmon_auth::Role::Viewer, vec![], 60_000)
+        .unwrap();
+    let origin = url.replace("127.0.0.1", "localhost");
+    let http = softlogin::http_client(None);
+    let mut key = softlogin::register(&http, &format!("{origin}/invite#{secret}"))
+        .await
+        .unwrap();
+    let mut auth = AuthClient::connect(url.to_string()).await.unwrap();
+    let started = auth
+        .start_login(StartLoginRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    softlogin::approve(&http, &started.url, "tester", &mut key)
+        .await
+        .unwrap();
+    let poll = auth
+        .poll_login(PollLoginRequest {
+            device_code: started.device_code,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        !poll.macaroon.is_empty(),
+        "approved login hands out a token"
+    );
+    poll.macaroon
+}
+
+fn authed<T>(msg: T, token: &str) -> tonic::Request<T> {
+    let mut r = tonic::Request::new(msg);
+    r.metadata_mut()
+        .insert(dbmon_auth::METADATA_KEY, token.parse().unwrap());
+    r
 }
 
 fn report(seq: u64) -> PublishRequest {
@@ -74,11 +128,11 @@ async fn a_slow_subscriber_is_resynced_and_blocks_no_one() {
     const N: u64 = 5000;
     const BATCH: u64 = 100;
     // Far more than a batch, far less than N.
-    let (url, collectors, _stop) = start(1024).await;
+    let (url, collectors, _stop, token) = start(1024).await;
     let mut fast = MonitorClient::connect(url.clone())
         .await
         .unwrap()
-        .watch(WatchRequest::default())
+        .watch(authed(WatchRequest::default(), &token))
         .await
         .unwrap()
         .into_inner();
@@ -86,7 +140,7 @@ async fn a_slow_subscriber_is_resynced_and_blocks_no_one() {
     let mut slow = MonitorClient::connect(url.clone())
         .await
         .unwrap()
-        .watch(WatchRequest::default())
+        .watch(authed(WatchRequest::default(), &token))
         .await
         .unwrap()
         .into_inner();
@@ -198,7 +252,7 @@ async fn a_slow_subscriber_is_resynced_and_blocks_no_one() {
 
 #[tokio::test]
 async fn a_report_without_a_check_is_refused_by_name() {
-    let (_, collectors, _stop) = start(16).await;
+    let (_, collectors, _stop, _) = start(16).await;
     let mut ingest = IngestClient::connect(collectors).await.unwrap();
     let hello = PublishRequest {
         msg: Some(publish_request::Msg::Hello(Hello {
@@ -227,7 +281,7 @@ async fn a_report_without_a_check_is_refused_by_name() {
     assert_eq!(err.message(), "report seq 1 of c: field `check` is empty");
 
     // A stream must start with Hello.
-    let (_, collectors2, _stop2) = start(16).await;
+    let (_, collectors2, _stop2, _) = start(16).await;
     let mut ingest = IngestClient::connect(collectors2).await.unwrap();
     let err = ingest
         .publish(tokio_stream::iter(vec![report(1)]))
@@ -244,7 +298,7 @@ async fn a_report_without_a_check_is_refused_by_name() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_watch_resumes_after_its_last_position_without_gap_or_repeat() {
-    let (url, collectors, _stop) = start(1024).await;
+    let (url, collectors, _stop, token) = start(1024).await;
     let mut ingest = IngestClient::connect(collectors).await.unwrap();
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     tx.send(PublishRequest {
@@ -276,10 +330,13 @@ async fn a_watch_resumes_after_its_last_position_without_gap_or_repeat() {
     let mut watch = MonitorClient::connect(url.clone())
         .await
         .unwrap()
-        .watch(WatchRequest {
-            clusters: vec![],
-            after_position: 60,
-        })
+        .watch(authed(
+            WatchRequest {
+                clusters: vec![],
+                after_position: 60,
+            },
+            &token,
+        ))
         .await
         .unwrap()
         .into_inner();
@@ -309,10 +366,13 @@ async fn a_watch_resumes_after_its_last_position_without_gap_or_repeat() {
     let mut watch = MonitorClient::connect(url)
         .await
         .unwrap()
-        .watch(WatchRequest {
-            clusters: vec![],
-            after_position: 5_000,
-        })
+        .watch(authed(
+            WatchRequest {
+                clusters: vec![],
+                after_position: 5_000,
+            },
+            &token,
+        ))
         .await
         .unwrap()
         .into_inner();

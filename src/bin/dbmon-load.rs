@@ -180,6 +180,45 @@ fn parse_duration(s: &str) -> Result<Duration> {
     humantime::parse_duration(s).with_context(|| format!("{s:?} is not a duration"))
 }
 
+#[path = "../../tests/support/softlogin.rs"]
+mod softlogin;
+
+/// Invites a viewer in the server's auth directory, registers a software
+/// passkey on the sign-in API and completes a login with it: the token.
+async fn sign_in(url: &str, auth_dir: &Path, pki: &Path) -> Result<String> {
+    use dbmon_proto::v1::auth_client::AuthClient;
+    use dbmon_proto::v1::{PollLoginRequest, StartLoginRequest};
+    let store = dbmon_auth::store::AuthStore::open(auth_dir)?;
+    let secret = store.add_user("load", dbmon_auth::Role::Viewer, vec![], 600_000)?;
+    let origin = url.replace("127.0.0.1", "localhost");
+    let http = softlogin::http_client(Some(&std::fs::read(pki.join("ca.crt"))?));
+    let mut key = softlogin::register(&http, &format!("{origin}/invite#{secret}"))
+        .await
+        .map_err(anyhow::Error::msg)?;
+    let mut auth = AuthClient::new(channel(url, pki, None).await?);
+    let started = auth.start_login(StartLoginRequest {}).await?.into_inner();
+    softlogin::approve(&http, &started.url, "load", &mut key)
+        .await
+        .map_err(anyhow::Error::msg)?;
+    let poll = auth
+        .poll_login(PollLoginRequest {
+            device_code: started.device_code,
+        })
+        .await?
+        .into_inner();
+    if poll.macaroon.is_empty() {
+        bail!("the login was approved but no token came back");
+    }
+    Ok(poll.macaroon)
+}
+
+fn authed<T>(msg: T, token: &str) -> Result<tonic::Request<T>> {
+    let mut r = tonic::Request::new(msg);
+    r.metadata_mut()
+        .insert(dbmon_auth::METADATA_KEY, token.parse()?);
+    Ok(r)
+}
+
 async fn channel(
     url: &str,
     pki: &Path,
@@ -278,7 +317,7 @@ async fn main() -> Result<()> {
         Role::Server,
         "server",
         None,
-        &["127.0.0.1".into()],
+        &["localhost".into(), "127.0.0.1".into()],
         Duration::from_secs(86_400),
         true,
     )?;
@@ -341,6 +380,9 @@ async fn main() -> Result<()> {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
+    // Subscribers are people: a viewer signed in with a software passkey.
+    let token = sign_in(&people_url, &dir.join("auth"), &pki).await?;
+
     // The audit subscriber: sequence gaps of the collector, and detection.
     let gaps = Arc::new(AtomicU64::new(0));
     let (detect_tx, mut detect_rx) = tokio::sync::watch::channel::<Option<(String, i64)>>(None);
@@ -348,7 +390,7 @@ async fn main() -> Result<()> {
     {
         let ch = channel(&people_url, &pki, None).await?;
         let mut stream = MonitorClient::new(ch)
-            .watch(WatchRequest::default())
+            .watch(authed(WatchRequest::default(), &token)?)
             .await?
             .into_inner();
         let (gaps, target) = (gaps.clone(), target.clone());
@@ -452,7 +494,7 @@ async fn main() -> Result<()> {
             .await
             .with_context(|| format!("subscriber {i}"))?;
         let mut stream = MonitorClient::new(ch)
-            .watch(WatchRequest::default())
+            .watch(authed(WatchRequest::default(), &token)?)
             .await?
             .into_inner();
         let (hist, fanout_hist, resyncs) = (hist.clone(), fanout_hist.clone(), resyncs.clone());

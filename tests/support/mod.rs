@@ -222,7 +222,7 @@ impl Stack {
 
     /// `dbmon-client watch -o json` in the background, as an admin.
     pub fn watch_json(&self, extra: &[&str]) -> Watcher {
-        self.watch_json_as(&self.admin_token().to_string(), extra)
+        self.watch_json_as(self.admin_token(), extra)
     }
 
     /// `dbmon-client watch -o json` in the background, with `token`.
@@ -318,6 +318,19 @@ pub fn cli_login(
     key: &mut softlogin::Passkey,
     http: &reqwest::Client,
 ) -> Result<String, String> {
+    cli_login_with(args, home, |url, _| {
+        block_on(softlogin::approve(http, url, name, key))
+            .map_err(|e| format!("passkey assertion failed: {e}"))
+    })
+}
+
+/// `dbmon-client ARGS login --no-browser`, with `approve(url, printed lines)`
+/// doing what the person does in a browser; the token the CLI saved.
+pub fn cli_login_with(
+    args: &[&str],
+    home: &Path,
+    approve: impl FnOnce(&str, &[String]) -> Result<(), String>,
+) -> Result<String, String> {
     {
         std::fs::create_dir_all(home).expect("home");
         let mut child = Command::new(CLIENT)
@@ -358,8 +371,14 @@ pub fn cli_login(
                 }
             }
         };
-        block_on(softlogin::approve(http, &url, name, key))
-            .map_err(|e| format!("passkey assertion failed: {e}"))?;
+        // The line after the URL carries the code.
+        if let Ok(line) = rx.recv_timeout(Duration::from_secs(5)) {
+            printed.push(line);
+        }
+        while let Ok(line) = rx.recv_timeout(Duration::from_millis(100)) {
+            printed.push(line);
+        }
+        approve(&url, &printed)?;
         let deadline = Instant::now() + Duration::from_secs(20);
         let status = loop {
             if let Some(s) = child.try_wait().expect("wait") {

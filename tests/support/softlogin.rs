@@ -6,6 +6,7 @@ use serde_json::{Value, json};
 use webauthn_authenticator_rs::WebauthnAuthenticator;
 use webauthn_authenticator_rs::softpasskey::SoftPasskey;
 
+#[allow(unused_imports)]
 pub use webauthn_authenticator_rs::softpasskey::SoftPasskey as Passkey;
 
 /// An HTTPS client trusting `ca_pem` only (or plain HTTP when None).
