@@ -463,6 +463,34 @@ fn every_call_needs_a_macaroon_that_allows_it() {
         );
     });
 
+    // `dbmon user list` on the server's host.
+    let config = dir.path().join("dbmon.yaml");
+    let listed = dbmon(&["user", "list", "--config", config.to_str().unwrap()]);
+    assert!(
+        listed.contains("victor  role: viewer  clusters: a  passkeys: 1  logins: 1"),
+        "{listed}"
+    );
+    // An operator may revoke a viewer's logins, not an admin's.
+    let out = stack.client_as(&operator.token, &["sessions", "revoke", "--user", "alice"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("PermissionDenied") && err.contains("only an admin"),
+        "{err}"
+    );
+    let out = stack.client_as(&operator.token, &["sessions", "revoke", "--user", "victor"]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).starts_with("revoked "),
+        "{out:?}"
+    );
+    let out = stack.client_as(&viewer.token, &["status"]);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("revoked at"),
+        "{out:?}"
+    );
+    let out = stack.client_as(&admin.token, &["status"]);
+    assert!(out.status.success(), "the admin is unaffected: {out:?}");
+
     // The audit log names user, login and peer.
     let log = stack.server_log();
     for want in [

@@ -132,6 +132,31 @@ const CASES: &[(&str, &str, &str)] = &[
         "clusters:\n  - name: \"prod cluster!\"\n    kind: etcd\n    nodes: [127.0.0.1:2379]\n",
         "FILE:2:11: clusters[0].name: expected a name of letters, digits, '-', '_' or '.', 1 to 63 characters",
     ),
+    (
+        "sign-in origin on an IP address",
+        "server:\n  auth:\n    origin: https://10.0.0.5:7070\n",
+        "FILE:3:13: server.auth.origin: \"https://10.0.0.5:7070\": expected a DNS name: browsers refuse passkeys for IP addresses; use the name people type, or localhost",
+    ),
+    (
+        "plain http sign-in origin",
+        "server:\n  auth:\n    origin: http://dbmon.example.com\n",
+        "FILE:3:13: server.auth.origin: \"http://dbmon.example.com\": expected https:// (plain http:// only for localhost)",
+    ),
+    (
+        "sign-in origin with a path",
+        "server:\n  auth:\n    origin: https://dbmon.example.com/dbmon\n",
+        "FILE:3:13: server.auth.origin: \"https://dbmon.example.com/dbmon\": expected scheme, name and port only, without a path",
+    ),
+    (
+        "login lifetime too short",
+        "server:\n  auth:\n    session_ttl: 5s\n",
+        "FILE:3:18: server.auth.session_ttl: expected at least 1m",
+    ),
+    (
+        "unknown auth field",
+        "server:\n  auth:\n    dirr: /auth\n",
+        "FILE:3:5: unknown field `dirr`, expected one of dir, origin, session_ttl, invite_ttl",
+    ),
 ];
 
 #[test]

@@ -75,6 +75,31 @@ fn register_then_login_gives_a_working_token() {
 }
 
 #[test]
+fn a_user_may_have_several_passkeys_and_lose_one() {
+    let (p, v, origin, dir) = setup("several");
+    let mut laptop = register(&p, &origin, "hana", Role::Operator);
+    let second = p.store().invite("hana", 60_000).unwrap();
+    let mut phone = SoftPasskey::new(true);
+    let (ceremony, _, options) = p.start_registration(&second, PEER).unwrap();
+    let cred = phone.do_registration(origin.clone(), options).unwrap();
+    p.finish_registration(&ceremony, &cred, PEER).unwrap();
+    assert_eq!(p.store().snapshot().users["hana"].credentials.len(), 2);
+    let t1 = login(&p, &origin, "hana", &mut laptop).unwrap();
+    let t2 = login(&p, &origin, "hana", &mut phone).unwrap();
+    let now = dbmon_auth::store::now_ms();
+    let g1 = v.verify(&t1, now).unwrap();
+    let g2 = v.verify(&t2, now).unwrap();
+    assert_ne!(g1.login, g2.login, "each login has its own root key");
+    // The phone is lost: its passkey goes, with its logins; the laptop's stay.
+    let phone_id = p.store().snapshot().users["hana"].credentials[1].id.clone();
+    p.store().remove_credential("hana", &phone_id).unwrap();
+    assert!(matches!(v.verify(&t2, now), Err(Denied::Revoked(_))));
+    assert!(v.verify(&t1, now).is_ok());
+    assert!(login(&p, &origin, "hana", &mut laptop).is_ok());
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
 fn an_invite_works_once() {
     let (p, _, origin, dir) = setup("once");
     let invite = p
