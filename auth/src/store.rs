@@ -211,6 +211,11 @@ impl AuthStore {
         self.snapshot()
     }
 
+    /// Runs `f` on the state as last read, without copying it.
+    pub fn read_with<R>(&self, f: impl FnOnce(&State) -> R) -> R {
+        f(&self.inner.read().unwrap_or_else(|e| e.into_inner()).0)
+    }
+
     /// A copy of the state as last read.
     pub fn snapshot(&self) -> State {
         self.inner

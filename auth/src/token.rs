@@ -241,11 +241,19 @@ impl Verifier {
     pub fn verify(&self, token: &str, now: i64) -> Result<Grant, Denied> {
         let m = parse(token)?;
         let login = String::from_utf8_lossy(&m.identifier().0).into_owned();
-        let state = self.store.snapshot();
-        let session = state
-            .sessions
-            .get(&login)
-            .ok_or_else(|| Denied::UnknownKey(login.clone()))?;
+        // What the check needs of the store, copied under its read lock.
+        let (session, user) = self.store.read_with(|state| {
+            let session = state
+                .sessions
+                .get(&login)
+                .ok_or_else(|| Denied::UnknownKey(login.clone()))?
+                .clone();
+            let user = state
+                .users
+                .get(&session.user)
+                .map(|u| (u.role, u.clusters.clone()));
+            Ok::<_, Denied>((session, user))
+        })?;
         let key = key_of(&session.root_key)?;
         let caveats = first_party(&m)?;
         let mut expected =
@@ -256,19 +264,16 @@ impl Verifier {
         if !ct_eq(&expected.signature()[..], &m.signature()[..]) {
             return Err(Denied::BadSignature);
         }
-        let user = state
-            .users
-            .get(&session.user)
-            .ok_or_else(|| Denied::NoUser(session.user.clone()))?;
+        let (role, clusters) = user.ok_or_else(|| Denied::NoUser(session.user.clone()))?;
         if let Some(at) = session.revoked_ms {
             return Err(Denied::Revoked(at));
         }
         let mut grant = Grant {
             user: session.user.clone(),
-            role: user.role,
+            role,
             login: login.clone(),
-            ops: user.role.ops(),
-            clusters: (!user.clusters.is_empty()).then(|| user.clusters.iter().cloned().collect()),
+            ops: role.ops(),
+            clusters: (!clusters.is_empty()).then(|| clusters.into_iter().collect()),
             expires_ms: session.expires_ms,
             caveats: caveats.clone(),
         };

@@ -45,17 +45,19 @@ impl PeopleAuth {
 
     /// The reason `grant` is no longer valid, if it is not.
     pub fn still_valid(&self, grant: &Grant) -> Result<(), Denied> {
-        let state = self.verifier.store().snapshot();
-        let session = state
-            .sessions
-            .get(&grant.login)
-            .ok_or_else(|| Denied::UnknownKey(grant.login.clone()))?;
-        if !state.users.contains_key(&grant.user) {
-            return Err(Denied::NoUser(grant.user.clone()));
-        }
-        if let Some(at) = session.revoked_ms {
-            return Err(Denied::Revoked(at));
-        }
+        self.verifier.store().read_with(|state| {
+            let session = state
+                .sessions
+                .get(&grant.login)
+                .ok_or_else(|| Denied::UnknownKey(grant.login.clone()))?;
+            if !state.users.contains_key(&grant.user) {
+                return Err(Denied::NoUser(grant.user.clone()));
+            }
+            match session.revoked_ms {
+                Some(at) => Err(Denied::Revoked(at)),
+                None => Ok(()),
+            }
+        })?;
         if now_ms() >= grant.expires_ms {
             return Err(Denied::Expired(grant.expires_ms));
         }
