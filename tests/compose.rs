@@ -185,6 +185,18 @@ fn the_compose_deployment_end_to_end() {
     let ca = d.run_dir.join("pki/ca.crt");
     let args = ["--server", &server, "--ca", ca.to_str().unwrap()];
     d.token = cli_login(&args, &dir.path().join("home"), "admin", &mut key, &http).unwrap();
+    // Without a token the people endpoint serves nothing, certificate or not.
+    let out = Command::new(CLIENT)
+        .args(["--server", &server, "--ca", ca.to_str().unwrap(), "status"])
+        .env_remove("DBMON_TOKEN")
+        .env("XDG_CONFIG_HOME", dir.path().join("nobody"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("Unauthenticated") && err.contains("dbmon-client login"),
+        "{err}"
+    );
     let auth_mode = std::fs::metadata(d.run_dir.join("auth/auth.json")).unwrap();
     use std::os::unix::fs::PermissionsExt;
     assert_eq!(

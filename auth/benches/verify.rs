@@ -11,12 +11,18 @@ fn verify(c: &mut Criterion) {
     let dir = std::env::temp_dir().join(format!("dbmon-bench-verify-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let store = AuthStore::open(&dir).unwrap();
-    store.add_user("bench", Role::Operator, vec![], 60_000).unwrap();
+    store
+        .add_user("bench", Role::Operator, vec![], 60_000)
+        .unwrap();
     // A thousand logins, as a busy server holds.
     let v = Verifier::new(store);
     let mut tokens = Vec::new();
     for _ in 0..1000 {
-        tokens.push(v.new_login("bench", "cred", "127.0.0.1:1", 3_600_000).unwrap().1);
+        tokens.push(
+            v.new_login("bench", "cred", "127.0.0.1:1", 3_600_000)
+                .unwrap()
+                .1,
+        );
     }
     let token = tokens[500].clone();
     let narrowed = dbmon_auth::token::attenuate(

@@ -406,6 +406,7 @@ impl Passkeys {
         let (login, token) = self
             .verifier
             .new_login(&user, &cred, peer, self.session_ttl_ms)?;
+        audit("login", &user, &cred, &login, peer, "ok");
         audit("mint", &user, &cred, &login, peer, "ok");
         if let Some(l) = lock(&self.logins).get_mut(login_id) {
             l.token = Some((token, user.clone()));
