@@ -278,7 +278,7 @@ impl Monitor for Services {
                     for chunk in entries.chunks(MAX_BATCH) {
                         let last = chunk.last().map_or(position, |e| e.position);
                         let mut reports: Vec<Report> =
-                            chunk.iter().map(|e| e.report.clone()).collect();
+                            chunk.iter().map(|e| e.report.to_report()).collect();
                         let event = if reports.len() == 1 {
                             watch_event::Event::Report(reports.remove(0))
                         } else {
@@ -325,14 +325,12 @@ impl Monitor for Services {
                 match next {
                     Ok(e) if e.position <= position => continue,
                     Ok(e) => {
-                        let wanted = |e: &crate::cache::Entry| {
-                            clusters.is_empty() || clusters.contains(&e.report.cluster)
-                        };
+                        let wanted = |e: &crate::cache::Entry| e.report.in_clusters(&clusters);
                         // Whatever else is already waiting goes in the same message.
                         let mut batch = Vec::new();
                         let mut last = e.position;
                         if wanted(&e) {
-                            batch.push(e.report.clone());
+                            batch.push(e.report.to_report());
                         }
                         let mut lagged = None;
                         while batch.len() < MAX_BATCH {
@@ -340,7 +338,7 @@ impl Monitor for Services {
                                 Ok(more) => {
                                     last = more.position;
                                     if wanted(&more) {
-                                        batch.push(more.report.clone());
+                                        batch.push(more.report.to_report());
                                     }
                                 }
                                 Err(broadcast::error::TryRecvError::Lagged(n)) => {
@@ -424,7 +422,7 @@ async fn send_snapshot(
             .take(SNAPSHOT_PART);
         let event = WatchEvent {
             event: Some(watch_event::Event::Snapshot(Snapshot {
-                latest: chunk.map(|e| e.report.clone()).collect(),
+                latest: chunk.map(|e| e.report.to_report()).collect(),
                 reason: reason.to_string(),
                 server_time_ms: dbmon_proto::now_ms(),
                 part: part as u32,
