@@ -65,6 +65,36 @@ impl PeopleAuth {
     }
 }
 
+/// Waits until `grant`'s login ends (revoked, user removed: checked each
+/// time the store may have changed; or expired) and says why on `end`.
+/// Returns early when the stream is gone.
+pub async fn watch_login(
+    auth: PeopleAuth,
+    grant: Grant,
+    mut end: tokio::sync::oneshot::Sender<Denied>,
+) {
+    let mut revocations = auth.revocations.subscribe();
+    let expiry = tokio::time::Instant::now()
+        + std::time::Duration::from_millis((grant.expires_ms - now_ms()).max(0) as u64);
+    let expired = tokio::time::sleep_until(expiry);
+    tokio::pin!(expired);
+    loop {
+        tokio::select! {
+            _ = revocations.changed() => {
+                if let Err(d) = auth.still_valid(&grant) {
+                    let _ = end.send(d);
+                    return;
+                }
+            }
+            _ = &mut expired => {
+                let _ = end.send(Denied::Expired(grant.expires_ms));
+                return;
+            }
+            _ = end.closed() => return,
+        }
+    }
+}
+
 /// The gRPC status of a refusal.
 pub fn status_of(d: &Denied) -> Status {
     if d.is_permission() {

@@ -65,18 +65,18 @@ impl Stored {
     /// The report as sent on the wire.
     pub fn to_report(&self) -> Report {
         Report {
-            cluster: self.cluster.to_string(),
-            node: self.node.to_string(),
-            check: self.check.to_string(),
+            cluster: String::from(&*self.cluster),
+            node: String::from(&*self.node),
+            check: String::from(&*self.check),
             status: self.status,
             value: self.value,
-            unit: self.unit.to_string(),
-            message: self.message.to_string(),
+            unit: String::from(&*self.unit),
+            message: String::from(&*self.message),
             observed_at_ms: self.observed_at_ms,
             latency_us: self.latency_us,
-            collector_id: self.collector_id.to_string(),
+            collector_id: String::from(&*self.collector_id),
             seq: self.seq,
-            kind: self.kind.to_string(),
+            kind: String::from(&*self.kind),
             stale_after_ms: self.stale_after_ms,
         }
     }

@@ -249,12 +249,16 @@ impl Monitor for Services {
         let grant = crate::auth::grant_of(&request)?;
         let req = request.into_inner();
         let clusters = scoped(&grant, &req.clusters)?;
-        let auth = self.auth.clone();
-        let mut revocations = auth.revocations.subscribe();
-        let expiry = tokio::time::Instant::now()
-            + std::time::Duration::from_millis(
-                (grant.expires_ms - dbmon_proto::now_ms()).max(0) as u64
-            );
+        // The stream's login is watched by a task of its own, which says
+        // when it ends (revoked, user removed, expired). The stream's loop
+        // then polls one private channel instead of the revocation signal
+        // all streams share.
+        let (end_tx, mut ended_rx) = tokio::sync::oneshot::channel::<dbmon_auth::Denied>();
+        tokio::spawn(crate::auth::watch_login(
+            self.auth.clone(),
+            grant.clone(),
+            end_tx,
+        ));
         // A snapshot (and why), or the entries to catch up on.
         let (mut rx, start, position) = if req.after_position == 0 {
             let (rx, entries, pos) = self.cache.subscribe_entries(&clusters);
@@ -311,14 +315,10 @@ impl Monitor for Services {
                 let next = tokio::select! {
                     n = rx.recv() => n,
                     _ = tx.closed() => return,
-                    _ = revocations.changed() => {
-                        match auth.still_valid(&grant) {
-                            Ok(()) => continue,
-                            Err(d) => { let _ = tx.send(ended(d)).await; return; }
+                    d = &mut ended_rx => {
+                        if let Ok(d) = d {
+                            let _ = tx.send(ended(d)).await;
                         }
-                    }
-                    _ = tokio::time::sleep_until(expiry) => {
-                        let _ = tx.send(ended(dbmon_auth::Denied::Expired(grant.expires_ms))).await;
                         return;
                     }
                 };
