@@ -68,6 +68,8 @@ pub struct ServerConfig {
     pub insecure_plaintext: bool,
     /// People's logins.
     pub auth: AuthSettings,
+    /// The embedded store of reports (redb file); None: memory only.
+    pub store: Option<PathBuf>,
 }
 
 /// Where people's users, passkeys and logins live, and how long they last.
@@ -368,6 +370,7 @@ impl Config {
                 collector_cert_ttl: raw::DEFAULT_COLLECTOR_TTL,
                 assignments: BTreeMap::new(),
                 insecure_plaintext: false,
+                store: None,
                 auth: AuthSettings {
                     dir: PathBuf::from("dbmon-auth"),
                     origin: None,
@@ -501,6 +504,24 @@ impl Validator<'_> {
                     config.server.auth.dir = parent.join("auth");
                 }
             }
+            // Reports are kept on disk next to the PKI unless told otherwise.
+            config.server.store = match &s.store {
+                Some(v) if v.value == "memory" => None,
+                Some(v) if v.value.trim().is_empty() => {
+                    self.err(
+                        v,
+                        "server.store",
+                        "expected a file path, or `memory` to keep reports in memory only",
+                    );
+                    None
+                }
+                Some(v) => Some(PathBuf::from(&v.value)),
+                None => s.pki_dir.as_ref().and_then(|d| {
+                    d.value
+                        .parent()
+                        .map(|p| p.join("data").join("reports.redb"))
+                }),
+            };
             let plaintext = s.insecure_plaintext.as_ref().is_some_and(|p| p.value);
             config.server.insecure_plaintext = plaintext;
             if plaintext {

@@ -72,6 +72,7 @@ pub(crate) struct RawServer {
     pub assignments: Option<Spanned<BTreeMap<String, Vec<String>>>>,
     pub insecure_plaintext: Option<Spanned<bool>>,
     pub auth: Option<RawPeopleAuth>,
+    pub store: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]

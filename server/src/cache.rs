@@ -144,6 +144,8 @@ struct Inner {
 /// The server's in-memory state.
 pub struct Cache {
     inner: RwLock<Inner>,
+    /// Where ingested entries are written, when the server has a store.
+    persist: Option<Arc<crate::store::Persist>>,
     events: broadcast::Sender<Arc<Entry>>,
     history_per_cluster: usize,
     resume_window: usize,
@@ -158,11 +160,94 @@ impl Cache {
         let (events, _) = broadcast::channel(subscriber_queue.max(1));
         Cache {
             inner: RwLock::new(Inner::default()),
+            persist: None,
             events,
             history_per_cluster: history_per_cluster.max(1),
             resume_window: RESUME_WINDOW,
             ingested: AtomicU64::new(0),
             duplicates: AtomicU64::new(0),
+        }
+    }
+
+    /// A cache that writes every ingested report to `persist`, starting
+    /// from `records` (what the store held, in position order).
+    pub fn restored(
+        history_per_cluster: usize,
+        subscriber_queue: usize,
+        persist: Arc<crate::store::Persist>,
+        records: Vec<crate::store::Record>,
+    ) -> Self {
+        let mut cache = Cache::new(history_per_cluster, subscriber_queue);
+        {
+            let inner = cache.inner.get_mut().unwrap_or_else(|p| p.into_inner());
+            for r in records {
+                let last = inner
+                    .collectors
+                    .entry(r.report.collector_id.clone())
+                    .or_insert((r.epoch, 0));
+                if last.0 != r.epoch {
+                    *last = (r.epoch, 0);
+                }
+                last.1 = last.1.max(r.report.seq);
+                inner.position = inner.position.max(r.position);
+                let entry = Arc::new(Entry {
+                    position: r.position,
+                    report: inner.names.store(r.report),
+                });
+                Self::keep(
+                    inner,
+                    &entry,
+                    cache.history_per_cluster,
+                    cache.resume_window,
+                );
+            }
+        }
+        cache.persist = Some(persist);
+        cache
+    }
+
+    /// The store, if any.
+    pub fn persist(&self) -> Option<&Arc<crate::store::Persist>> {
+        self.persist.as_ref()
+    }
+
+    /// The current (last assigned) position.
+    pub fn position(&self) -> u64 {
+        self.read().position
+    }
+
+    /// Every position the cache still holds (latest, history, resume window).
+    pub fn retained_positions(&self) -> std::collections::HashSet<u64> {
+        let inner = self.read();
+        let mut out = std::collections::HashSet::new();
+        for s in inner.clusters.values() {
+            out.extend(s.latest.values().map(|e| e.position));
+            out.extend(s.history.iter().map(|e| e.position));
+        }
+        out.extend(inner.recent.iter().map(|e| e.position));
+        out
+    }
+
+    /// Files `entry` in latest, history and the resume window.
+    fn keep(inner: &mut Inner, entry: &Arc<Entry>, history: usize, window: usize) {
+        let state = match inner.clusters.get_mut(entry.report.cluster()) {
+            Some(s) => s,
+            None => inner
+                .clusters
+                .entry(entry.report.cluster().to_string())
+                .or_default(),
+        };
+        state.latest.insert(
+            (entry.report.node.clone(), entry.report.check.clone()),
+            entry.clone(),
+        );
+        state.history.push_back(entry.clone());
+        while state.history.len() > history {
+            state.history.pop_front();
+        }
+        inner.recent.push_back(entry.clone());
+        while inner.recent.len() > window {
+            inner.recent.pop_front();
         }
     }
 
@@ -203,24 +288,14 @@ impl Cache {
             position: inner.position,
             report: inner.names.store(report),
         });
-        let state = match inner.clusters.get_mut(entry.report.cluster()) {
-            Some(s) => s,
-            None => inner
-                .clusters
-                .entry(entry.report.cluster().to_string())
-                .or_default(),
-        };
-        state.latest.insert(
-            (entry.report.node.clone(), entry.report.check.clone()),
-            entry.clone(),
+        Self::keep(
+            &mut inner,
+            &entry,
+            self.history_per_cluster,
+            self.resume_window,
         );
-        state.history.push_back(entry.clone());
-        while state.history.len() > self.history_per_cluster {
-            state.history.pop_front();
-        }
-        inner.recent.push_back(entry.clone());
-        while inner.recent.len() > self.resume_window {
-            inner.recent.pop_front();
+        if let Some(p) = &self.persist {
+            p.push(entry.clone(), epoch);
         }
         let position = entry.position;
         // No receivers is fine; lagging ones are told by the channel.

@@ -9,7 +9,7 @@ use std::sync::atomic::Ordering;
 
 pub fn router(services: Services) -> axum::Router {
     axum::Router::new()
-        .route("/healthz", axum::routing::get(|| async { "ok\n" }))
+        .route("/healthz", axum::routing::get(healthz))
         .route("/metrics", axum::routing::get(metrics))
         .with_state(services)
 }
@@ -25,9 +25,38 @@ fn health_code(h: dbmon_proto::Health) -> u8 {
     }
 }
 
+/// 200 while the server serves, which it does from memory even when its
+/// store cannot be written; the body says so.
+async fn healthz(State(s): State<Services>) -> String {
+    match s.cache.persist().and_then(|p| {
+        p.error
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+            .map(|e| (p.path().display().to_string(), e))
+    }) {
+        None => "ok\n".into(),
+        Some((path, e)) => {
+            format!("ok, but the store {path} cannot be written ({e}): serving from memory\n")
+        }
+    }
+}
+
 async fn metrics(State(s): State<Services>) -> impl IntoResponse {
     let mut out = String::new();
     let c = &s.cache;
+    if let Some(p) = c.persist() {
+        let _ = writeln!(
+            out,
+            "# HELP dbmon_store_written_total Reports written to the store since start.\n# TYPE dbmon_store_written_total counter\ndbmon_store_written_total {}",
+            p.written.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP dbmon_store_write_errors_total Failed store commits since start.\n# TYPE dbmon_store_write_errors_total counter\ndbmon_store_write_errors_total {}",
+            p.write_errors.load(Ordering::Relaxed)
+        );
+    }
     let _ = writeln!(
         out,
         "# HELP dbmon_reports_ingested_total Reports stored since start.\n# TYPE dbmon_reports_ingested_total counter\ndbmon_reports_ingested_total {}",

@@ -13,6 +13,7 @@ pub mod cache;
 pub mod enroll;
 pub mod http;
 pub mod service;
+pub mod store;
 pub mod web;
 
 use dbmon_config::ServerConfig;
@@ -45,6 +46,8 @@ pub enum ServerError {
     Pki(#[from] dbmon_pki::PkiError),
     #[error(transparent)]
     Auth(#[from] dbmon_auth::store::StoreError),
+    #[error(transparent)]
+    Store(store::StoreError),
     #[error(transparent)]
     Passkeys(#[from] dbmon_auth::passkey::AuthError),
     #[error(
@@ -116,11 +119,32 @@ pub async fn serve(cfg: ServerConfig, shutdown: watch::Receiver<bool>) -> Result
         revocations: watch::channel(0).0,
     };
     tokio::spawn(auth::watch_store(people_auth.clone(), shutdown.clone()));
+    let cache = Arc::new(match &cfg.store {
+        None => cache::Cache::new(cfg.history_per_cluster, cfg.subscriber_queue),
+        Some(path) => match store::Persist::open(path) {
+            Ok((persist, records)) => {
+                let restored = records.len();
+                let c = cache::Cache::restored(
+                    cfg.history_per_cluster,
+                    cfg.subscriber_queue,
+                    persist,
+                    records,
+                );
+                tracing::info!(store = %path.display(), restored, position = c.position(), "reports restored from the store");
+                c
+            }
+            Err(e) if e.fatal => return Err(ServerError::Store(e)),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot open the store; serving from memory only: reports will not survive a restart");
+                cache::Cache::new(cfg.history_per_cluster, cfg.subscriber_queue)
+            }
+        },
+    });
+    if let Some(p) = cache.persist() {
+        store::spawn_writer(p.clone(), Arc::downgrade(&cache));
+    }
     let services = service::Services {
-        cache: Arc::new(cache::Cache::new(
-            cfg.history_per_cluster,
-            cfg.subscriber_queue,
-        )),
+        cache,
         collectors: Default::default(),
         assignments: Arc::new(cfg.assignments.clone()),
         signer: signer.clone(),

@@ -77,6 +77,28 @@ fn collector_identity<T>(request: &Request<T>) -> Result<Option<Identity>, Statu
     }
 }
 
+/// Acknowledges what waited for positions up to `durable`.
+fn release(
+    waiting: &std::sync::Mutex<std::collections::VecDeque<(u64, u64)>>,
+    durable: u64,
+    ack: &watch::Sender<u64>,
+) {
+    let mut top = None;
+    {
+        let mut w = waiting.lock().unwrap_or_else(|e| e.into_inner());
+        while w.front().is_some_and(|(p, _)| *p <= durable) {
+            top = w.pop_front().map(|(_, s)| s);
+        }
+    }
+    if let Some(seq) = top {
+        ack.send_if_modified(|a| {
+            let up = seq > *a;
+            *a = (*a).max(seq);
+            up
+        });
+    }
+}
+
 /// Checks a report from a collector; the error names the field.
 fn validate(r: &Report) -> Result<(), String> {
     if r.cluster.is_empty() {
@@ -141,6 +163,24 @@ impl Ingest for Services {
         let cache = self.cache.clone();
         let start = cache.last_seq(&hello.collector_id, hello.epoch);
         let (ack_tx, ack_rx) = watch::channel(start);
+        let ack_tx = Arc::new(ack_tx);
+        // With a store, a report is acknowledged once it is on disk: until
+        // then its collector keeps it. (position, seq) wait here meanwhile.
+        let durable = cache.persist().map(|p| p.durable.clone());
+        let waiting: Arc<std::sync::Mutex<std::collections::VecDeque<(u64, u64)>>> = Arc::default();
+        if let Some(mut durable) = durable.clone() {
+            let (waiting, ack_tx) = (waiting.clone(), ack_tx.clone());
+            tokio::spawn(async move {
+                loop {
+                    let d = *durable.borrow_and_update();
+                    release(&waiting, d, &ack_tx);
+                    tokio::select! {
+                        r = durable.changed() => if r.is_err() { return },
+                        _ = ack_tx.closed() => return,
+                    }
+                }
+            });
+        }
         let collectors = self.collectors.clone();
         collectors.fetch_add(1, Ordering::Relaxed);
         tracing::info!(collector = %hello.collector_id, %peer, clusters = ?hello.clusters, resume_after = start, "collector connected");
@@ -164,10 +204,29 @@ impl Ingest for Services {
                             // The collector's identity is the Hello's, not what a report claims.
                             r.collector_id.clone_from(&id);
                             let seq = r.seq;
-                            // Stored or already seen: either way it is safe with us.
-                            let _: Ingested = cache.ingest(hello.epoch, r);
-                            let acked = seq.max(*ack_tx.borrow());
-                            ack_tx.send_replace(acked);
+                            let got: Ingested = cache.ingest(hello.epoch, r);
+                            match &durable {
+                                // Stored or already seen: either way it is safe with us.
+                                None => {
+                                    ack_tx.send_if_modified(|a| {
+                                        let up = seq > *a;
+                                        *a = (*a).max(seq);
+                                        up
+                                    });
+                                }
+                                Some(d) => {
+                                    let position = match got {
+                                        Ingested::Stored(p) => p,
+                                        // Safe once everything stored so far is.
+                                        Ingested::Duplicate => cache.position(),
+                                    };
+                                    waiting
+                                        .lock()
+                                        .unwrap_or_else(|e| e.into_inner())
+                                        .push_back((position, seq));
+                                    release(&waiting, *d.borrow(), &ack_tx);
+                                }
+                            }
                         }
                         Some(publish_request::Msg::Hello(_)) => {
                             return Err(Status::invalid_argument(

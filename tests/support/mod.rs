@@ -414,6 +414,37 @@ pub fn cli_login_with(
 }
 
 impl Stack {
+    /// Kills the server with SIGKILL (no chance to flush anything) and
+    /// starts it again on the same configuration and ports.
+    pub fn crash_and_restart_server(&mut self) {
+        let _ = self.server.child.kill();
+        let _ = self.server.child.wait();
+        let path = self.dir.join("dbmon.yaml");
+        let port: u16 = self
+            .collector_grpc
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .expect("collector port");
+        self.server = Proc::spawn(
+            Command::new(DBMON)
+                .arg("server")
+                .arg("--config")
+                .arg(&path)
+                .stdout(Stdio::null()),
+            self.dir.join(format!("server-{}.log", unique())),
+        );
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "the restarted server does not listen; its log:\n{}",
+                self.server.log_text()
+            );
+            std::thread::park_timeout(Duration::from_millis(50));
+        }
+    }
+
     /// The server's log so far.
     pub fn server_log(&self) -> String {
         self.server.log_text()
