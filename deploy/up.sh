@@ -27,8 +27,8 @@ if [ ! -f "$run/pki/ca.key" ]; then
     "$dbmon" pki issue collector --name c1 --dir "$run/pki" >/dev/null
     "$dbmon" pki issue collector --name c2 --dir "$run/pki" >/dev/null
 fi
-mkdir -p "$run/server" "$run/c1" "$run/c2" "$run/config" "$run/auth"
-chmod 700 "$run/auth"
+mkdir -p "$run/server" "$run/c1" "$run/c2" "$run/config" "$run/auth" "$run/data"
+chmod 700 "$run/auth" "$run/data"
 cp "$run/pki/ca.crt" "$run/pki/ca.crl" "$run/pki/server.crt" "$run/pki/server.key" "$run/server/"
 for c in c1 c2; do
     cp "$run/pki/ca.crt" "$run/pki/collector.$c.crt" "$run/pki/collector.$c.key" "$run/$c/"
@@ -40,6 +40,7 @@ server:
   collector_listen: 0.0.0.0:7072
   http_listen: 127.0.0.1:7071
   pki_dir: /pki
+  store: /data/reports.redb
   auth:
     dir: /auth
     # What browsers on this machine open: passkeys are bound to it.
@@ -69,7 +70,7 @@ done
 
 # Containers run as 65532; when we are root, hand them their files.
 if [ "$(id -u)" -eq 0 ]; then
-    chown -R 65532:65532 "$run/server" "$run/c1" "$run/c2" "$run/config" "$run/auth"
+    chown -R 65532:65532 "$run/server" "$run/c1" "$run/c2" "$run/config" "$run/auth" "$run/data"
     export DBMON_UID=65532 DBMON_GID=65532
 else
     export DBMON_UID="$(id -u)" DBMON_GID="$(id -g)"

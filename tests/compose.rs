@@ -155,6 +155,177 @@ fn unsafe_is_root() -> bool {
         .unwrap_or(false)
 }
 
+/// A container removed when dropped.
+struct Container(String);
+
+impl Drop for Container {
+    fn drop(&mut self) {
+        let _ = Command::new("docker").args(["rm", "-f", &self.0]).output();
+    }
+}
+
+/// The server image with its store on the image's read-only root, then on a
+/// 1 MB tmpfs that a collector fills: each time it says so and goes on
+/// serving from memory.
+fn store_on_a_read_only_and_on_a_full_disk(d: &Deployment, dir: &Path) {
+    let user = if unsafe_is_root() {
+        "65532:65532".to_string()
+    } else {
+        let id = |f: &str| {
+            String::from_utf8_lossy(&run(Command::new("id").arg(f)).stdout)
+                .trim()
+                .to_string()
+        };
+        format!("{}:{}", id("-u"), id("-g"))
+    };
+    let (uid, gid) = user.split_once(':').unwrap();
+    let tmpfs = |path: &str, size: &str| format!("{path}:uid={uid},gid={gid},mode=0700{size}");
+    let config = |name: &str, store: &str| {
+        let path = d.run_dir.join("config").join(format!("{name}.yaml"));
+        std::fs::write(
+            &path,
+            format!(
+                "server:\n  listen: 0.0.0.0:7070\n  collector_listen: 0.0.0.0:7072\n  http_listen: 127.0.0.1:7071\n  pki_dir: /pki\n  store: {store}\n  auth:\n    dir: /auth\n"
+            ),
+        )
+        .unwrap();
+        if unsafe_is_root() {
+            run(Command::new("chown").arg("65532:65532").arg(&path));
+        }
+    };
+    let start = |name: &str, extra: &[String]| {
+        let container = Container(format!("{}_{name}", d.project));
+        let mut cmd = Command::new("docker");
+        cmd.args([
+            "run",
+            "-d",
+            "--name",
+            &container.0,
+            "--read-only",
+            "--user",
+            &user,
+        ])
+        .args(["--tmpfs", &tmpfs("/auth", "")])
+        .arg("-v")
+        .arg(format!("{}:/pki:ro", d.run_dir.join("server").display()))
+        .arg("-v")
+        .arg(format!("{}:/config:ro", d.run_dir.join("config").display()))
+        .args(extra)
+        .args([
+            "dbmon:local",
+            "server",
+            "--config",
+            &format!("/config/{name}.yaml"),
+        ]);
+        run(&mut cmd);
+        container
+    };
+    let logs = |c: &Container| {
+        let out = Command::new("docker")
+            .args(["logs", &c.0])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+    };
+    let health = |c: &Container| {
+        let out =
+            run(Command::new("docker").args(["exec", &c.0, "/usr/local/bin/dbmon", "healthcheck"]));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+
+    // Read-only: the store cannot be created.
+    config("store-ro", "/var/lib/dbmon/reports.redb");
+    let ro = start("store-ro", &[]);
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !logs(&ro).contains("cannot open the store") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the read-only server did not say why; its log:\n{}",
+            logs(&ro)
+        );
+        std::thread::park_timeout(Duration::from_millis(100));
+    }
+    let log = logs(&ro);
+    assert!(
+        log.contains("Read-only file system") && log.contains("serving from memory only"),
+        "{log}"
+    );
+    let h = health(&ro);
+    assert!(
+        h.contains("without a store") && h.contains("serving from memory"),
+        "{h}"
+    );
+
+    // Full: a collector on the host fills 1 MB.
+    config("store-full", "/data/reports.redb");
+    let port = free_port();
+    let full = start(
+        "store-full",
+        &[
+            "--tmpfs".into(),
+            tmpfs("/data", ",size=1m"),
+            "-p".into(),
+            format!("127.0.0.1:{port}:7072"),
+        ],
+    );
+    wait_until(
+        Duration::from_secs(20),
+        "the full-disk server listens",
+        || logs(&full).contains("dbmon server listening"),
+    );
+    let nodes: Vec<String> = (0..40)
+        .map(|_| format!("127.0.0.1:{}", free_port()))
+        .collect();
+    let cfg = dir.join("filler.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "collector:\n  id: c1\n  server: https://127.0.0.1:{port}\n  pki_dir: {}\n\
+             clusters:\n  - name: filler\n    kind: etcd\n    interval: 200ms\n    timeout: 100ms\n    max_backoff: 200ms\n    nodes: [{}]\n",
+            d.run_dir.join("pki").display(),
+            nodes.join(", ")
+        ),
+    )
+    .unwrap();
+    let filler = Proc::spawn(
+        Command::new(DBMON)
+            .args(["collector", "--config"])
+            .arg(&cfg)
+            .stdout(std::process::Stdio::null()),
+        dir.join("filler.log"),
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    while !logs(&full).contains("cannot write the store") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the store did not fill up; server log:\n{}\ncollector log:\n{}",
+            logs(&full),
+            filler.log_text()
+        );
+        std::thread::park_timeout(Duration::from_millis(200));
+    }
+    assert!(
+        logs(&full).contains("No space left on device"),
+        "{}",
+        logs(&full)
+    );
+    let h = health(&full);
+    assert!(
+        h.contains("cannot be written") && h.contains("serving from memory"),
+        "{h}"
+    );
+    // Still serving: the collector's stream stays up and acks go on.
+    let running =
+        run(Command::new("docker").args(["inspect", "-f", "{{.State.Running}}", &full.0]));
+    assert_eq!(String::from_utf8_lossy(&running.stdout).trim(), "true");
+    let streaming = filler.log_text();
+    assert!(
+        streaming.contains("streaming reports to the server"),
+        "{streaming}"
+    );
+    drop(filler);
+}
+
 #[test]
 fn the_compose_deployment_end_to_end() {
     let dir = tempfile::tempdir().unwrap();
@@ -357,6 +528,8 @@ fn the_compose_deployment_end_to_end() {
         connected,
         "the stream went on"
     );
+
+    store_on_a_read_only_and_on_a_full_disk(&d, dir.path());
 
     // Down: nothing left.
     drop(watch);

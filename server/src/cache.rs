@@ -146,6 +146,8 @@ pub struct Cache {
     inner: RwLock<Inner>,
     /// Where ingested entries are written, when the server has a store.
     persist: Option<Arc<crate::store::Persist>>,
+    /// Why there is no store though one was configured.
+    pub store_unavailable: Option<String>,
     events: broadcast::Sender<Arc<Entry>>,
     history_per_cluster: usize,
     resume_window: usize,
@@ -161,6 +163,7 @@ impl Cache {
         Cache {
             inner: RwLock::new(Inner::default()),
             persist: None,
+            store_unavailable: None,
             events,
             history_per_cluster: history_per_cluster.max(1),
             resume_window: RESUME_WINDOW,

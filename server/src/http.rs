@@ -28,6 +28,9 @@ fn health_code(h: dbmon_proto::Health) -> u8 {
 /// 200 while the server serves, which it does from memory even when its
 /// store cannot be written; the body says so.
 async fn healthz(State(s): State<Services>) -> String {
+    if let Some(e) = &s.cache.store_unavailable {
+        return format!("ok, but without a store ({e}): serving from memory\n");
+    }
     match s.cache.persist().and_then(|p| {
         p.error
             .lock()

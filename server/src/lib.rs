@@ -136,7 +136,9 @@ pub async fn serve(cfg: ServerConfig, shutdown: watch::Receiver<bool>) -> Result
             Err(e) if e.fatal => return Err(ServerError::Store(e)),
             Err(e) => {
                 tracing::error!(error = %e, "cannot open the store; serving from memory only: reports will not survive a restart");
-                cache::Cache::new(cfg.history_per_cluster, cfg.subscriber_queue)
+                let mut c = cache::Cache::new(cfg.history_per_cluster, cfg.subscriber_queue);
+                c.store_unavailable = Some(e.to_string());
+                c
             }
         },
     });

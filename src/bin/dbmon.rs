@@ -775,6 +775,7 @@ fn healthcheck(url: &str) -> ExitCode {
     })();
     match answer {
         Ok(a) if a.starts_with("HTTP/1.1 200") || a.starts_with("HTTP/1.0 200") => {
+            println!("{}", a.lines().last().unwrap_or("").trim());
             ExitCode::SUCCESS
         }
         Ok(a) => {
