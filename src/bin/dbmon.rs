@@ -620,8 +620,10 @@ async fn local(dir: Option<PathBuf>, cockroach: bool, interval: &str) -> Result<
         std::env::temp_dir().join(format!("dbmon-local-{}", std::process::id()))
     });
     std::fs::create_dir_all(&dir)?;
-    // A fresh start each time: cluster data of an earlier run names other ports.
+    // A fresh start each time: cluster data of an earlier run, and the
+    // reports stored about it, name other ports. Users and passkeys stay.
     for stale in [
+        "data",
         "etcd1",
         "etcd2",
         "etcd3",
