@@ -80,6 +80,13 @@ struct DeviceLogin {
     token: Option<(String, String)>,
 }
 
+impl DeviceLogin {
+    /// Not expired and not yet approved.
+    fn pending(&self) -> bool {
+        self.expires_ms > now_ms() && self.token.is_none()
+    }
+}
+
 /// A started CLI login, for the CLI.
 pub struct Started {
     pub login_id: String,
@@ -317,7 +324,7 @@ impl Passkeys {
     pub fn user_code(&self, login_id: &str) -> Option<String> {
         lock(&self.logins)
             .get(login_id)
-            .filter(|l| l.expires_ms > now_ms() && l.token.is_none())
+            .filter(|l| l.pending())
             .map(|l| l.user_code.clone())
     }
 
@@ -346,7 +353,7 @@ impl Passkeys {
         let mut logins = lock(&self.logins);
         let login = logins
             .get_mut(login_id)
-            .filter(|l| l.expires_ms > now_ms() && l.token.is_none())
+            .filter(|l| l.pending())
             .ok_or(AuthError::BadLogin)?;
         let ceremony = random_secret();
         login.assertion = Some((ceremony.clone(), user.to_string(), auth));
@@ -367,7 +374,7 @@ impl Passkeys {
             let mut logins = lock(&self.logins);
             let login = logins
                 .get_mut(login_id)
-                .filter(|l| l.expires_ms > now_ms() && l.token.is_none())
+                .filter(|l| l.pending())
                 .ok_or(AuthError::BadLogin)?;
             match login.assertion.take() {
                 Some((c, user, auth)) if c == ceremony => (user, auth),

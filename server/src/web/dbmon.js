@@ -35,6 +35,17 @@ async function post(path, body) {
   return data;
 }
 
+// A credential as the server reads it, with `response` the ceremony's own fields.
+function credentialJSON(cred, response) {
+  return {
+    id: cred.id,
+    rawId: bufToB64u(cred.rawId),
+    type: cred.type,
+    extensions: cred.getClientExtensionResults ? cred.getClientExtensionResults() : {},
+    response,
+  };
+}
+
 async function register() {
   const invite = location.hash.slice(1);
   if (!invite) { say("This page needs the whole invite URL, including the part after #.", "error"); return; }
@@ -48,17 +59,11 @@ async function register() {
     const cred = await navigator.credentials.create({ publicKey: pk });
     const done = await post("/api/register/finish", {
       ceremony: start.ceremony,
-      credential: {
-        id: cred.id,
-        rawId: bufToB64u(cred.rawId),
-        type: cred.type,
-        extensions: cred.getClientExtensionResults ? cred.getClientExtensionResults() : {},
-        response: {
-          attestationObject: bufToB64u(cred.response.attestationObject),
-          clientDataJSON: bufToB64u(cred.response.clientDataJSON),
-          transports: cred.response.getTransports ? cred.response.getTransports() : [],
-        },
-      },
+      credential: credentialJSON(cred, {
+        attestationObject: bufToB64u(cred.response.attestationObject),
+        clientDataJSON: bufToB64u(cred.response.clientDataJSON),
+        transports: cred.response.getTransports ? cred.response.getTransports() : [],
+      }),
     });
     history.replaceState(null, "", location.pathname);
     say("Passkey registered for " + done.user + ". Sign in with: dbmon-client login", "done");
@@ -82,18 +87,12 @@ async function login() {
     const done = await post("/api/login/finish", {
       login: loginId,
       ceremony: start.ceremony,
-      credential: {
-        id: cred.id,
-        rawId: bufToB64u(cred.rawId),
-        type: cred.type,
-        extensions: cred.getClientExtensionResults ? cred.getClientExtensionResults() : {},
-        response: {
-          authenticatorData: bufToB64u(r.authenticatorData),
-          clientDataJSON: bufToB64u(r.clientDataJSON),
-          signature: bufToB64u(r.signature),
-          userHandle: r.userHandle ? bufToB64u(r.userHandle) : null,
-        },
-      },
+      credential: credentialJSON(cred, {
+        authenticatorData: bufToB64u(r.authenticatorData),
+        clientDataJSON: bufToB64u(r.clientDataJSON),
+        signature: bufToB64u(r.signature),
+        userHandle: r.userHandle ? bufToB64u(r.userHandle) : null,
+      }),
     });
     say("Signed in as " + done.user + ". Return to your terminal.", "done");
   } catch (e) {
