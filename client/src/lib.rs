@@ -261,13 +261,20 @@ async fn login(target: &Target, no_browser: bool) -> Result<()> {
     }
 }
 
+/// The saved token (read once) and an Auth client that carries it.
+async fn signed_in(target: &Target) -> Result<(AuthClient<Authed>, session::Source)> {
+    let server = target.server.as_str();
+    let (token, src) = session::load(server)?.ok_or_else(|| not_logged_in(server))?;
+    let with = session::WithToken::new(&token, &src)?;
+    Ok((
+        AuthClient::with_interceptor(channel(target).await?, with),
+        src,
+    ))
+}
+
 async fn logout(target: &Target) -> Result<()> {
     let server = target.server.as_str();
-    let Some((_, src)) = session::load(server)? else {
-        return Err(not_logged_in(server));
-    };
-    let mut client =
-        AuthClient::with_interceptor(channel(target).await?, session::interceptor(server)?);
+    let (mut client, src) = signed_in(target).await?;
     let result = client.logout(LogoutRequest {}).await;
     if let session::Source::File(_) = src {
         session::forget(server)?;
@@ -293,11 +300,7 @@ async fn logout(target: &Target) -> Result<()> {
 
 async fn whoami(target: &Target) -> Result<()> {
     let server = target.server.as_str();
-    let Some((_, src)) = session::load(server)? else {
-        return Err(not_logged_in(server));
-    };
-    let mut client =
-        AuthClient::with_interceptor(channel(target).await?, session::interceptor(server)?);
+    let (mut client, src) = signed_in(target).await?;
     let me = client
         .who_am_i(WhoAmIRequest {})
         .await

@@ -109,15 +109,23 @@ pub fn load(server: &str) -> Result<Option<(String, Source)>> {
 
 /// The interceptor for calls to `server`.
 pub fn interceptor(server: &str) -> Result<WithToken> {
-    Ok(WithToken(match load(server)? {
-        Some((t, src)) => Some(t.parse().map_err(|_| {
+    match load(server)? {
+        Some((t, src)) => WithToken::new(&t, &src),
+        None => Ok(WithToken(None)),
+    }
+}
+
+impl WithToken {
+    /// `token` (from `src`, for the message) on every call.
+    pub fn new(token: &str, src: &Source) -> Result<WithToken> {
+        let v = token.parse().map_err(|_| {
             anyhow::anyhow!(
                 "the token from {} has characters a header cannot carry; run `dbmon-client login`",
-                describe(&src)
+                describe(src)
             )
-        })?),
-        None => None,
-    }))
+        })?;
+        Ok(WithToken(Some(v)))
+    }
 }
 
 pub fn describe(src: &Source) -> String {

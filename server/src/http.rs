@@ -49,36 +49,48 @@ async fn metrics(State(s): State<Services>) -> impl IntoResponse {
     let mut out = String::new();
     let c = &s.cache;
     if let Some(p) = c.persist() {
-        let _ = writeln!(
-            out,
-            "# HELP dbmon_store_written_total Reports written to the store since start.\n# TYPE dbmon_store_written_total counter\ndbmon_store_written_total {}",
-            p.written.load(Ordering::Relaxed)
+        metric(
+            &mut out,
+            "dbmon_store_written_total",
+            "counter",
+            "Reports written to the store since start.",
+            p.written.load(Ordering::Relaxed),
         );
-        let _ = writeln!(
-            out,
-            "# HELP dbmon_store_write_errors_total Failed store commits since start.\n# TYPE dbmon_store_write_errors_total counter\ndbmon_store_write_errors_total {}",
-            p.write_errors.load(Ordering::Relaxed)
+        metric(
+            &mut out,
+            "dbmon_store_write_errors_total",
+            "counter",
+            "Failed store commits since start.",
+            p.write_errors.load(Ordering::Relaxed),
         );
     }
-    let _ = writeln!(
-        out,
-        "# HELP dbmon_reports_ingested_total Reports stored since start.\n# TYPE dbmon_reports_ingested_total counter\ndbmon_reports_ingested_total {}",
-        c.ingested.load(Ordering::Relaxed)
+    metric(
+        &mut out,
+        "dbmon_reports_ingested_total",
+        "counter",
+        "Reports stored since start.",
+        c.ingested.load(Ordering::Relaxed),
     );
-    let _ = writeln!(
-        out,
-        "# HELP dbmon_reports_duplicate_total Reports dropped as already seen (replays).\n# TYPE dbmon_reports_duplicate_total counter\ndbmon_reports_duplicate_total {}",
-        c.duplicates.load(Ordering::Relaxed)
+    metric(
+        &mut out,
+        "dbmon_reports_duplicate_total",
+        "counter",
+        "Reports dropped as already seen (replays).",
+        c.duplicates.load(Ordering::Relaxed),
     );
-    let _ = writeln!(
-        out,
-        "# HELP dbmon_watch_subscribers Open Watch streams.\n# TYPE dbmon_watch_subscribers gauge\ndbmon_watch_subscribers {}",
-        c.subscribers()
+    metric(
+        &mut out,
+        "dbmon_watch_subscribers",
+        "gauge",
+        "Open Watch streams.",
+        c.subscribers(),
     );
-    let _ = writeln!(
-        out,
-        "# HELP dbmon_collectors_connected Open collector streams.\n# TYPE dbmon_collectors_connected gauge\ndbmon_collectors_connected {}",
-        s.collectors.load(Ordering::Relaxed)
+    metric(
+        &mut out,
+        "dbmon_collectors_connected",
+        "gauge",
+        "Open collector streams.",
+        s.collectors.load(Ordering::Relaxed),
     );
     let _ = writeln!(
         out,
@@ -94,6 +106,14 @@ async fn metrics(State(s): State<Services>) -> impl IntoResponse {
         );
     }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out)
+}
+
+/// One metric with its HELP and TYPE lines.
+fn metric(out: &mut String, name: &str, kind: &str, help: &str, value: impl std::fmt::Display) {
+    let _ = writeln!(
+        out,
+        "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
+    );
 }
 
 fn escape(v: &str) -> String {

@@ -173,23 +173,33 @@ async fn read<T: DeserializeOwned>(req: Request) -> Result<(String, T), Response
     Ok((peer, value))
 }
 
+/// One API call: the JSON body read, `f` run with the peer and the body,
+/// its answer (or refusal) as JSON.
+async fn api<T: DeserializeOwned>(
+    req: Request,
+    f: impl FnOnce(&str, T) -> Result<serde_json::Value, AuthError>,
+) -> Response {
+    let (peer, body) = match read::<T>(req).await {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    match f(&peer, body) {
+        Ok(v) => secure(axum::Json(v).into_response()),
+        Err(e) => fail(e),
+    }
+}
+
 #[derive(serde::Deserialize)]
 struct RegisterStart {
     invite: String,
 }
 
 async fn register_start(State(p): State<Arc<Passkeys>>, req: Request) -> Response {
-    let (peer, body) = match read::<RegisterStart>(req).await {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
-    match p.start_registration(&body.invite, &peer) {
-        Ok((ceremony, user, options)) => secure(
-            axum::Json(json!({ "ceremony": ceremony, "user": user, "options": options }))
-                .into_response(),
-        ),
-        Err(e) => fail(e),
-    }
+    api(req, |peer, b: RegisterStart| {
+        let (ceremony, user, options) = p.start_registration(&b.invite, peer)?;
+        Ok(json!({ "ceremony": ceremony, "user": user, "options": options }))
+    })
+    .await
 }
 
 #[derive(serde::Deserialize)]
@@ -199,16 +209,11 @@ struct RegisterFinish {
 }
 
 async fn register_finish(State(p): State<Arc<Passkeys>>, req: Request) -> Response {
-    let (peer, body) = match read::<RegisterFinish>(req).await {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
-    match p.finish_registration(&body.ceremony, &body.credential, &peer) {
-        Ok((user, credential)) => {
-            secure(axum::Json(json!({ "user": user, "credential": credential })).into_response())
-        }
-        Err(e) => fail(e),
-    }
+    api(req, |peer, b: RegisterFinish| {
+        let (user, credential) = p.finish_registration(&b.ceremony, &b.credential, peer)?;
+        Ok(json!({ "user": user, "credential": credential }))
+    })
+    .await
 }
 
 #[derive(serde::Deserialize)]
@@ -218,16 +223,11 @@ struct LoginStart {
 }
 
 async fn login_start(State(p): State<Arc<Passkeys>>, req: Request) -> Response {
-    let (peer, body) = match read::<LoginStart>(req).await {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
-    match p.start_assertion(&body.login, &body.user, &peer) {
-        Ok((ceremony, options)) => {
-            secure(axum::Json(json!({ "ceremony": ceremony, "options": options })).into_response())
-        }
-        Err(e) => fail(e),
-    }
+    api(req, |peer, b: LoginStart| {
+        let (ceremony, options) = p.start_assertion(&b.login, &b.user, peer)?;
+        Ok(json!({ "ceremony": ceremony, "options": options }))
+    })
+    .await
 }
 
 #[derive(serde::Deserialize)]
@@ -238,12 +238,9 @@ struct LoginFinish {
 }
 
 async fn login_finish(State(p): State<Arc<Passkeys>>, req: Request) -> Response {
-    let (peer, body) = match read::<LoginFinish>(req).await {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
-    match p.finish_assertion(&body.login, &body.ceremony, &body.credential, &peer) {
-        Ok(user) => secure(axum::Json(json!({ "user": user })).into_response()),
-        Err(e) => fail(e),
-    }
+    api(req, |peer, b: LoginFinish| {
+        let user = p.finish_assertion(&b.login, &b.ceremony, &b.credential, peer)?;
+        Ok(json!({ "user": user }))
+    })
+    .await
 }
