@@ -27,8 +27,8 @@ if [ ! -f "$run/pki/ca.key" ]; then
     "$dbmon" pki issue collector --name c1 --dir "$run/pki" >/dev/null
     "$dbmon" pki issue collector --name c2 --dir "$run/pki" >/dev/null
 fi
-mkdir -p "$run/server" "$run/c1" "$run/c2" "$run/config" "$run/auth" "$run/data"
-chmod 700 "$run/auth" "$run/data"
+mkdir -p "$run/server" "$run/c1" "$run/c2" "$run/config" "$run/auth" "$run/data" "$run/c1-spill" "$run/c2-spill"
+chmod 700 "$run/auth" "$run/data" "$run/c1-spill" "$run/c2-spill"
 cp "$run/pki/ca.crt" "$run/pki/ca.crl" "$run/pki/server.crt" "$run/pki/server.key" "$run/server/"
 for c in c1 c2; do
     cp "$run/pki/ca.crt" "$run/pki/collector.$c.crt" "$run/pki/collector.$c.key" "$run/$c/"
@@ -56,6 +56,9 @@ collector:
   id: $c
   server: https://server:7072
   pki_dir: /pki
+  # Unacknowledged reports past the memory buffer, kept across restarts.
+  spill_dir: /spill
+  spill_max_size: 256MiB
   http_listen: 127.0.0.1:7073
 clusters:
   - name: $cluster
@@ -70,7 +73,7 @@ done
 
 # Containers run as 65532; when we are root, hand them their files.
 if [ "$(id -u)" -eq 0 ]; then
-    chown -R 65532:65532 "$run/server" "$run/c1" "$run/c2" "$run/config" "$run/auth" "$run/data"
+    chown -R 65532:65532 "$run/server" "$run/c1" "$run/c2" "$run/config" "$run/auth" "$run/data" "$run/c1-spill" "$run/c2-spill"
     export DBMON_UID=65532 DBMON_GID=65532
 else
     export DBMON_UID="$(id -u)" DBMON_GID="$(id -g)"

@@ -153,6 +153,21 @@ const CASES: &[(&str, &str, &str)] = &[
         "FILE:3:18: server.auth.session_ttl: expected at least 1m",
     ),
     (
+        "spill size without a unit it knows",
+        "collector:\n  spill_max_size: 10 parsecs\n",
+        "FILE:2:19: collector.spill_max_size: \"10 parsecs\" is not a size; expected a number and a unit, like 64MiB, 1GiB or 500MB",
+    ),
+    (
+        "spill too small to hold a segment",
+        "collector:\n  spill_max_size: 1KiB\n",
+        "FILE:2:19: collector.spill_max_size: \"1KiB\" is too small; expected at least 64KiB",
+    ),
+    (
+        "empty spill directory",
+        "collector:\n  spill_dir: \"\"\n",
+        "FILE:2:14: collector.spill_dir: expected a directory, or `none` to buffer in memory only",
+    ),
+    (
         "unknown auth field",
         "server:\n  auth:\n    dirr: /auth\n",
         "FILE:3:5: unknown field `dirr`, expected one of dir, origin, session_ttl, invite_ttl",

@@ -97,3 +97,141 @@ fn a_minute_cut_off_loses_no_report() {
         "{metrics}"
     );
 }
+
+/// The largest `field=N` in lines of the collector's log that contain `what`.
+fn logged(log: &str, what: &str, field: &str) -> u64 {
+    log.lines()
+        .filter(|l| l.contains(what))
+        .filter_map(|l| l.split(&format!("{field}=")).nth(1))
+        .filter_map(|r| r.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok())
+        .max()
+        .unwrap_or(0)
+}
+
+fn wait_logged(log: &dyn Fn() -> String, what: &str, field: &str, at_least: u64) -> u64 {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let n = logged(&log(), what, field);
+        if n >= at_least {
+            return n;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no {field}>={at_least} in {what:?} lines; collector log:\n{}",
+            log()
+        );
+        std::thread::park_timeout(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn a_cut_off_collector_spills_to_disk_restarts_and_delivers_everything_in_order() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = format!(
+        "  - name: spill\n    kind: etcd\n    interval: 100ms\n    timeout: 100ms\n    max_backoff: 100ms\n    nodes: [127.0.0.1:{}]\n",
+        free_port()
+    );
+    let mut stack = start_server(dir.path(), &cluster);
+    // Little memory, so that nearly all of the outage goes to disk.
+    let config = dir.path().join("dbmon.yaml");
+    let yaml = std::fs::read_to_string(&config).unwrap().replace(
+        "  id: test-collector\n",
+        "  id: test-collector\n  buffer_reports: 20\n  spill_max_size: 8MiB\n",
+    );
+    std::fs::write(&config, yaml).unwrap();
+    let spill = dir.path().join("spill");
+
+    let mut watch = stack.watch_json(&["--cluster", "spill"]);
+    watch.wait_for(Duration::from_secs(20), "the watcher is subscribed", |v| {
+        v["type"] == "snapshot"
+    });
+    stack.start_collector();
+    watch.wait_for(Duration::from_secs(20), "reports flowing", |v| {
+        v["report"]["seq"].as_u64().is_some_and(|s| s >= 5)
+    });
+
+    let server = stack.server.child.id();
+    kill("-STOP", server);
+    let first = stack.collector.take().unwrap();
+    let log1 = || first.log_text();
+    wait_logged(&log1, "cannot stream reports to the server", "on_disk", 100);
+    // A clean stop in mid-outage keeps what memory held on disk too.
+    kill("-TERM", first.child.id());
+    let kept = wait_logged(&log1, "kept on disk for the next start", "reports", 1);
+    let mut segments = 0;
+    for entry in std::fs::read_dir(&spill).unwrap() {
+        let path = entry.unwrap().path();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        if path.extension().is_some_and(|e| e == "seg") {
+            segments += 1;
+            assert_eq!(mode, 0o600, "{}", path.display());
+        }
+    }
+    assert!(segments > 0);
+    assert_eq!(
+        std::fs::metadata(&spill).unwrap().permissions().mode() & 0o777,
+        0o700
+    );
+
+    // The next start takes over every report, and goes on buffering.
+    std::fs::rename(
+        dir.path().join("collector.log"),
+        dir.path().join("collector.1.log"),
+    )
+    .unwrap();
+    stack.start_collector();
+    let log2 = || stack.collector.as_ref().unwrap().log_text();
+    let taken = wait_logged(&log2, "took over reports", "reports", 1);
+    assert_eq!(taken, kept, "kept {kept} at the stop, took over {taken}");
+    let outage = wait_logged(
+        &log2,
+        "cannot stream reports to the server",
+        "buffered",
+        kept + 20,
+    );
+    kill("-CONT", server);
+    eprintln!("{kept} reports kept over the restart; {outage} buffered at the end of the outage");
+
+    // Everything arrives: the second run's reports from 1 on, without a
+    // gap, and the observations of the whole outage with no hole longer
+    // than the restart.
+    let target = outage + 10;
+    watch.wait_for(
+        Duration::from_secs(60),
+        "the spilled reports and new ones",
+        |v| v["report"]["seq"].as_u64().is_some_and(|s| s >= target),
+    );
+    let reports: Vec<&serde_json::Value> = watch
+        .seen
+        .iter()
+        .filter(|v| v["type"] == "report")
+        .map(|v| &v["report"])
+        .collect();
+    let restart = reports
+        .windows(2)
+        .position(|w| w[1]["seq"].as_u64() < w[0]["seq"].as_u64())
+        .expect("the second run starts again from 1")
+        + 1;
+    let second: Vec<u64> = reports[restart..]
+        .iter()
+        .filter_map(|r| r["seq"].as_u64())
+        .collect();
+    assert_eq!(second[0], 1);
+    for w in second.windows(2) {
+        assert_eq!(w[1], w[0] + 1, "a gap or a repeat: ... {:?} ...", w);
+    }
+    let mut up: Vec<u128> = reports
+        .iter()
+        .filter(|r| r["check"] == "up")
+        .filter_map(|r| humantime::parse_rfc3339(r["observed_at"].as_str()?).ok())
+        .map(|t| t.duration_since(std::time::UNIX_EPOCH).unwrap().as_millis())
+        .collect();
+    up.sort();
+    up.dedup();
+    let widest = up.windows(2).map(|w| w[1] - w[0]).max().unwrap();
+    assert!(
+        widest < 3000,
+        "{widest} ms without an observation: reports were lost"
+    );
+}

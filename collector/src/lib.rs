@@ -10,6 +10,7 @@ pub mod link;
 pub mod prom;
 pub mod publisher;
 pub mod registry;
+pub mod spill;
 pub mod window;
 
 pub use connector::{Connector, ConnectorError, Observation};
@@ -60,6 +61,11 @@ pub async fn run(config: Config, shutdown: watch::Receiver<bool>) -> Result<(), 
         link,
         clusters: config.clusters.iter().map(|c| c.name.clone()).collect(),
         buffer_reports: config.collector.buffer_reports,
+        spill: config
+            .collector
+            .spill_dir
+            .clone()
+            .map(|d| (d, config.collector.spill_max_bytes)),
         state,
     };
     tasks.spawn(publisher::run(publisher, rx, shutdown));
@@ -84,8 +90,18 @@ async fn health_endpoint(
         axum::routing::get(move || {
             let state = state.clone();
             async move {
-                if state.connected.load(std::sync::atomic::Ordering::Relaxed) {
-                    (StatusCode::OK, "ok: streaming to the server\n".to_string())
+                use std::sync::atomic::Ordering::Relaxed;
+                let buffer = format!(
+                    "{} reports unacknowledged ({} on disk), {} dropped since start",
+                    state.buffered.load(Relaxed),
+                    state.on_disk.load(Relaxed),
+                    state.lost.load(Relaxed)
+                );
+                if state.connected.load(Relaxed) {
+                    (
+                        StatusCode::OK,
+                        format!("ok: streaming to the server; {buffer}\n"),
+                    )
                 } else {
                     let e = state
                         .last_error
@@ -94,7 +110,7 @@ async fn health_endpoint(
                         .clone();
                     (
                         StatusCode::SERVICE_UNAVAILABLE,
-                        format!("not connected to the server: {e}\n"),
+                        format!("not connected to the server: {e}; {buffer}\n"),
                     )
                 }
             }

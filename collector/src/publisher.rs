@@ -1,12 +1,13 @@
 //! The stream of reports to the server. Reports are numbered here, kept
-//! until the server acknowledges them, and sent again, in order, after a
-//! reconnect. When the buffer is full the oldest are dropped, and the loss
-//! itself becomes a report.
+//! until the server acknowledges them (in memory, the older ones spilled to
+//! disk), and sent again, in order, after a reconnect. When the buffer is
+//! full the oldest are dropped, and the loss itself becomes a report.
 
+use crate::spill::{self, Lost, Spill};
 use dbmon_proto::v1::ingest_client::IngestClient;
 use dbmon_proto::v1::{Hello, PublishRequest, publish_request};
 use dbmon_proto::{Report, Status};
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tokio_stream::StreamExt;
@@ -19,6 +20,11 @@ pub const LOST_CHECK: &str = "dbmon_lost_reports";
 pub struct StreamState {
     pub connected: std::sync::atomic::AtomicBool,
     pub last_error: std::sync::Mutex<String>,
+    /// Unacknowledged reports, in memory and on disk.
+    pub buffered: std::sync::atomic::AtomicU64,
+    pub on_disk: std::sync::atomic::AtomicU64,
+    /// Reports dropped since the start because the buffer was full.
+    pub lost: std::sync::atomic::AtomicU64,
 }
 
 /// Settings of the stream.
@@ -26,73 +32,228 @@ pub struct PublisherConfig {
     pub collector_id: String,
     pub link: crate::link::Link,
     pub clusters: Vec<String>,
+    /// Reports kept in memory.
     pub buffer_reports: usize,
+    /// Where older unacknowledged reports go, and the most bytes they take.
+    pub spill: Option<(std::path::PathBuf, u64)>,
     pub state: std::sync::Arc<StreamState>,
 }
 
-/// Numbered reports not yet acknowledged by the server.
+/// Reports in flight (sent, not yet acknowledged) at most, per stream.
+const WINDOW: u64 = 1024;
+
+/// Numbered reports not yet acknowledged by the server: the newest in
+/// memory, the older ones on disk once memory holds `mem_cap` (when a spill
+/// directory is set). Report order is disk, then memory.
 struct Buffer {
-    items: VecDeque<Report>,
-    capacity: usize,
+    mem: VecDeque<Report>,
+    mem_cap: usize,
+    spill: Option<Spill>,
+    /// Whether the last write to the spill failed, to log only changes.
+    spill_failing: bool,
     next_seq: u64,
-    lost: u64,
+    /// Highest sequence number the server acknowledged.
+    acked: u64,
+    /// Dropped reports not yet reported, by cluster.
+    unreported: BTreeMap<String, Lost>,
+    lost_total: u64,
+    collector_id: String,
 }
 
 impl Buffer {
-    /// Numbers and keeps `r`; returns the reports to send now (r, and a loss
-    /// report when something had to be dropped).
-    fn push(&mut self, mut r: Report) -> Vec<Report> {
-        let mut out = Vec::with_capacity(2);
-        if self.items.len() >= self.capacity {
-            // Room for the loss report and `r`.
-            let mut dropped = None;
-            while self.items.len() + 2 > self.capacity {
-                match self.items.pop_front() {
-                    Some(d) => {
-                        self.lost += 1;
-                        dropped = Some(d);
-                    }
-                    None => break,
-                }
-            }
-            if let Some(d) = dropped {
-                tracing::warn!(cluster = %d.cluster, seq = d.seq, lost = self.lost, "report buffer full; dropped the oldest reports");
-                let mut loss = Report {
-                    cluster: d.cluster,
-                    check: LOST_CHECK.into(),
-                    message: format!(
-                        "{} reports dropped: the server did not acknowledge them before the buffer of {} filled",
-                        self.lost, self.capacity
-                    ),
-                    value: Some(self.lost as f64),
-                    unit: "reports".into(),
-                    observed_at_ms: dbmon_proto::now_ms(),
-                    collector_id: d.collector_id,
-                    kind: d.kind,
-                    ..Default::default()
-                };
-                loss.set_status(Status::Warn);
-                self.number(&mut loss);
-                self.items.push_back(loss.clone());
-                out.push(loss);
-            }
+    fn new(mem_cap: usize, spill: Option<Spill>, collector_id: String) -> Buffer {
+        Buffer {
+            mem: VecDeque::new(),
+            mem_cap: mem_cap.max(1),
+            spill,
+            spill_failing: false,
+            next_seq: 1,
+            acked: 0,
+            unreported: BTreeMap::new(),
+            lost_total: 0,
+            collector_id,
         }
-        self.number(&mut r);
-        self.items.push_back(r.clone());
-        out.push(r);
-        out
     }
 
-    fn number(&mut self, r: &mut Report) {
+    /// Numbers and keeps `r`.
+    fn push(&mut self, mut r: Report) {
         r.seq = self.next_seq;
         self.next_seq += 1;
+        self.mem.push_back(r);
+        while self.mem.len() > self.mem_cap {
+            let oldest = self.mem.pop_front().expect("over capacity");
+            let Some(spill) = self.spill.as_mut() else {
+                self.lose_one(&oldest);
+                continue;
+            };
+            match spill.append(&oldest) {
+                Ok(dropped) => {
+                    if self.spill_failing {
+                        self.spill_failing = false;
+                        tracing::info!(dir = %spill.dir().display(), "spilling reports to disk again");
+                    }
+                    for (cluster, l) in dropped {
+                        self.lose(cluster, l);
+                    }
+                }
+                Err(e) => {
+                    if !self.spill_failing {
+                        self.spill_failing = true;
+                        tracing::error!(error = %e, "cannot spill reports to disk; the oldest in memory are dropped until it works again");
+                    }
+                    self.lose_one(&oldest);
+                }
+            }
+        }
+    }
+
+    fn lose_one(&mut self, r: &Report) {
+        self.lose(
+            r.cluster.clone(),
+            Lost {
+                count: 1,
+                kind: r.kind.clone(),
+            },
+        );
+    }
+
+    fn lose(&mut self, cluster: String, l: Lost) {
+        if self.lost_total == 0 || self.unreported.is_empty() {
+            tracing::warn!(cluster = %cluster, "report buffer full; dropping the oldest reports");
+        }
+        self.lost_total += l.count;
+        let u = self.unreported.entry(cluster).or_default();
+        u.count += l.count;
+        u.kind = l.kind;
+    }
+
+    /// Turns the losses not yet reported into reports of their own, one
+    /// per cluster, behind everything buffered.
+    fn report_losses(&mut self) {
+        for (cluster, l) in std::mem::take(&mut self.unreported) {
+            tracing::warn!(cluster = %cluster, lost = l.count, lost_total = self.lost_total, "reports were dropped before the server acknowledged them");
+            let mut loss = Report {
+                cluster,
+                check: LOST_CHECK.into(),
+                message: format!(
+                    "{} reports dropped: the server did not acknowledge them before the collector's buffer filled",
+                    l.count
+                ),
+                value: Some(l.count as f64),
+                unit: "reports".into(),
+                observed_at_ms: dbmon_proto::now_ms(),
+                collector_id: self.collector_id.clone(),
+                kind: l.kind,
+                ..Default::default()
+            };
+            loss.set_status(Status::Warn);
+            self.push(loss);
+        }
     }
 
     fn ack(&mut self, seq: u64) {
-        while self.items.front().is_some_and(|r| r.seq <= seq) {
-            self.items.pop_front();
+        self.acked = self.acked.max(seq);
+        if let Some(s) = self.spill.as_mut() {
+            s.ack(seq);
+        }
+        while self.mem.front().is_some_and(|r| r.seq <= seq) {
+            self.mem.pop_front();
         }
     }
+
+    /// The first reports after `after`, at most `max`, in order.
+    fn after(&mut self, after: u64, max: usize) -> Vec<Report> {
+        let mut out = Vec::new();
+        if let Some(s) = self.spill.as_mut().filter(|s| !s.is_empty()) {
+            let (reports, lost) = s.after(after, max);
+            out = reports;
+            for (cluster, l) in lost {
+                self.lose(cluster, l);
+            }
+        }
+        let from = self.mem.partition_point(|r| r.seq <= after);
+        out.extend(self.mem.range(from..).take(max - out.len()).cloned());
+        out
+    }
+
+    fn on_disk(&self) -> u64 {
+        self.spill.as_ref().map_or(0, |s| s.len())
+    }
+
+    fn len(&self) -> u64 {
+        self.mem.len() as u64 + self.on_disk()
+    }
+
+    /// Moves what memory holds to disk, so that it outlives this process.
+    fn keep_on_disk(&mut self) {
+        let Some(spill) = self.spill.as_mut() else {
+            return;
+        };
+        let n = self.mem.len();
+        for r in std::mem::take(&mut self.mem) {
+            if let Err(e) = spill.append(&r) {
+                tracing::error!(error = %e, "cannot keep unacknowledged reports on disk; they are lost with this process");
+                return;
+            }
+        }
+        match spill.flush().and_then(|_| spill.mark_acked(self.acked)) {
+            Ok(()) if n > 0 || !spill.is_empty() => {
+                tracing::info!(dir = %spill.dir().display(), reports = spill.len(), "unacknowledged reports kept on disk for the next start")
+            }
+            Ok(()) => {}
+            Err(e) => tracing::error!(error = %e, "cannot keep unacknowledged reports on disk"),
+        }
+    }
+
+    fn publish_state(&self, state: &StreamState) {
+        use std::sync::atomic::Ordering::Relaxed;
+        state.buffered.store(self.len(), Relaxed);
+        state.on_disk.store(self.on_disk(), Relaxed);
+        state.lost.store(self.lost_total, Relaxed);
+    }
+}
+
+/// Opens the spill directory and takes over what an earlier run left there,
+/// numbered anew. Without a usable directory, buffers in memory only.
+fn open_buffer(cfg: &PublisherConfig) -> Buffer {
+    let Some((dir, max)) = &cfg.spill else {
+        return Buffer::new(cfg.buffer_reports, None, cfg.collector_id.clone());
+    };
+    let (spill, leftover) = match Spill::open(dir, *max) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot use the spill directory (collector.spill_dir); buffering in memory only");
+            return Buffer::new(cfg.buffer_reports, None, cfg.collector_id.clone());
+        }
+    };
+    let mut buf = Buffer::new(cfg.buffer_reports, Some(spill), cfg.collector_id.clone());
+    let mut taken = 0;
+    // Reports that run had sent and seen acknowledged are not taken over.
+    let acked = Spill::take_acked_mark(dir);
+    for path in leftover {
+        match spill::read_segment(&path) {
+            Ok((reports, problem)) => {
+                if let Some(p) = problem {
+                    tracing::error!(file = %path.display(), error = %p, "a segment left by an earlier run is damaged; the reports after the damage are lost");
+                }
+                for r in reports.into_iter().filter(|r| r.seq > acked) {
+                    taken += 1;
+                    buf.push(r);
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read a segment left by an earlier run; leaving it in place");
+                continue;
+            }
+        }
+        if let Err(e) = Spill::remove_leftover(&path) {
+            tracing::error!(error = %e, "cannot remove a segment taken over from an earlier run; its reports may be sent again at the next start");
+        }
+    }
+    if taken > 0 {
+        tracing::info!(dir = %dir.display(), reports = taken, "took over reports an earlier run had not delivered");
+    }
+    buf
 }
 
 /// Sends every report from `reports` to the server until `shutdown`.
@@ -103,23 +264,19 @@ pub async fn run(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let epoch = rand::random::<u64>() >> 1;
-    let mut buf = Buffer {
-        items: VecDeque::new(),
-        capacity: cfg.buffer_reports.max(2),
-        next_seq: 1,
-        lost: 0,
-    };
+    let mut buf = open_buffer(&cfg);
+    buf.publish_state(&cfg.state);
     let mut backoff = Duration::from_millis(100);
     loop {
         if *shutdown.borrow() {
-            return;
+            break;
         }
         let ended = session(&cfg, epoch, &mut buf, &mut reports, &mut shutdown).await;
         cfg.state
             .connected
             .store(false, std::sync::atomic::Ordering::Relaxed);
         match ended {
-            Ok(Ended::Shutdown) => return,
+            Ok(Ended::Shutdown) => break,
             Ok(Ended::Server) => {
                 tracing::warn!(server = %cfg.link.server(), "the server closed the report stream; reconnecting");
                 *cfg.state
@@ -133,23 +290,31 @@ pub async fn run(
                     .last_error
                     .lock()
                     .unwrap_or_else(|p| p.into_inner()) = e.clone();
-                tracing::warn!(server = %cfg.link.server(), error = %e, buffered = buf.items.len(), retry_in = ?backoff, "cannot stream reports to the server");
+                tracing::warn!(server = %cfg.link.server(), error = %e, buffered = buf.len(), on_disk = buf.on_disk(), lost = buf.lost_total, retry_in = ?backoff, "cannot stream reports to the server");
             }
         }
         // Keep accepting reports while waiting, so agents never block.
         let until = tokio::time::Instant::now() + backoff;
-        loop {
+        let stop = loop {
             tokio::select! {
-                _ = tokio::time::sleep_until(until) => break,
+                _ = tokio::time::sleep_until(until) => break false,
                 r = reports.recv() => match r {
-                    Some(r) => { buf.push(r); }
-                    None => return,
+                    Some(r) => { buf.push(r); buf.publish_state(&cfg.state); }
+                    None => break true,
                 },
-                _ = shutdown.changed() => return,
+                _ = shutdown.changed() => break true,
             }
+        };
+        if stop {
+            break;
         }
         backoff = (backoff * 2).min(Duration::from_secs(5));
     }
+    // Reports still queued by agents are kept too.
+    while let Ok(r) = reports.try_recv() {
+        buf.push(r);
+    }
+    buf.keep_on_disk();
 }
 
 enum Ended {
@@ -166,7 +331,7 @@ async fn session(
 ) -> Result<Ended, String> {
     let channel = cfg.link.channel().await?;
     let mut client = IngestClient::new(channel);
-    // Unbounded: at most the buffer's content plus what arrives meanwhile.
+    // Unbounded, but never more than WINDOW reports are in it or in flight.
     let (tx, rx) = mpsc::unbounded_channel();
     let hello = PublishRequest {
         msg: Some(publish_request::Msg::Hello(Hello {
@@ -176,27 +341,41 @@ async fn session(
         })),
     };
     let _ = tx.send(hello);
-    for r in &buf.items {
-        let _ = tx.send(report_msg(r.clone()));
-    }
-    let resent = buf.items.len();
+    buf.report_losses();
+    // Everything not acknowledged is sent again, oldest first.
+    let resent = buf.len();
+    let mut sent = buf.acked;
+    let fill = |buf: &mut Buffer, sent: &mut u64| {
+        while *sent - buf.acked.min(*sent) < WINDOW {
+            let room = (WINDOW - (*sent - buf.acked.min(*sent))) as usize;
+            let batch = buf.after(*sent, room.min(256));
+            if batch.is_empty() {
+                break;
+            }
+            for r in batch {
+                *sent = r.seq;
+                let _ = tx.send(report_msg(r));
+            }
+        }
+    };
+    fill(buf, &mut sent);
     let mut acks = client
         .publish(tokio_stream::wrappers::UnboundedReceiverStream::new(rx))
         .await
         .map_err(|s| format!("server refused the stream: {}", s.message()))?
         .into_inner();
-    tracing::info!(server = %cfg.link.server(), resent, "streaming reports to the server");
+    tracing::info!(server = %cfg.link.server(), resent, on_disk = buf.on_disk(), "streaming reports to the server");
     cfg.state
         .connected
         .store(true, std::sync::atomic::Ordering::Relaxed);
+    // Losses while connected (a server that does not keep up) are reported
+    // at most once a second.
+    let mut losses = tokio::time::interval(Duration::from_secs(1));
+    losses.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             r = reports.recv() => match r {
-                Some(r) => {
-                    for m in buf.push(r) {
-                        let _ = tx.send(report_msg(m));
-                    }
-                }
+                Some(r) => buf.push(r),
                 None => return Ok(Ended::Shutdown),
             },
             a = acks.next() => match a {
@@ -204,8 +383,11 @@ async fn session(
                 Some(Err(s)) => return Err(format!("stream broke: {}", s.message())),
                 None => return Ok(Ended::Server),
             },
+            _ = losses.tick() => buf.report_losses(),
             _ = shutdown.changed() => return Ok(Ended::Shutdown),
         }
+        fill(buf, &mut sent);
+        buf.publish_state(&cfg.state);
     }
 }
 
@@ -223,46 +405,129 @@ mod tests {
         Report {
             cluster: cluster.into(),
             check: "up".into(),
+            kind: "etcd".into(),
             ..Default::default()
         }
     }
 
-    #[test]
-    fn numbers_in_order_and_acks_release() {
-        let mut b = Buffer {
-            items: VecDeque::new(),
-            capacity: 10,
-            next_seq: 1,
-            lost: 0,
-        };
-        let seqs: Vec<u64> = (0..3)
-            .flat_map(|_| b.push(rep("a")))
-            .map(|r| r.seq)
-            .collect();
-        assert_eq!(seqs, vec![1, 2, 3]);
-        b.ack(2);
-        assert_eq!(b.items.iter().map(|r| r.seq).collect::<Vec<_>>(), vec![3]);
+    fn seqs(b: &mut Buffer) -> Vec<u64> {
+        b.after(0, usize::MAX).iter().map(|r| r.seq).collect()
     }
 
     #[test]
-    fn overflow_drops_oldest_and_reports_the_loss() {
-        let mut b = Buffer {
-            items: VecDeque::new(),
-            capacity: 3,
-            next_seq: 1,
-            lost: 0,
-        };
+    fn numbers_in_order_and_acks_release() {
+        let mut b = Buffer::new(10, None, "c".into());
         for _ in 0..3 {
             b.push(rep("a"));
         }
-        let sent = b.push(rep("a"));
-        assert_eq!(sent.len(), 2);
-        assert_eq!(sent[0].check, LOST_CHECK);
-        assert_eq!(sent[0].status(), Status::Warn);
-        assert_eq!(b.items.len(), 3);
-        assert!(b.lost >= 1);
-        // Sequence numbers stay strictly increasing.
-        let seqs: Vec<u64> = b.items.iter().map(|r| r.seq).collect();
-        assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
+        assert_eq!(seqs(&mut b), vec![1, 2, 3]);
+        b.ack(2);
+        assert_eq!(seqs(&mut b), vec![3]);
+        assert_eq!(b.after(3, 10).len(), 0);
+    }
+
+    #[test]
+    fn overflow_in_memory_drops_oldest_and_reports_the_loss_per_cluster() {
+        let mut b = Buffer::new(3, None, "c".into());
+        for c in ["a", "b", "a", "a", "b"] {
+            b.push(rep(c));
+        }
+        // 1 (a) and 2 (b) were dropped.
+        assert_eq!(seqs(&mut b), vec![3, 4, 5]);
+        assert_eq!(b.lost_total, 2);
+        b.report_losses();
+        let kept = b.after(0, 10);
+        let losses: Vec<_> = kept.iter().filter(|r| r.check == LOST_CHECK).collect();
+        assert_eq!(losses.len(), 2, "{kept:?}");
+        for l in &losses {
+            assert_eq!(l.status(), Status::Warn);
+            assert_eq!(l.value, Some(1.0));
+            assert_eq!(l.collector_id, "c");
+            assert_eq!(l.kind, "etcd");
+        }
+        // Two loss reports pushed two more out: counted, to report next.
+        assert_eq!(b.lost_total, 4);
+        assert_eq!(b.unreported["a"].count, 2);
+        let s = seqs(&mut b);
+        assert!(s.windows(2).all(|w| w[0] < w[1]), "{s:?}");
+    }
+
+    #[test]
+    fn older_reports_spill_to_disk_and_come_back_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let (spill, _) = Spill::open(dir.path(), 1 << 20).unwrap();
+        let mut b = Buffer::new(10, Some(spill), "c".into());
+        for _ in 0..100 {
+            b.push(rep("a"));
+        }
+        assert_eq!(b.mem.len(), 10);
+        assert_eq!(b.on_disk(), 90);
+        assert_eq!(seqs(&mut b), (1..=100).collect::<Vec<_>>());
+        // Sent in windows: the cursor crosses from disk to memory.
+        let mut sent = 0;
+        let mut got = Vec::new();
+        loop {
+            let batch = b.after(sent, 7);
+            if batch.is_empty() {
+                break;
+            }
+            sent = batch.last().unwrap().seq;
+            got.extend(batch.into_iter().map(|r| r.seq));
+        }
+        assert_eq!(got, (1..=100).collect::<Vec<_>>());
+        b.ack(95);
+        assert_eq!(seqs(&mut b), (96..=100).collect::<Vec<_>>());
+        assert_eq!(b.on_disk(), 0);
+        assert_eq!(b.lost_total, 0);
+    }
+
+    #[test]
+    fn a_full_spill_drops_the_oldest_and_counts_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let (spill, _) = Spill::open(dir.path(), 16 << 10).unwrap();
+        let mut b = Buffer::new(10, Some(spill), "c".into());
+        for _ in 0..2000 {
+            b.push(rep("a"));
+        }
+        assert!(b.lost_total > 0);
+        let s = seqs(&mut b);
+        assert_eq!(s.len() as u64 + b.lost_total, 2000);
+        assert_eq!(*s.last().unwrap(), 2000, "the newest are kept");
+        assert!(
+            s.windows(2).all(|w| w[1] == w[0] + 1),
+            "dropped from the front only"
+        );
+    }
+
+    #[test]
+    fn what_memory_holds_at_shutdown_is_taken_over_by_the_next_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let (spill, _) = Spill::open(dir.path(), 1 << 20).unwrap();
+        let mut b = Buffer::new(10, Some(spill), "c".into());
+        for i in 0..25 {
+            let mut r = rep("a");
+            r.message = format!("report {i}");
+            b.push(r);
+        }
+        b.ack(5);
+        b.keep_on_disk();
+        drop(b);
+        let cfg = PublisherConfig {
+            collector_id: "c".into(),
+            link: crate::link::Link::Plain {
+                server: "http://127.0.0.1:1".into(),
+            },
+            clusters: vec!["a".into()],
+            buffer_reports: 10,
+            spill: Some((dir.path().to_path_buf(), 1 << 20)),
+            state: Default::default(),
+        };
+        let mut b = open_buffer(&cfg);
+        let kept = b.after(0, 100);
+        let messages: Vec<_> = kept.iter().map(|r| r.message.clone()).collect();
+        let expected: Vec<_> = (5..25).map(|i| format!("report {i}")).collect();
+        assert_eq!(messages, expected);
+        // Numbered anew, from 1.
+        assert_eq!(kept[0].seq, 1);
     }
 }

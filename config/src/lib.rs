@@ -123,9 +123,15 @@ pub struct CollectorConfig {
     pub server: String,
     /// Enrollment endpoint of the server, `https://host:port`, for `--join`.
     pub enroll_server: String,
-    /// Reports kept while the server does not acknowledge them; past this,
-    /// the oldest are dropped and the loss is reported.
+    /// Unacknowledged reports kept in memory; older ones go to `spill_dir`
+    /// (or, without one, are dropped and the loss is reported).
     pub buffer_reports: usize,
+    /// Where unacknowledged reports past `buffer_reports` are kept, across
+    /// restarts too; None: memory only. Defaults to `spill` next to `pki_dir`.
+    pub spill_dir: Option<PathBuf>,
+    /// Most bytes the spill takes; past it the oldest reports are dropped
+    /// and the loss is reported.
+    pub spill_max_bytes: u64,
     /// Holds `ca.crt`, `collector.<id>.crt` and `collector.<id>.key`; None
     /// only in the loopback-only development mode.
     pub pki_dir: Option<PathBuf>,
@@ -383,6 +389,8 @@ impl Config {
                 server: format!("https://{DEFAULT_COLLECTOR_ADDR}"),
                 enroll_server: format!("https://{DEFAULT_GRPC_ADDR}"),
                 buffer_reports: raw::DEFAULT_BUFFER,
+                spill_dir: None,
+                spill_max_bytes: raw::DEFAULT_SPILL_MAX,
                 pki_dir: None,
                 insecure_plaintext: false,
                 http_listen: None,
@@ -602,6 +610,26 @@ impl Validator<'_> {
             }
             if let Some(n) = c.buffer_reports {
                 config.collector.buffer_reports = self.positive(&n, "collector.buffer_reports")?;
+            }
+            config.collector.spill_dir = match &c.spill_dir {
+                Some(v) if v.value == "none" => None,
+                Some(v) if v.value.trim().is_empty() => {
+                    self.err(
+                        v,
+                        "collector.spill_dir",
+                        "expected a directory, or `none` to buffer in memory only",
+                    );
+                    None
+                }
+                Some(v) => Some(PathBuf::from(&v.value)),
+                // Next to the PKI by default: both are the collector's state.
+                None => c
+                    .pki_dir
+                    .as_ref()
+                    .and_then(|d| d.value.parent().map(|p| p.join("spill"))),
+            };
+            if let Some(v) = &c.spill_max_size {
+                config.collector.spill_max_bytes = self.size(v, "collector.spill_max_size")?;
             }
             config.collector.pki_dir = c.pki_dir.map(|p| p.value);
             if let Some(a) = c.http_listen {
@@ -943,6 +971,30 @@ impl Validator<'_> {
         }
     }
 
+    /// A size such as `64MiB`, `1GiB`, `500MB` or a number of bytes; at
+    /// least 64KiB.
+    fn size(&mut self, s: &Spanned<String>, field: &str) -> Option<u64> {
+        match parse_size(&s.value) {
+            Some(n) if n >= 64 << 10 => Some(n),
+            Some(_) => {
+                self.err(
+                    s,
+                    field,
+                    format!("{:?} is too small; expected at least 64KiB", s.value),
+                );
+                None
+            }
+            None => {
+                self.err(
+                    s,
+                    field,
+                    format!("{:?} is not a size; expected a number and a unit, like 64MiB, 1GiB or 500MB", s.value),
+                );
+                None
+            }
+        }
+    }
+
     fn positive(&mut self, n: &Spanned<u64>, field: &str) -> Option<usize> {
         if n.value == 0 {
             self.err(n, field, "expected a number greater than 0");
@@ -975,6 +1027,26 @@ impl Validator<'_> {
             },
         }
     }
+}
+
+/// Bytes in a size written as a number and an optional unit (B, KB, MB,
+/// GB, KiB, MiB, GiB).
+pub fn parse_size(s: &str) -> Option<u64> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (n, unit) = s.split_at(split);
+    let n: u64 = n.parse().ok()?;
+    let mult: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "KB" => 1000,
+        "MB" => 1_000_000,
+        "GB" => 1_000_000_000,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        _ => return None,
+    };
+    n.checked_mul(mult)
 }
 
 fn valid_name(name: &str) -> bool {

@@ -15,7 +15,8 @@ pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(3);
 pub(crate) const DEFAULT_MAX_BACKOFF: Duration = Duration::from_secs(60);
 pub(crate) const DEFAULT_HISTORY: usize = 1000;
 pub(crate) const DEFAULT_SUBSCRIBER_QUEUE: usize = 1024;
-pub(crate) const DEFAULT_BUFFER: usize = 100_000;
+pub(crate) const DEFAULT_BUFFER: usize = 10_000;
+pub(crate) const DEFAULT_SPILL_MAX: u64 = 256 << 20;
 pub(crate) const DEFAULT_SESSION_TTL: Duration = Duration::from_secs(12 * 3600);
 pub(crate) const DEFAULT_INVITE_TTL: Duration = Duration::from_secs(24 * 3600);
 pub(crate) const DEFAULT_COLLECTOR_TTL: Duration = Duration::from_secs(7 * 86_400);
@@ -100,6 +101,8 @@ pub(crate) struct RawCollector {
     pub server: Option<Spanned<String>>,
     pub enroll_server: Option<Spanned<String>>,
     pub buffer_reports: Option<Spanned<u64>>,
+    pub spill_dir: Option<Spanned<String>>,
+    pub spill_max_size: Option<Spanned<String>>,
     pub pki_dir: Option<Spanned<PathBuf>>,
     pub insecure_plaintext: Option<Spanned<bool>>,
     pub http_listen: Option<Spanned<String>>,
