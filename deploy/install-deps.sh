@@ -8,7 +8,8 @@
 #   - OpenSSL headers (libssl-dev, pkg-config), which the WebAuthn library
 #     builds against;
 #   - chromium and libnss3-tools (certutil), for the test that signs in with
-#     a real browser.
+#     a real browser;
+#   - Debian's postgresql, for the tests of servers sharing one database.
 # protoc is not needed: the build uses a vendored one.
 set -eu
 
@@ -24,6 +25,8 @@ pkg-config --exists openssl 2>/dev/null || need="$need libssl-dev pkg-config"
 # and certutil to make it trust the test CA.
 [ "$mode" = --local ] || command -v chromium >/dev/null 2>&1 || need="$need chromium"
 [ "$mode" = --local ] || command -v certutil >/dev/null 2>&1 || need="$need libnss3-tools"
+# PostgreSQL for the shared-store tests (they start their own server).
+[ "$mode" = --local ] || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need="$need postgresql"
 if [ -n "$need" ]; then
     if [ "$(id -u)" -eq 0 ]; then sudo=""; else sudo="sudo"; fi
     if ! command -v apt-get >/dev/null 2>&1; then

@@ -68,8 +68,24 @@ pub struct ServerConfig {
     pub insecure_plaintext: bool,
     /// People's logins.
     pub auth: AuthSettings,
-    /// The embedded store of reports (redb file); None: memory only.
+    /// The embedded store of reports (redb file); None: memory only, or
+    /// the shared store.
     pub store: Option<PathBuf>,
+    /// A PostgreSQL database that several servers share (`server.store:
+    /// postgresql://...`); replaces the embedded store.
+    pub shared_store: Option<SharedStore>,
+    /// History older than this is dropped (the latest report of each node
+    /// and check stays).
+    pub history_max_age: Duration,
+}
+
+/// Where servers sharing state find PostgreSQL.
+#[derive(Debug, Clone)]
+pub struct SharedStore {
+    /// `postgresql://USER@HOST:PORT/DATABASE[?options]`, without a password.
+    pub url: String,
+    /// The password, by reference.
+    pub password: Option<SecretRef>,
 }
 
 /// Where people's users, passkeys and logins live, and how long they last.
@@ -377,6 +393,8 @@ impl Config {
                 assignments: BTreeMap::new(),
                 insecure_plaintext: false,
                 store: None,
+                shared_store: None,
+                history_max_age: raw::DEFAULT_HISTORY_MAX_AGE,
                 auth: AuthSettings {
                     dir: PathBuf::from("dbmon-auth"),
                     origin: None,
@@ -513,7 +531,32 @@ impl Validator<'_> {
                 }
             }
             // Reports are kept on disk next to the PKI unless told otherwise.
+            if let Some(d) = &s.history_max_age {
+                let age = self.duration(d, "server.history_max_age")?;
+                if age < Duration::from_secs(60) {
+                    self.err(d, "server.history_max_age", "expected at least 1m");
+                }
+                config.server.history_max_age = age;
+            }
+            if let Some(v) = s.store.as_ref().filter(|v| {
+                v.value.starts_with("postgres://") || v.value.starts_with("postgresql://")
+            }) {
+                config.server.shared_store = Some(SharedStore {
+                    url: self.postgres_url(v)?,
+                    password: match &s.store_password {
+                        Some(p) => Some(self.secret(p, "server.store_password")?),
+                        None => None,
+                    },
+                });
+            } else if let Some(p) = &s.store_password {
+                self.err(
+                    p,
+                    "server.store_password",
+                    "only a postgresql:// server.store takes a password",
+                );
+            }
             config.server.store = match &s.store {
+                _ if config.server.shared_store.is_some() => None,
                 Some(v) if v.value == "memory" => None,
                 Some(v) if v.value.trim().is_empty() => {
                     self.err(
@@ -969,6 +1012,43 @@ impl Validator<'_> {
                 None
             }
         }
+    }
+
+    /// A PostgreSQL URL with a user, a host and a database, and no password.
+    fn postgres_url(&mut self, v: &Spanned<String>) -> Option<String> {
+        let field = "server.store";
+        let u = match url::Url::parse(&v.value) {
+            Ok(u) => u,
+            Err(e) => {
+                self.err(
+                    v,
+                    field,
+                    format!("not a URL ({e}); expected postgresql://USER@HOST:PORT/DATABASE"),
+                );
+                return None;
+            }
+        };
+        if u.password().is_some() {
+            self.err(v, field, "secrets are never written inline; remove the password from the URL and give it as server.store_password: {file: PATH} or {env: VARIABLE}");
+            return None;
+        }
+        let db = u.path().trim_start_matches('/');
+        if u.username().is_empty()
+            || u.host_str().is_none_or(str::is_empty)
+            || db.is_empty()
+            || db.contains('/')
+        {
+            self.err(
+                v,
+                field,
+                format!(
+                    "{:?}: expected postgresql://USER@HOST:PORT/DATABASE",
+                    v.value
+                ),
+            );
+            return None;
+        }
+        Some(v.value.clone())
     }
 
     /// A size such as `64MiB`, `1GiB`, `500MB` or a number of bytes; at

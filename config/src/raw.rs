@@ -17,6 +17,8 @@ pub(crate) const DEFAULT_HISTORY: usize = 1000;
 pub(crate) const DEFAULT_SUBSCRIBER_QUEUE: usize = 1024;
 pub(crate) const DEFAULT_BUFFER: usize = 10_000;
 pub(crate) const DEFAULT_SPILL_MAX: u64 = 256 << 20;
+pub(crate) const DEFAULT_HISTORY_MAX_AGE: std::time::Duration =
+    std::time::Duration::from_secs(7 * 24 * 3600);
 pub(crate) const DEFAULT_SESSION_TTL: Duration = Duration::from_secs(12 * 3600);
 pub(crate) const DEFAULT_INVITE_TTL: Duration = Duration::from_secs(24 * 3600);
 pub(crate) const DEFAULT_COLLECTOR_TTL: Duration = Duration::from_secs(7 * 86_400);
@@ -74,6 +76,8 @@ pub(crate) struct RawServer {
     pub insecure_plaintext: Option<Spanned<bool>>,
     pub auth: Option<RawPeopleAuth>,
     pub store: Option<Spanned<String>>,
+    pub store_password: Option<Spanned<RawSecret>>,
+    pub history_max_age: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]

@@ -146,6 +146,8 @@ pub struct Cache {
     inner: RwLock<Inner>,
     /// Where ingested entries are written, when the server has a store.
     persist: Option<Arc<crate::store::Persist>>,
+    /// Where collectors' reports go first when servers share a store.
+    shared: Option<Arc<crate::shared::Shared>>,
     /// Why there is no store though one was configured.
     pub store_unavailable: Option<String>,
     events: broadcast::Sender<Arc<Entry>>,
@@ -163,6 +165,7 @@ impl Cache {
         Cache {
             inner: RwLock::new(Inner::default()),
             persist: None,
+            shared: None,
             store_unavailable: None,
             events,
             history_per_cluster: history_per_cluster.max(1),
@@ -181,35 +184,51 @@ impl Cache {
         records: Vec<crate::store::Record>,
     ) -> Self {
         let mut cache = Cache::new(history_per_cluster, subscriber_queue);
-        {
-            let inner = cache.inner.get_mut().unwrap_or_else(|p| p.into_inner());
-            for r in records {
-                let last = inner
-                    .collectors
-                    .entry(r.report.collector_id.clone())
-                    .or_insert((r.epoch, 0));
-                if last.0 != r.epoch {
-                    *last = (r.epoch, 0);
-                }
-                last.1 = last.1.max(r.report.seq);
-                inner.position = inner.position.max(r.position);
-                let entry = Arc::new(Entry {
-                    position: r.position,
-                    report: inner.names.store(r.report),
-                });
-                Self::keep(
-                    inner,
-                    &entry,
-                    cache.history_per_cluster,
-                    cache.resume_window,
-                );
-            }
-        }
+        cache.load(records);
         cache.persist = Some(persist);
         cache
     }
 
-    /// The store, if any.
+    /// A cache fed from the shared store: collectors' reports go to
+    /// `shared`, and come back, numbered, through [`Cache::ingest_at`].
+    pub fn shared(
+        history_per_cluster: usize,
+        subscriber_queue: usize,
+        shared: Arc<crate::shared::Shared>,
+        records: Vec<crate::store::Record>,
+    ) -> Self {
+        let mut cache = Cache::new(history_per_cluster, subscriber_queue);
+        cache.load(records);
+        cache.shared = Some(shared);
+        cache
+    }
+
+    fn load(&mut self, records: Vec<crate::store::Record>) {
+        let (history, window) = (self.history_per_cluster, self.resume_window);
+        let inner = self.inner.get_mut().unwrap_or_else(|p| p.into_inner());
+        for r in records {
+            let last = inner
+                .collectors
+                .entry(r.report.collector_id.clone())
+                .or_insert((r.epoch, 0));
+            if last.0 != r.epoch {
+                *last = (r.epoch, 0);
+            }
+            last.1 = last.1.max(r.report.seq);
+            inner.position = inner.position.max(r.position);
+            let entry = Arc::new(Entry {
+                position: r.position,
+                report: inner.names.store(r.report),
+            });
+            Self::keep(inner, &entry, history, window);
+        }
+    }
+
+    /// The shared store, when reports go through one.
+    pub fn shared_store(&self) -> Option<&Arc<crate::shared::Shared>> {
+        self.shared.as_ref()
+    }
+
     pub fn persist(&self) -> Option<&Arc<crate::store::Persist>> {
         self.persist.as_ref()
     }
@@ -273,7 +292,21 @@ impl Cache {
 
     /// Stores a report of `collector`'s `epoch`, dropping duplicates.
     pub fn ingest(&self, epoch: u64, report: Report) -> Ingested {
+        self.insert(epoch, report, None)
+    }
+
+    /// Ingests a report the shared store numbered: `position` must be past
+    /// every position held (it is dropped otherwise).
+    pub fn ingest_at(&self, epoch: u64, report: Report, position: u64) -> Ingested {
+        self.insert(epoch, report, Some(position))
+    }
+
+    fn insert(&self, epoch: u64, report: Report, at: Option<u64>) -> Ingested {
         let mut inner = self.write();
+        if at.is_some_and(|p| p <= inner.position) {
+            self.duplicates.fetch_add(1, Ordering::Relaxed);
+            return Ingested::Duplicate;
+        }
         let last = inner
             .collectors
             .entry(report.collector_id.clone())
@@ -281,12 +314,14 @@ impl Cache {
         if last.0 != epoch {
             *last = (epoch, 0);
         }
-        if report.seq != 0 && report.seq <= last.1 {
+        // The shared store keeps one row per (collector, epoch, seq): what
+        // it numbered is new, even when another server stored it late.
+        if at.is_none() && report.seq != 0 && report.seq <= last.1 {
             self.duplicates.fetch_add(1, Ordering::Relaxed);
             return Ingested::Duplicate;
         }
-        last.1 = report.seq;
-        inner.position += 1;
+        last.1 = last.1.max(report.seq);
+        inner.position = at.unwrap_or(inner.position + 1);
         let entry = Arc::new(Entry {
             position: inner.position,
             report: inner.names.store(report),
@@ -301,14 +336,11 @@ impl Cache {
             p.push(entry.clone(), epoch);
         }
         let position = entry.position;
-        // No receivers is fine; lagging ones are told by the channel.
         let _ = self.events.send(entry);
         self.ingested.fetch_add(1, Ordering::Relaxed);
         Ingested::Stored(position)
     }
 
-    /// Latest report per (node, check) of the selected clusters (all when
-    /// `clusters` is empty), sorted by cluster, node, check.
     pub fn latest(&self, clusters: &[String]) -> Vec<Report> {
         Self::latest_of(&self.read(), clusters)
     }
@@ -430,6 +462,20 @@ impl Cache {
     }
 
     /// Number of live subscribers.
+    /// Waits until this cache holds `position`, at most `within`; whether
+    /// it does.
+    pub async fn wait_position(&self, position: u64, within: std::time::Duration) -> bool {
+        let mut rx = self.events.subscribe();
+        let deadline = tokio::time::Instant::now() + within;
+        while self.position() < position {
+            match tokio::time::timeout_at(deadline, rx.recv()).await {
+                Err(_) | Ok(Err(broadcast::error::RecvError::Closed)) => return false,
+                Ok(_) => {}
+            }
+        }
+        true
+    }
+
     pub fn subscribers(&self) -> usize {
         self.events.receiver_count()
     }

@@ -28,6 +28,16 @@ fn health_code(h: dbmon_proto::Health) -> u8 {
 /// 200 while the server serves, which it does from memory even when its
 /// store cannot be written; the body says so.
 async fn healthz(State(s): State<Services>) -> String {
+    if let Some(sh) = s.cache.shared_store() {
+        let error = sh.error.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        return match error {
+            None => "ok\n".into(),
+            Some(e) => format!(
+                "ok, but the shared store {} cannot be written ({e}): collectors keep their reports until it can\n",
+                sh.target()
+            ),
+        };
+    }
     if let Some(e) = &s.cache.store_unavailable {
         return format!("ok, but without a store ({e}): serving from memory\n");
     }
@@ -48,6 +58,29 @@ async fn healthz(State(s): State<Services>) -> String {
 async fn metrics(State(s): State<Services>) -> impl IntoResponse {
     let mut out = String::new();
     let c = &s.cache;
+    if let Some(sh) = c.shared_store() {
+        metric(
+            &mut out,
+            "dbmon_store_written_total",
+            "counter",
+            "Reports written to the store since start.",
+            sh.written.load(Ordering::Relaxed),
+        );
+        metric(
+            &mut out,
+            "dbmon_store_write_errors_total",
+            "counter",
+            "Failed store commits since start.",
+            sh.write_errors.load(Ordering::Relaxed),
+        );
+        metric(
+            &mut out,
+            "dbmon_store_pruned_total",
+            "counter",
+            "Reports deleted by retention since start.",
+            sh.pruned.load(Ordering::Relaxed),
+        );
+    }
     if let Some(p) = c.persist() {
         metric(
             &mut out,

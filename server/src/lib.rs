@@ -13,6 +13,7 @@ pub mod cache;
 pub mod enroll;
 pub mod http;
 pub mod service;
+pub mod shared;
 pub mod store;
 pub mod web;
 
@@ -48,6 +49,8 @@ pub enum ServerError {
     Auth(#[from] dbmon_auth::store::StoreError),
     #[error(transparent)]
     Store(store::StoreError),
+    #[error("{0}; check server.store and server.store_password, and that the database is up")]
+    Shared(shared::SharedError),
     #[error(transparent)]
     Passkeys(#[from] dbmon_auth::passkey::AuthError),
     #[error(
@@ -55,6 +58,53 @@ pub enum ServerError {
          (or server.tls), or server.insecure_plaintext: true for development on loopback"
     )]
     NoTls,
+}
+
+/// Connection settings of the shared store, with its password read now.
+fn shared_config(
+    cfg: &ServerConfig,
+    sh: &dbmon_config::SharedStore,
+) -> Result<shared::SharedConfig, ServerError> {
+    let bad = |why: String| {
+        ServerError::Shared(shared::SharedError {
+            target: "server.store".into(),
+            why,
+        })
+    };
+    let mut pg: tokio_postgres::Config = sh.url.parse().map_err(|e| {
+        bad(format!(
+            "{e}; expected postgresql://USER@HOST:PORT/DATABASE"
+        ))
+    })?;
+    if let Some(p) = &sh.password {
+        let password = p
+            .resolve()
+            .map_err(|e| bad(format!("server.store_password: {e}")))?;
+        pg.password(password);
+    }
+    pg.application_name("dbmon-server");
+    pg.connect_timeout(std::time::Duration::from_secs(10));
+    let hosts: Vec<String> = pg
+        .get_hosts()
+        .iter()
+        .map(|h| match h {
+            tokio_postgres::config::Host::Tcp(h) => h.clone(),
+            tokio_postgres::config::Host::Unix(p) => p.display().to_string(),
+        })
+        .collect();
+    let target = format!(
+        "postgresql://{}@{}:{}/{}",
+        pg.get_user().unwrap_or(""),
+        hosts.join(","),
+        pg.get_ports().first().copied().unwrap_or(5432),
+        pg.get_dbname().unwrap_or("")
+    );
+    Ok(shared::SharedConfig {
+        pg,
+        target,
+        history_per_cluster: cfg.history_per_cluster,
+        max_age: cfg.history_max_age,
+    })
 }
 
 async fn bind(addr: SocketAddr, what: &'static str) -> Result<TcpListener, ServerError> {
@@ -119,9 +169,25 @@ pub async fn serve(cfg: ServerConfig, shutdown: watch::Receiver<bool>) -> Result
         revocations: watch::channel(0).0,
     };
     tokio::spawn(auth::watch_store(people_auth.clone(), shutdown.clone()));
-    let cache = Arc::new(match &cfg.store {
-        None => cache::Cache::new(cfg.history_per_cluster, cfg.subscriber_queue),
-        Some(path) => match store::Persist::open(path) {
+    let cache = Arc::new(match (&cfg.shared_store, &cfg.store) {
+        (Some(sh), _) => {
+            let shared_cfg = shared_config(&cfg, sh)?;
+            let target = shared_cfg.target.clone();
+            let (shared, records) = shared::open(shared_cfg)
+                .await
+                .map_err(ServerError::Shared)?;
+            let restored = records.len();
+            let c = cache::Cache::shared(
+                cfg.history_per_cluster,
+                cfg.subscriber_queue,
+                shared,
+                records,
+            );
+            tracing::info!(store = %target, restored, position = c.position(), "reports restored from the shared store");
+            c
+        }
+        (None, None) => cache::Cache::new(cfg.history_per_cluster, cfg.subscriber_queue),
+        (None, Some(path)) => match store::Persist::open(path) {
             Ok((persist, records)) => {
                 let restored = records.len();
                 let c = cache::Cache::restored(
@@ -144,6 +210,9 @@ pub async fn serve(cfg: ServerConfig, shutdown: watch::Receiver<bool>) -> Result
     });
     if let Some(p) = cache.persist() {
         store::spawn_writer(p.clone(), Arc::downgrade(&cache));
+    }
+    if let Some(sh) = cache.shared_store() {
+        shared::start_tail(sh, &cache);
     }
     let services = service::Services {
         cache,

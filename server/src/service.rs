@@ -166,7 +166,13 @@ impl Ingest for Services {
         let ack_tx = Arc::new(ack_tx);
         // With a store, a report is acknowledged once it is on disk: until
         // then its collector keeps it. (position, seq) wait here meanwhile.
-        let durable = cache.persist().map(|p| p.durable.clone());
+        // With a shared store, reports go there and come back to every
+        // server's cache from it; the ack waits for the commit (tickets).
+        let shared = cache.shared_store().cloned();
+        let durable = match &shared {
+            Some(sh) => Some(sh.durable.clone()),
+            None => cache.persist().map(|p| p.durable.clone()),
+        };
         let waiting: Arc<std::sync::Mutex<std::collections::VecDeque<(u64, u64)>>> = Arc::default();
         if let Some(mut durable) = durable.clone() {
             let (waiting, ack_tx) = (waiting.clone(), ack_tx.clone());
@@ -204,6 +210,15 @@ impl Ingest for Services {
                             // The collector's identity is the Hello's, not what a report claims.
                             r.collector_id.clone_from(&id);
                             let seq = r.seq;
+                            if let (Some(sh), Some(d)) = (&shared, &durable) {
+                                let ticket = sh.submit(hello.epoch, r);
+                                waiting
+                                    .lock()
+                                    .unwrap_or_else(|e| e.into_inner())
+                                    .push_back((ticket, seq));
+                                release(&waiting, *d.borrow(), &ack_tx);
+                                continue;
+                            }
                             let got: Ingested = cache.ingest(hello.epoch, r);
                             match &durable {
                                 // Stored or already seen: either way it is safe with us.
@@ -318,6 +333,13 @@ impl Monitor for Services {
             grant.clone(),
             end_tx,
         ));
+        // A position another server gave (sharing the store) may be ahead
+        // of this one's reading by a moment: wait for it, briefly.
+        if req.after_position > 0 && self.cache.shared_store().is_some() {
+            self.cache
+                .wait_position(req.after_position, std::time::Duration::from_secs(2))
+                .await;
+        }
         // A snapshot (and why), or the entries to catch up on.
         let (mut rx, start, position) = if req.after_position == 0 {
             let (rx, entries, pos) = self.cache.subscribe_entries(&clusters);

@@ -2,6 +2,7 @@
 //! processes on loopback, and waiting for conditions with deadlines.
 #![allow(dead_code)]
 
+pub mod postgres;
 pub mod softlogin;
 
 use serde_json::Value;
@@ -189,7 +190,81 @@ pub fn start_server(dir: &Path, clusters_yaml: &str) -> Stack {
     start_server_with(dir, clusters_yaml, "")
 }
 
+/// Another server on the same configuration (and so the same PKI, auth
+/// directory and store), on ports of its own.
+pub struct Replica {
+    pub server: Proc,
+    pub grpc: String,
+    pub http_port: u16,
+    pub config: PathBuf,
+}
+
 impl Stack {
+    /// Starts a second server like this stack's, named `name` in its files.
+    pub fn start_replica(&self, name: &str) -> Replica {
+        let yaml = std::fs::read_to_string(self.dir.join("dbmon.yaml")).expect("read config");
+        for _attempt in 0..5 {
+            let (grpc_port, collector_port, http_port) = (free_port(), free_port(), free_port());
+            let mut out = String::new();
+            let mut in_server = false;
+            for line in yaml.lines() {
+                if !line.starts_with(' ') {
+                    in_server = line == "server:";
+                }
+                let line = match line.trim_start().split_once(':') {
+                    Some(("listen", _)) if in_server => format!("  listen: 127.0.0.1:{grpc_port}"),
+                    Some(("collector_listen", _)) if in_server => {
+                        format!("  collector_listen: 127.0.0.1:{collector_port}")
+                    }
+                    Some(("http_listen", _)) if in_server => {
+                        format!("  http_listen: 127.0.0.1:{http_port}")
+                    }
+                    _ => line.to_string(),
+                };
+                out.push_str(&line);
+                out.push('\n');
+            }
+            let config = self.dir.join(format!("dbmon-{name}.yaml"));
+            std::fs::write(&config, out).expect("write config");
+            let mut server = Proc::spawn(
+                Command::new(DBMON)
+                    .arg("server")
+                    .arg("--config")
+                    .arg(&config)
+                    .stdout(Stdio::null()),
+                self.dir.join(format!("server-{name}.log")),
+            );
+            let deadline = Instant::now() + Duration::from_secs(30);
+            let mut taken = false;
+            while std::net::TcpStream::connect(("127.0.0.1", grpc_port)).is_err() {
+                if let Ok(Some(_)) = server.child.try_wait() {
+                    let log = server.log_text();
+                    assert!(
+                        log.contains("Address already in use"),
+                        "replica {name} stopped; its log:\n{log}"
+                    );
+                    taken = true;
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "replica {name} does not listen after 30s; its log:\n{}",
+                    server.log_text()
+                );
+                std::thread::park_timeout(Duration::from_millis(50));
+            }
+            if !taken {
+                return Replica {
+                    server,
+                    grpc: format!("https://127.0.0.1:{grpc_port}"),
+                    http_port,
+                    config,
+                };
+            }
+        }
+        panic!("five sets of free ports were all taken");
+    }
+
     pub fn start_collector(&mut self) {
         let path = self.dir.join("dbmon.yaml");
         self.collector = Some(Proc::spawn(

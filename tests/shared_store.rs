@@ -1,0 +1,261 @@
+//! Servers sharing one PostgreSQL database: a report a collector sends to
+//! one reaches a Watch on the other, both number it the same, a watch can
+//! resume on the other server where it left off, and a restarted server
+//! comes back with what the database holds.
+
+mod support;
+
+use dbmon_proto::v1::monitor_client::MonitorClient;
+use dbmon_proto::v1::watch_event::Event;
+use dbmon_proto::v1::{ListReportsRequest, WatchRequest};
+use std::collections::BTreeSet;
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use support::postgres::Postgres;
+use support::*;
+use tokio_stream::StreamExt;
+use tonic::transport::Channel;
+
+fn dead_cluster(name: &str) -> String {
+    format!(
+        "  - name: {name}\n    kind: etcd\n    interval: 200ms\n    timeout: 200ms\n    max_backoff: 200ms\n    nodes: [127.0.0.1:{}]\n",
+        free_port()
+    )
+}
+
+async fn channel(stack: &Stack, grpc: &str) -> Channel {
+    let ca = stack.pki.join("ca.crt");
+    let td = dbmon_pki::trust_domain_of(&ca).unwrap();
+    let trust = dbmon_pki::tls::Trust::load(&ca, None, &td).unwrap();
+    let cfg = Arc::new(dbmon_pki::tls::people_client(trust).unwrap());
+    dbmon_pki::transport::channel(grpc, cfg, Duration::from_secs(5))
+        .await
+        .unwrap()
+}
+
+fn authed<T>(msg: T, token: &str) -> tonic::Request<T> {
+    let mut r = tonic::Request::new(msg);
+    r.metadata_mut()
+        .insert("macaroon", token.parse().expect("token fits in a header"));
+    r
+}
+
+/// (collector, seq) of every report a server holds, latest and history.
+async fn held(ch: &Channel, token: &str) -> BTreeSet<(String, u64)> {
+    let resp = MonitorClient::new(ch.clone())
+        .list_reports(authed(
+            ListReportsRequest {
+                clusters: vec![],
+                include_history: true,
+            },
+            token,
+        ))
+        .await
+        .expect("ListReports")
+        .into_inner();
+    resp.latest
+        .iter()
+        .chain(resp.history.iter())
+        .map(|r| (r.collector_id.clone(), r.seq))
+        .collect()
+}
+
+#[test]
+fn two_servers_on_one_postgresql_share_reports_positions_and_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    let pg = Postgres::start(dir.path());
+    let mut a = start_server_with(
+        dir.path(),
+        &dead_cluster("shared"),
+        &format!("  store: {}\n", pg.url()),
+    );
+    let b = a.start_replica("b");
+    let token = a.admin_token().to_string();
+
+    // A Watch on B; the collector publishes to A.
+    let ca = a.pki.join("ca.crt");
+    let mut watch_b = Watcher::spawn_with(
+        &b.grpc,
+        &["--ca", ca.to_str().unwrap(), "--cluster", "shared"],
+        dir.path(),
+        Some(&token),
+    );
+    watch_b.wait_for(Duration::from_secs(20), "B's watcher is subscribed", |v| {
+        v["type"] == "snapshot"
+    });
+    a.start_collector();
+    watch_b.wait_for(Duration::from_secs(30), "reports sent to A, on B", |v| {
+        v["report"]["seq"].as_u64().is_some_and(|s| s >= 20)
+    });
+    let seqs: Vec<u64> = watch_b
+        .seen
+        .iter()
+        .filter(|v| v["type"] == "report")
+        .filter_map(|v| v["report"]["seq"].as_u64())
+        .collect();
+    assert_eq!(seqs[0], 1, "{seqs:?}");
+    for w in seqs.windows(2) {
+        assert_eq!(w[1], w[0] + 1, "a gap or a repeat on B: ... {:?} ...", w);
+    }
+    assert_eq!(pg.psql("SELECT max(version) FROM dbmon_schema"), "2");
+    let rows: u64 = pg
+        .psql("SELECT count(*) FROM dbmon_reports")
+        .parse()
+        .unwrap();
+    assert!(rows >= 20, "{rows} rows");
+
+    block_on(async {
+        let ch_a = channel(&a, &a.grpc).await;
+        let ch_b = channel(&a, &b.grpc).await;
+        // A watch on A, cut after some reports, resumes on B with A's
+        // position: no snapshot, and the next report of the collector.
+        let mut on_a = MonitorClient::new(ch_a.clone())
+            .watch(authed(
+                WatchRequest {
+                    clusters: vec!["shared".into()],
+                    after_position: 0,
+                },
+                &token,
+            ))
+            .await
+            .unwrap()
+            .into_inner();
+        let (mut position, mut last_seq) = (0, 0);
+        let mut reports = 0;
+        while reports < 5 {
+            let ev = tokio::time::timeout(Duration::from_secs(10), on_a.next())
+                .await
+                .expect("an event from A")
+                .unwrap()
+                .unwrap();
+            match ev.event {
+                Some(Event::Report(r)) => {
+                    reports += 1;
+                    last_seq = r.seq;
+                }
+                Some(Event::Batch(b)) => {
+                    reports += b.reports.len();
+                    last_seq = b.reports.last().map_or(last_seq, |r| r.seq);
+                }
+                _ => continue,
+            }
+            position = ev.position;
+        }
+        drop(on_a);
+        let mut on_b = MonitorClient::new(ch_b.clone())
+            .watch(authed(
+                WatchRequest {
+                    clusters: vec!["shared".into()],
+                    after_position: position,
+                },
+                &token,
+            ))
+            .await
+            .unwrap()
+            .into_inner();
+        let ev = tokio::time::timeout(Duration::from_secs(10), on_b.next())
+            .await
+            .expect("an event from B")
+            .unwrap()
+            .unwrap();
+        let first = match ev.event {
+            Some(Event::Report(r)) => r,
+            Some(Event::Batch(b)) => b.reports[0].clone(),
+            other => panic!("B resynced a watch resumed at A's position {position}: {other:?}"),
+        };
+        assert_eq!(
+            first.seq,
+            last_seq + 1,
+            "resumed at position {position}: the next report of the collector"
+        );
+        assert!(ev.position > position);
+    });
+
+    // With the collector stopped, both servers hold the same reports, and
+    // so does B after a SIGKILL and a restart.
+    drop(a.collector.take());
+    let mut b = b;
+    block_on(async {
+        let ch_a = channel(&a, &a.grpc).await;
+        let ch_b = channel(&a, &b.grpc).await;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let (on_a, on_b) = (held(&ch_a, &token).await, held(&ch_b, &token).await);
+            if on_a == on_b && !on_a.is_empty() {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "A and B disagree: {} vs {} reports",
+                on_a.len(),
+                on_b.len()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+    let before = block_on(async { held(&channel(&a, &a.grpc).await, &token).await });
+    assert!(
+        Command::new("kill")
+            .args(["-KILL", &b.server.child.id().to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let _ = b.server.child.wait();
+    b = a.start_replica("b2");
+    let after = block_on(async { held(&channel(&a, &b.grpc).await, &token).await });
+    assert_eq!(before, after, "a restarted B holds what A holds");
+    let log = b.server.log_text();
+    assert!(
+        log.contains("reports restored from the shared store"),
+        "{log}"
+    );
+    assert!(!log.contains(&pg.url()) || !log.contains("password"));
+}
+
+#[test]
+fn a_newer_schema_or_an_unreachable_database_stops_the_server_with_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let pg = Postgres::start(dir.path());
+    pg.psql(
+        "CREATE TABLE dbmon_schema (version INT NOT NULL); INSERT INTO dbmon_schema VALUES (99)",
+    );
+    let run = |store: &str, name: &str| {
+        let config = dir.path().join(format!("{name}.yaml"));
+        std::fs::write(
+            &config,
+            format!(
+                "server:\n  listen: 127.0.0.1:{}\n  collector_listen: 127.0.0.1:{}\n  http_listen: 127.0.0.1:{}\n  insecure_plaintext: true\n  auth:\n    dir: {}\n  store: {store}\n",
+                free_port(),
+                free_port(),
+                free_port(),
+                dir.path().join("auth").display()
+            ),
+        )
+        .unwrap();
+        let out = Command::new(DBMON)
+            .args(["server", "--config"])
+            .arg(&config)
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let newer = run(&pg.url(), "newer");
+    assert!(
+        newer.contains("schema version 99, newer than this server's 2; run a newer dbmon"),
+        "{newer}"
+    );
+    let port = free_port();
+    let down = run(
+        &format!("postgresql://dbmon@127.0.0.1:{port}/dbmon"),
+        "down",
+    );
+    assert!(
+        down.contains(&format!(
+            "shared store postgresql://dbmon@127.0.0.1:{port}/dbmon"
+        )) && down.contains("check server.store"),
+        "{down}"
+    );
+}

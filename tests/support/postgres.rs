@@ -1,0 +1,203 @@
+//! A throwaway PostgreSQL server from Debian's packages, on a free loopback
+//! port, with a database `dbmon` owned by user `dbmon`. PostgreSQL refuses
+//! to run as root; when the tests do, it runs as the `postgres` account the
+//! package created.
+
+use super::free_port;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub struct Postgres {
+    child: Child,
+    pub port: u16,
+    pub data: PathBuf,
+    log: PathBuf,
+    account: Option<(u32, u32)>,
+}
+
+/// The newest `/usr/lib/postgresql/<version>/bin`.
+fn bindir() -> PathBuf {
+    let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .expect("PostgreSQL is not installed: run deploy/install-deps.sh (Debian's postgresql)")
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let v = e.file_name().to_str()?.parse().ok()?;
+            Some((v, e.path().join("bin")))
+        })
+        .collect();
+    versions.sort();
+    versions
+        .pop()
+        .expect("no version under /usr/lib/postgresql")
+        .1
+}
+
+fn id(flag: &str) -> u32 {
+    let out = Command::new("id")
+        .args([flag, "postgres"])
+        .output()
+        .expect("run id");
+    assert!(
+        out.status.success(),
+        "no postgres account: install Debian's postgresql"
+    );
+    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+}
+
+impl Postgres {
+    pub fn start(dir: &Path) -> Postgres {
+        use std::os::unix::fs::PermissionsExt;
+        let bin = bindir();
+        let root = unsafe { libc::geteuid() } == 0;
+        let account = root.then(|| (id("-u"), id("-g")));
+        let data = dir.join("pg");
+        std::fs::create_dir_all(&data).unwrap();
+        if let Some((uid, gid)) = account {
+            // The account must reach the data directory through the test's.
+            let mut p = Some(dir);
+            while let Some(d) = p {
+                let mode = std::fs::metadata(d).unwrap().permissions().mode();
+                if mode & 0o001 == 0 {
+                    std::fs::set_permissions(d, std::fs::Permissions::from_mode(mode | 0o711))
+                        .unwrap();
+                }
+                p = d.parent();
+            }
+            std::os::unix::fs::chown(&data, Some(uid), Some(gid)).unwrap();
+        }
+        std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o700)).unwrap();
+        let run = |program: &str| {
+            let mut c = Command::new(bin.join(program));
+            if let Some((uid, gid)) = account {
+                c.uid(uid).gid(gid).env("HOME", &data);
+            }
+            c
+        };
+        let out = run("initdb")
+            .arg("-D")
+            .arg(&data)
+            .args(["-U", "dbmon", "-A", "trust", "-E", "UTF8", "--no-sync"])
+            .output()
+            .expect("run initdb");
+        assert!(
+            out.status.success(),
+            "initdb failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let port = free_port();
+        let log = dir.join("postgres.log");
+        let file = std::fs::File::create(&log).unwrap();
+        if let Some((uid, gid)) = account {
+            std::os::unix::fs::chown(&log, Some(uid), Some(gid)).unwrap();
+        }
+        let child = run("postgres")
+            .arg("-D")
+            .arg(&data)
+            .args(["-p", &port.to_string(), "-h", "127.0.0.1", "-k"])
+            .arg(&data)
+            .args(["-c", "fsync=off", "-c", "max_connections=50"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(file)
+            .spawn()
+            .expect("start postgres");
+        let mut pg = Postgres {
+            child,
+            port,
+            data,
+            log,
+            account,
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let ok = Command::new(bin.join("createdb"))
+                .args([
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    &port.to_string(),
+                    "-U",
+                    "dbmon",
+                    "dbmon",
+                ])
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success());
+            if ok {
+                break;
+            }
+            if let Ok(Some(s)) = pg.child.try_wait() {
+                panic!("postgres exited ({s}); its log:\n{}", pg.log_text());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "postgres is not ready after 30s; its log:\n{}",
+                pg.log_text()
+            );
+            std::thread::park_timeout(Duration::from_millis(100));
+        }
+        pg
+    }
+
+    /// `postgresql://dbmon@127.0.0.1:PORT/dbmon`
+    pub fn url(&self) -> String {
+        format!("postgresql://dbmon@127.0.0.1:{}/dbmon", self.port)
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Runs SQL with psql; returns its output (unaligned, tuples only).
+    pub fn psql(&self, sql: &str) -> String {
+        let out = Command::new(bindir().join("psql"))
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                "dbmon",
+                "-d",
+                "dbmon",
+                "-At",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-c",
+                sql,
+            ])
+            .output()
+            .expect("run psql");
+        assert!(
+            out.status.success(),
+            "psql {sql:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    /// Whether postgres runs under its own account (the tests run as root).
+    pub fn as_account(&self) -> bool {
+        self.account.is_some()
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        // Fast shutdown: backends end, shared memory is released.
+        unsafe {
+            libc::kill(self.child.id() as i32, libc::SIGINT);
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::park_timeout(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
