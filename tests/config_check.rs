@@ -168,6 +168,26 @@ const CASES: &[(&str, &str, &str)] = &[
         "FILE:2:14: collector.spill_dir: expected a directory, or `none` to buffer in memory only",
     ),
     (
+        "history kept for less than a minute",
+        "server:\n  history_max_age: 10s\n",
+        "FILE:2:20: server.history_max_age: expected at least 1m",
+    ),
+    (
+        "a password in the shared store's URL",
+        "server:\n  store: postgresql://dbmon:hunter2@db.example.com/dbmon\n",
+        "FILE:2:10: server.store: secrets are never written inline; remove the password from the URL and give it as server.store_password: {file: PATH} or {env: VARIABLE}",
+    ),
+    (
+        "a shared store without a database",
+        "server:\n  store: postgresql://dbmon@db.example.com\n",
+        "FILE:2:10: server.store: \"postgresql://dbmon@db.example.com\": expected postgresql://USER@HOST:PORT/DATABASE",
+    ),
+    (
+        "a password for the embedded store",
+        "server:\n  store_password: {env: PGPASSWORD}\n",
+        "FILE:2:19: server.store_password: only a postgresql:// server.store takes a password",
+    ),
+    (
         "unknown auth field",
         "server:\n  auth:\n    dirr: /auth\n",
         "FILE:3:5: unknown field `dirr`, expected one of dir, origin, session_ttl, invite_ttl",

@@ -152,6 +152,8 @@ pub struct Cache {
     pub store_unavailable: Option<String>,
     events: broadcast::Sender<Arc<Entry>>,
     history_per_cluster: usize,
+    /// History observed longer ago than this is dropped by [`Cache::expire`].
+    max_age_ms: Option<i64>,
     resume_window: usize,
     pub ingested: AtomicU64,
     pub duplicates: AtomicU64,
@@ -169,6 +171,7 @@ impl Cache {
             store_unavailable: None,
             events,
             history_per_cluster: history_per_cluster.max(1),
+            max_age_ms: None,
             resume_window: RESUME_WINDOW,
             ingested: AtomicU64::new(0),
             duplicates: AtomicU64::new(0),
@@ -222,6 +225,42 @@ impl Cache {
             });
             Self::keep(inner, &entry, history, window);
         }
+    }
+
+    /// Keeps history for at most `age` (the latest report of each node and
+    /// check stays whatever its age).
+    pub fn with_max_age(mut self, age: std::time::Duration) -> Self {
+        self.max_age_ms = Some(age.as_millis().min(i64::MAX as u128) as i64);
+        self
+    }
+
+    /// Drops history observed before `now_ms - max_age`; returns how many
+    /// entries went. The store's pruning then removes them on disk.
+    pub fn expire(&self, now_ms: i64) -> usize {
+        let Some(age) = self.max_age_ms else {
+            return 0;
+        };
+        let cutoff = now_ms.saturating_sub(age);
+        let mut inner = self.write();
+        let mut dropped = 0;
+        for state in inner.clusters.values_mut() {
+            while state
+                .history
+                .front()
+                .is_some_and(|e| e.report.observed_at_ms < cutoff)
+            {
+                state.history.pop_front();
+                dropped += 1;
+            }
+        }
+        while inner
+            .recent
+            .front()
+            .is_some_and(|e| e.report.observed_at_ms < cutoff)
+        {
+            inner.recent.pop_front();
+        }
+        dropped
     }
 
     /// The shared store, when reports go through one.
@@ -494,6 +533,32 @@ mod tests {
             seq,
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn history_older_than_the_age_bound_goes_but_the_latest_stays() {
+        let cache = Cache::new(100, 16).with_max_age(std::time::Duration::from_secs(3600));
+        let hour = 3_600_000;
+        let now = 10 * hour;
+        for (seq, node, at) in [
+            (1, "n1", now - 3 * hour),
+            (2, "n2", now - 2 * hour),
+            (3, "n1", now - 10),
+        ] {
+            let mut r = rep("a", node, seq);
+            r.observed_at_ms = at;
+            cache.ingest(7, r);
+        }
+        assert_eq!(cache.expire(now), 2);
+        let history: Vec<u64> = cache.history(&[]).iter().map(|r| r.seq).collect();
+        assert_eq!(history, vec![3]);
+        // n2's only report is old, but it is still its latest.
+        let mut latest: Vec<u64> = cache.latest(&[]).iter().map(|r| r.seq).collect();
+        latest.sort();
+        assert_eq!(latest, vec![2, 3]);
+        let kept = cache.retained_positions();
+        assert!(!kept.contains(&1) && kept.contains(&2) && kept.contains(&3));
+        assert_eq!(Cache::new(100, 16).expire(now), 0, "no bound, nothing goes");
     }
 
     #[test]

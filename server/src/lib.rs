@@ -60,6 +60,21 @@ pub enum ServerError {
     NoTls,
 }
 
+/// Every minute, history past `server.history_max_age` leaves the cache
+/// (and then the store).
+async fn expire_history(cache: std::sync::Weak<cache::Cache>) {
+    loop {
+        tokio::time::sleep(std::time::Duration::from_secs(60)).await;
+        let Some(c) = cache.upgrade() else {
+            return;
+        };
+        let dropped = c.expire(dbmon_proto::now_ms());
+        if dropped > 0 {
+            tracing::debug!(dropped, "history past server.history_max_age dropped");
+        }
+    }
+}
+
 /// Connection settings of the shared store, with its password read now.
 fn shared_config(
     cfg: &ServerConfig,
@@ -169,7 +184,7 @@ pub async fn serve(cfg: ServerConfig, shutdown: watch::Receiver<bool>) -> Result
         revocations: watch::channel(0).0,
     };
     tokio::spawn(auth::watch_store(people_auth.clone(), shutdown.clone()));
-    let cache = Arc::new(match (&cfg.shared_store, &cfg.store) {
+    let cache = match (&cfg.shared_store, &cfg.store) {
         (Some(sh), _) => {
             let shared_cfg = shared_config(&cfg, sh)?;
             let target = shared_cfg.target.clone();
@@ -207,7 +222,9 @@ pub async fn serve(cfg: ServerConfig, shutdown: watch::Receiver<bool>) -> Result
                 c
             }
         },
-    });
+    };
+    let cache = Arc::new(cache.with_max_age(cfg.history_max_age));
+    tokio::spawn(expire_history(Arc::downgrade(&cache)));
     if let Some(p) = cache.persist() {
         store::spawn_writer(p.clone(), Arc::downgrade(&cache));
     }

@@ -394,12 +394,17 @@ async fn tail_loop(shared: Weak<Shared>, cache: Weak<Cache>) {
     }
 }
 
-/// Every minute: reports past the history bound of their cluster, or older
-/// than the age bound, are deleted; the latest of each (node, check) stays.
+/// At start and then every minute: reports past the history bound of their
+/// cluster, or older than the age bound, are deleted; the latest of each
+/// (node, check) stays.
 async fn prune_loop(shared: Weak<Shared>) {
     let mut client: Option<tokio_postgres::Client> = None;
+    let mut first = true;
     loop {
-        tokio::time::sleep(Duration::from_secs(60)).await;
+        if !first {
+            tokio::time::sleep(Duration::from_secs(60)).await;
+        }
+        first = false;
         let Some(s) = shared.upgrade() else {
             return;
         };
@@ -412,6 +417,9 @@ async fn prune_loop(shared: Weak<Shared>) {
         match prune(db, &s.cfg).await {
             Ok(n) => {
                 s.pruned.fetch_add(n, Ordering::Relaxed);
+                if n > 0 {
+                    tracing::debug!(store = %s.cfg.target, deleted = n, "shared store pruned");
+                }
             }
             Err(e) => {
                 tracing::warn!(store = %s.cfg.target, error = %e, "cannot prune the shared store")
