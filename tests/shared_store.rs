@@ -70,8 +70,20 @@ fn two_servers_on_one_postgresql_share_reports_positions_and_restarts() {
         &dead_cluster("shared"),
         &format!("  store: {}\n  history_per_cluster: 5\n", pg.url()),
     );
-    let b = a.start_replica("b");
+    // B keeps no users of its own: they are in the database.
+    let b_auth = dir.path().join("auth-b");
+    let b_only = format!("  auth:\n    dir: {}\n", b_auth.display());
+    let b = a.start_replica("b", &b_only);
+    // Signed in through A (`dbmon user add`, A's pages, A's login flow).
     let token = a.admin_token().to_string();
+    assert!(!dir.path().join("auth/auth.json").exists());
+    assert!(!b_auth.join("auth.json").exists());
+    assert_eq!(
+        pg.psql(
+            "SELECT count(*) FROM dbmon_auth WHERE convert_from(doc, 'UTF8') LIKE '%root_key%'"
+        ),
+        "1"
+    );
 
     // A Watch on B; the collector publishes to A.
     let ca = a.pki.join("ca.crt");
@@ -98,7 +110,7 @@ fn two_servers_on_one_postgresql_share_reports_positions_and_restarts() {
     for w in seqs.windows(2) {
         assert_eq!(w[1], w[0] + 1, "a gap or a repeat on B: ... {:?} ...", w);
     }
-    assert_eq!(pg.psql("SELECT max(version) FROM dbmon_schema"), "2");
+    assert_eq!(pg.psql("SELECT max(version) FROM dbmon_schema"), "3");
     let rows: u64 = pg
         .psql("SELECT count(*) FROM dbmon_reports")
         .parse()
@@ -203,7 +215,7 @@ fn two_servers_on_one_postgresql_share_reports_positions_and_restarts() {
             .success()
     );
     let _ = b.server.child.wait();
-    b = a.start_replica("b2");
+    b = a.start_replica("b2", &b_only);
     let after = block_on(async { held(&channel(&a, &b.grpc).await, &token).await });
     assert_eq!(before, after, "a restarted B holds what A holds");
     let log = b.server.log_text();
@@ -211,6 +223,32 @@ fn two_servers_on_one_postgresql_share_reports_positions_and_restarts() {
         log.contains("reports restored from the shared store"),
         "{log}"
     );
+    // A user removed through A's configuration loses the watch open on B.
+    let viewer = a.person("viewer", "viewer", &[]);
+    let mut watch = Watcher::spawn_with(
+        &b.grpc,
+        &["--ca", ca.to_str().unwrap()],
+        dir.path(),
+        Some(&viewer.token),
+    );
+    watch.wait_for(Duration::from_secs(20), "the viewer watches B", |v| {
+        v["type"] == "snapshot"
+    });
+    let removed = Instant::now();
+    dbmon(&[
+        "user",
+        "remove",
+        "viewer",
+        "--config",
+        dir.path().join("dbmon.yaml").to_str().unwrap(),
+    ]);
+    let said = watch.wait_exit(Duration::from_secs(5));
+    eprintln!(
+        "B closed the removed user's watch {:?} after the removal",
+        removed.elapsed()
+    );
+    assert!(said.contains("user \"viewer\" no longer exists"), "{said}");
+
     // Retention ran at B's start: per cluster, the 5 newest reports and
     // the latest of each (node, check) are left.
     let keys: u64 = pg
@@ -264,7 +302,7 @@ fn a_newer_schema_or_an_unreachable_database_stops_the_server_with_why() {
     };
     let newer = run(&pg.url(), "newer");
     assert!(
-        newer.contains("schema version 99, newer than this server's 2; run a newer dbmon"),
+        newer.contains("schema version 99, newer than this server's 3; run a newer dbmon"),
         "{newer}"
     );
     let port = free_port();
@@ -278,4 +316,68 @@ fn a_newer_schema_or_an_unreachable_database_stops_the_server_with_why() {
         )) && down.contains("check server.store"),
         "{down}"
     );
+}
+
+#[test]
+fn users_kept_in_a_file_move_into_the_shared_store_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let pg = Postgres::start(dir.path());
+    let auth = dir.path().join("auth");
+    let config = |store: &str| {
+        let path = dir.path().join("dbmon.yaml");
+        std::fs::write(
+            &path,
+            format!(
+                "server:\n  auth:\n    dir: {}\n  store: {store}\n",
+                auth.display()
+            ),
+        )
+        .unwrap();
+        path
+    };
+    let file_config = config(&dir.path().join("reports.redb").display().to_string());
+    dbmon(&[
+        "user",
+        "add",
+        "alice",
+        "--role",
+        "operator",
+        "--config",
+        file_config.to_str().unwrap(),
+    ]);
+    let shared_config = config(&pg.url());
+    let listed = dbmon(&["user", "list", "--config", shared_config.to_str().unwrap()]);
+    assert!(
+        listed.contains("alice") && listed.contains("operator"),
+        "{listed}"
+    );
+    assert_eq!(
+        pg.psql("SELECT count(*) FROM dbmon_auth WHERE convert_from(doc, 'UTF8') LIKE '%alice%'"),
+        "1"
+    );
+    // From now on the database is the truth: a user added there is not in
+    // the file, and a second start does not import the file again.
+    dbmon(&[
+        "user",
+        "add",
+        "bob",
+        "--role",
+        "viewer",
+        "--config",
+        shared_config.to_str().unwrap(),
+    ]);
+    dbmon(&[
+        "user",
+        "remove",
+        "alice",
+        "--config",
+        shared_config.to_str().unwrap(),
+    ]);
+    let listed = dbmon(&["user", "list", "--config", shared_config.to_str().unwrap()]);
+    assert!(
+        listed.contains("bob") && !listed.contains("alice"),
+        "{listed}"
+    );
+    let file = std::fs::read_to_string(auth.join("auth.json")).unwrap();
+    assert!(file.contains("alice") && !file.contains("bob"));
 }

@@ -1,11 +1,13 @@
 //! Users, their passkeys, invites and logins (each with its own macaroon
-//! root key), in one JSON file of mode 0600 in the auth directory.
+//! root key), in one JSON document: by default a file of mode 0600 in the
+//! auth directory, or a row of the database that several servers share.
 //!
-//! The server and `dbmon user` both change it: every change takes an
-//! exclusive lock on `auth.lock`, reads the file afresh, applies itself and
-//! replaces the file atomically. The server re-reads the file when it
-//! changes ([`AuthStore::refresh`]), so a user removed from the command line
-//! is refused within the server's poll interval.
+//! The servers and `dbmon user` all change it: every change takes the
+//! backend's exclusive lock (`auth.lock`, or a row lock), reads the document
+//! afresh, applies itself and writes it back. A server re-reads the document
+//! when its version changes ([`AuthStore::refresh`]), so a user removed from
+//! the command line, or a logout on another server, is refused within the
+//! server's poll interval.
 
 use crate::perms::Role;
 use serde::{Deserialize, Serialize};
@@ -29,16 +31,19 @@ pub enum StoreError {
         source: std::io::Error,
     },
     #[error(
-        "{path}: not a dbmon auth store ({source}); restore it from a backup or move it away to start with no users"
+        "{place}: not a dbmon auth store ({source}); restore it from a backup or move it away to start with no users"
     )]
     Corrupt {
-        path: PathBuf,
+        place: String,
         source: serde_json::Error,
     },
     #[error("{path} has mode {mode:o}: it holds the macaroon root keys; run `chmod 600 {path}`")]
     Mode { path: PathBuf, mode: u32 },
     #[error("{0}")]
     Refused(String),
+    /// The backend (a shared database) failed; says where and why.
+    #[error("{0}")]
+    Backend(String),
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -115,23 +120,40 @@ pub fn random_secret() -> String {
     hex::encode(b)
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-struct Stamp {
-    mtime_ns: i64,
-    ino: u64,
-    len: u64,
+/// A change of the document: the current one (None while there is none)
+/// in, the new one out.
+pub type Change<'a> = dyn FnMut(Option<&[u8]>) -> Result<Vec<u8>, StoreError> + 'a;
+
+/// Where the state document lives: a file (the default) or a database
+/// that several servers share. A backend changes the document only under
+/// its own exclusive lock, so that concurrent changes from servers and
+/// `dbmon user` never lose one another.
+pub trait Backend: Send + Sync + std::fmt::Debug {
+    /// Names the place in errors and logs (never a secret).
+    fn place(&self) -> String;
+    /// Changes whenever the document does; None while there is none.
+    fn version(&self) -> Result<Option<String>, StoreError>;
+    /// The document and its version; None while there is none.
+    fn load(&self) -> Result<Option<(Vec<u8>, String)>, StoreError>;
+    /// Under the lock: reads the document, passes it to `f`, and writes
+    /// back what `f` returns (nothing when `f` fails). Returns the new
+    /// version.
+    fn replace(
+        &self,
+        f: &mut Change<'_>,
+    ) -> Result<String, StoreError>;
 }
 
-/// The state file and an in-memory copy of it.
-#[derive(Debug, Clone)]
-pub struct AuthStore {
+/// `auth.json` (0600) in a directory (0700), changed under a lock on
+/// `auth.lock` and replaced atomically.
+#[derive(Debug)]
+pub struct FileBackend {
     dir: PathBuf,
-    inner: Arc<RwLock<(State, Stamp)>>,
 }
 
-impl AuthStore {
+impl FileBackend {
     /// Opens (creating when missing, mode 0700) the auth directory.
-    pub fn open(dir: &Path) -> Result<AuthStore, StoreError> {
+    pub fn open(dir: &Path) -> Result<FileBackend, StoreError> {
         let io = |source| StoreError::Io {
             path: dir.to_path_buf(),
             source,
@@ -140,19 +162,22 @@ impl AuthStore {
             std::fs::create_dir_all(dir).map_err(io)?;
             std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(io)?;
         }
-        let store = AuthStore {
+        Ok(FileBackend {
             dir: dir.to_path_buf(),
-            inner: Arc::new(RwLock::new((State::default(), Stamp::default()))),
-        };
-        store.refresh()?;
-        Ok(store)
+        })
     }
 
     pub fn path(&self) -> PathBuf {
         self.dir.join(STATE_FILE)
     }
+}
 
-    fn stamp(&self) -> Result<Option<Stamp>, StoreError> {
+impl Backend for FileBackend {
+    fn place(&self) -> String {
+        self.path().display().to_string()
+    }
+
+    fn version(&self) -> Result<Option<String>, StoreError> {
         let path = self.path();
         match std::fs::metadata(&path) {
             Ok(m) => {
@@ -162,48 +187,124 @@ impl AuthStore {
                         mode: m.mode() & 0o777,
                     });
                 }
-                Ok(Some(Stamp {
-                    mtime_ns: m.mtime() * 1_000_000_000 + m.mtime_nsec(),
-                    ino: m.ino(),
-                    len: m.len(),
-                }))
+                Ok(Some(format!(
+                    "{}.{}:{}:{}",
+                    m.mtime(),
+                    m.mtime_nsec(),
+                    m.ino(),
+                    m.len()
+                )))
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(source) => Err(StoreError::Io { path, source }),
         }
     }
 
-    fn read(&self) -> Result<(State, Stamp), StoreError> {
-        let path = self.path();
-        let Some(stamp) = self.stamp()? else {
-            return Ok((State::default(), Stamp::default()));
+    fn load(&self) -> Result<Option<(Vec<u8>, String)>, StoreError> {
+        let Some(version) = self.version()? else {
+            return Ok(None);
         };
-        let bytes = std::fs::read(&path).map_err(|source| StoreError::Io {
-            path: path.clone(),
-            source,
-        })?;
-        let state = serde_json::from_slice(&bytes)
-            .map_err(|source| StoreError::Corrupt { path, source })?;
-        Ok((state, stamp))
+        let path = self.path();
+        let bytes = std::fs::read(&path).map_err(|source| StoreError::Io { path, source })?;
+        Ok(Some((bytes, version)))
     }
 
-    /// Re-reads the file if it changed since the last read. True when it did.
-    /// A broken file is refused and the copy in memory kept.
-    pub fn refresh(&self) -> Result<bool, StoreError> {
-        let current = self.stamp()?.unwrap_or_default();
-        if self.inner.read().map(|g| g.1 == current).unwrap_or(false) && current != Stamp::default()
+    fn replace(
+        &self,
+        f: &mut Change<'_>,
+    ) -> Result<String, StoreError> {
+        let lock_path = self.dir.join(LOCK_FILE);
+        let io = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| StoreError::Io { path, source }
+        };
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o600)
+            .open(&lock_path)
+            .map_err(io(&lock_path))?;
+        lock.lock().map_err(io(&lock_path))?;
+        let current = self.load()?;
+        let bytes = f(current.as_ref().map(|(b, _)| b.as_slice()))?;
+        let path = self.path();
+        let tmp = self
+            .dir
+            .join(format!(".{STATE_FILE}.{}", std::process::id()));
         {
+            let mut f: File = OpenOptions::new()
+                .create(true)
+                .truncate(true)
+                .write(true)
+                .mode(0o600)
+                .open(&tmp)
+                .map_err(io(&tmp))?;
+            f.write_all(&bytes).map_err(io(&tmp))?;
+            f.sync_all().map_err(io(&tmp))?;
+        }
+        std::fs::rename(&tmp, &path).map_err(io(&path))?;
+        let version = self.version()?.unwrap_or_default();
+        drop(lock);
+        Ok(version)
+    }
+}
+
+/// The state document in its backend, and an in-memory copy of it.
+#[derive(Debug, Clone)]
+pub struct AuthStore {
+    backend: Arc<dyn Backend>,
+    /// The state as last read, and its version ("" when there was none).
+    inner: Arc<RwLock<(State, String)>>,
+}
+
+impl AuthStore {
+    /// Opens (creating when missing, mode 0700) the auth directory.
+    pub fn open(dir: &Path) -> Result<AuthStore, StoreError> {
+        AuthStore::with_backend(Arc::new(FileBackend::open(dir)?))
+    }
+
+    /// Opens the state kept in `backend`.
+    pub fn with_backend(backend: Arc<dyn Backend>) -> Result<AuthStore, StoreError> {
+        let store = AuthStore {
+            backend,
+            inner: Arc::new(RwLock::new((State::default(), String::new()))),
+        };
+        store.refresh()?;
+        Ok(store)
+    }
+
+    /// Where the state lives, for messages.
+    pub fn place(&self) -> String {
+        self.backend.place()
+    }
+
+    fn parse(&self, bytes: &[u8]) -> Result<State, StoreError> {
+        serde_json::from_slice(bytes).map_err(|source| StoreError::Corrupt {
+            place: self.backend.place(),
+            source,
+        })
+    }
+
+    /// Re-reads the state if it changed since the last read. True when it did.
+    /// A broken document is refused and the copy in memory kept.
+    pub fn refresh(&self) -> Result<bool, StoreError> {
+        let current = self.backend.version()?.unwrap_or_default();
+        if !current.is_empty() && self.inner.read().map(|g| g.1 == current).unwrap_or(false) {
             return Ok(false);
         }
-        let fresh = self.read()?;
+        let fresh = match self.backend.load()? {
+            Some((bytes, version)) => (self.parse(&bytes)?, version),
+            None => (State::default(), String::new()),
+        };
         let mut g = self.inner.write().unwrap_or_else(|e| e.into_inner());
         let changed = g.1 != fresh.1;
         *g = fresh;
         Ok(changed)
     }
 
-    /// The state as it is on disk now (re-read if the file changed; the
-    /// last good copy if it cannot be read, with the error logged).
+    /// The state as stored now (re-read if it changed; the last good copy
+    /// if it cannot be read, with the error logged).
     pub fn fresh(&self) -> State {
         if let Err(e) = self.refresh() {
             tracing::error!(error = %e, "auth store refused; using the last good copy");
@@ -225,51 +326,35 @@ impl AuthStore {
             .clone()
     }
 
-    /// Runs `f` on the state as read under the lock; the state is written
-    /// back only when `f` succeeds.
+    /// Runs `f` on the state as read under the backend's lock; the state is
+    /// written back only when `f` succeeds.
     pub fn update<T>(
         &self,
         f: impl FnOnce(&mut State) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        let lock_path = self.dir.join(LOCK_FILE);
-        let io = |path: &Path| {
-            let path = path.to_path_buf();
-            move |source| StoreError::Io { path, source }
-        };
-        let lock = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .mode(0o600)
-            .open(&lock_path)
-            .map_err(io(&lock_path))?;
-        lock.lock().map_err(io(&lock_path))?;
-        let (mut state, _) = self.read()?;
-        let out = f(&mut state)?;
-        let path = self.path();
-        let tmp = self
-            .dir
-            .join(format!(".{STATE_FILE}.{}", std::process::id()));
-        let bytes = serde_json::to_vec_pretty(&state).map_err(|e| StoreError::Io {
-            path: path.clone(),
-            source: std::io::Error::other(e),
+        let mut f = Some(f);
+        let mut out = None;
+        let mut kept = None;
+        let version = self.backend.replace(&mut |current| {
+            let mut state = match current {
+                Some(bytes) => self.parse(bytes)?,
+                None => State::default(),
+            };
+            let f = f
+                .take()
+                .ok_or_else(|| StoreError::Refused("an auth store change ran twice".into()))?;
+            out = Some(f(&mut state)?);
+            let bytes = serde_json::to_vec_pretty(&state).map_err(|e| StoreError::Io {
+                path: PathBuf::from(self.backend.place()),
+                source: std::io::Error::other(e),
+            })?;
+            kept = Some(state);
+            Ok(bytes)
         })?;
-        {
-            let mut f: File = OpenOptions::new()
-                .create(true)
-                .truncate(true)
-                .write(true)
-                .mode(0o600)
-                .open(&tmp)
-                .map_err(io(&tmp))?;
-            f.write_all(&bytes).map_err(io(&tmp))?;
-            f.sync_all().map_err(io(&tmp))?;
+        if let Some(state) = kept {
+            *self.inner.write().unwrap_or_else(|e| e.into_inner()) = (state, version);
         }
-        std::fs::rename(&tmp, &path).map_err(io(&path))?;
-        let stamp = self.stamp()?.unwrap_or_default();
-        *self.inner.write().unwrap_or_else(|e| e.into_inner()) = (state, stamp);
-        drop(lock);
-        Ok(out)
+        out.ok_or_else(|| StoreError::Refused("an auth store change did not run".into()))
     }
 
     /// Adds a user (no passkey yet) and an invite to register one.
@@ -429,13 +514,11 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("dbmon-auth-store-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         let store = AuthStore::open(&dir).unwrap();
+        let path = dir.join(STATE_FILE);
         let secret = store
             .add_user("alice", Role::Viewer, vec!["a".into()], 60_000)
             .unwrap();
-        assert_eq!(
-            std::fs::metadata(store.path()).unwrap().mode() & 0o777,
-            0o600
-        );
+        assert_eq!(std::fs::metadata(&path).unwrap().mode() & 0o777, 0o600);
         let again = AuthStore::open(&dir).unwrap();
         let s = again.snapshot();
         assert_eq!(s.users["alice"].clusters, vec!["a".to_string()]);
@@ -449,11 +532,11 @@ mod tests {
             store.add_user("bad name", Role::Admin, vec![], 1),
             Err(StoreError::Refused(_))
         ));
-        std::fs::set_permissions(store.path(), std::fs::Permissions::from_mode(0o644)).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
         let e = AuthStore::open(&dir).unwrap_err().to_string();
         assert!(e.contains("chmod 600"), "{e}");
-        std::fs::set_permissions(store.path(), std::fs::Permissions::from_mode(0o600)).unwrap();
-        std::fs::write(store.path(), b"{not json").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        std::fs::write(&path, b"{not json").unwrap();
         let e = AuthStore::open(&dir).unwrap_err().to_string();
         assert!(e.contains("not a dbmon auth store"), "{e}");
         let _ = std::fs::remove_dir_all(&dir);

@@ -14,6 +14,7 @@ pub mod enroll;
 pub mod http;
 pub mod service;
 pub mod shared;
+pub mod shared_auth;
 pub mod store;
 pub mod web;
 
@@ -58,6 +59,30 @@ pub enum ServerError {
          (or server.tls), or server.insecure_plaintext: true for development on loopback"
     )]
     NoTls,
+}
+
+/// People's users and logins: in the shared store when servers share one
+/// (imported from `server.auth.dir` the first time, if it holds any), else
+/// in `server.auth.dir`.
+pub fn open_auth_store(cfg: &ServerConfig) -> Result<dbmon_auth::store::AuthStore, ServerError> {
+    use dbmon_auth::store::{AuthStore, Backend, FileBackend};
+    let Some(sh) = &cfg.shared_store else {
+        return Ok(AuthStore::open(&cfg.auth.dir)?);
+    };
+    let backend = shared_auth::PgAuthBackend::open(shared_config(cfg, sh)?)?;
+    let file = cfg.auth.dir.join(dbmon_auth::store::STATE_FILE);
+    if backend.version()?.is_none() && file.exists() {
+        let local = FileBackend::open(&cfg.auth.dir)?;
+        if let Some((bytes, _)) = local.load()? {
+            backend.replace(&mut |current| match current {
+                // Another server imported first.
+                Some(doc) => Ok(doc.to_vec()),
+                None => Ok(bytes.clone()),
+            })?;
+            tracing::info!(from = %file.display(), to = %backend.place(), "users and logins imported into the shared store");
+        }
+    }
+    Ok(AuthStore::with_backend(std::sync::Arc::new(backend))?)
 }
 
 /// Every minute, history past `server.history_max_age` leaves the cache
@@ -165,7 +190,7 @@ pub async fn serve(cfg: ServerConfig, shutdown: watch::Receiver<bool>) -> Result
         _ => None,
     };
     dbmon_auth::init();
-    let store = dbmon_auth::store::AuthStore::open(&cfg.auth.dir)?;
+    let store = open_auth_store(&cfg)?;
     let verifier = dbmon_auth::Verifier::new(store);
     let origin = cfg.origin();
     let origin_url = dbmon_auth::webauthn::Url::parse(&origin).map_err(|e| {

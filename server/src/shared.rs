@@ -46,6 +46,13 @@ const MIGRATIONS: &[&str] = &[
     // 2: when a row was stored, for retention by age.
     "ALTER TABLE dbmon_reports ADD COLUMN stored_at TIMESTAMPTZ NOT NULL DEFAULT now();
     CREATE INDEX dbmon_reports_stored_at ON dbmon_reports (stored_at);",
+    // 3: users, passkeys, invites and logins (with their macaroon root
+    // keys): one JSON document, versioned, changed under its row lock.
+    "CREATE TABLE dbmon_auth (
+        id INT PRIMARY KEY CHECK (id = 1),
+        version BIGINT NOT NULL,
+        doc BYTEA NOT NULL
+    );",
 ];
 
 /// Why the shared store cannot be used.
@@ -128,7 +135,7 @@ fn failed(cfg: &SharedConfig, why: impl std::fmt::Display) -> SharedError {
 }
 
 /// Describes a driver error with the server's own message when there is one.
-fn describe(e: &tokio_postgres::Error) -> String {
+pub(crate) fn describe(e: &tokio_postgres::Error) -> String {
     match e.as_db_error() {
         Some(db) => format!("{} ({})", db.message(), db.code().code()),
         None => {
@@ -144,7 +151,7 @@ fn describe(e: &tokio_postgres::Error) -> String {
     }
 }
 
-async fn connect(cfg: &SharedConfig) -> Result<tokio_postgres::Client, String> {
+pub(crate) async fn connect(cfg: &SharedConfig) -> Result<tokio_postgres::Client, String> {
     let (client, connection) = cfg
         .pg
         .connect(tokio_postgres::NoTls)
@@ -159,7 +166,7 @@ async fn connect(cfg: &SharedConfig) -> Result<tokio_postgres::Client, String> {
 }
 
 /// Brings the schema to this server's version; refuses a newer one.
-async fn migrate(client: &mut tokio_postgres::Client) -> Result<(), String> {
+pub(crate) async fn migrate(client: &mut tokio_postgres::Client) -> Result<(), String> {
     let tx = client.transaction().await.map_err(|e| describe(&e))?;
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&WRITE_LOCK])
         .await

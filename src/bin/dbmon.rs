@@ -254,12 +254,11 @@ fn main() -> ExitCode {
 }
 
 fn user(config: Option<&Path>, command: UserCmd) -> Result<()> {
-    use dbmon_auth::store::AuthStore;
     let server = match config {
         Some(p) => load(p)?.server,
         None => Config::embedded_default().server,
     };
-    let store = AuthStore::open(&server.auth.dir)?;
+    let store = dbmon_server::open_auth_store(&server)?;
     let origin = dbmon_auth::webauthn::Url::parse(&server.origin())
         .with_context(|| format!("server.auth.origin {:?}", server.origin()))?;
     let ttl = server.auth.invite_ttl;

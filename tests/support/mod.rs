@@ -200,8 +200,9 @@ pub struct Replica {
 }
 
 impl Stack {
-    /// Starts a second server like this stack's, named `name` in its files.
-    pub fn start_replica(&self, name: &str) -> Replica {
+    /// Starts a second server like this stack's, named `name` in its files;
+    /// `extra_server` goes at the top of its server section.
+    pub fn start_replica(&self, name: &str, extra_server: &str) -> Replica {
         let yaml = std::fs::read_to_string(self.dir.join("dbmon.yaml")).expect("read config");
         for _attempt in 0..5 {
             let (grpc_port, collector_port, http_port) = (free_port(), free_port(), free_port());
@@ -223,6 +224,9 @@ impl Stack {
                 };
                 out.push_str(&line);
                 out.push('\n');
+                if line == "server:" {
+                    out.push_str(extra_server);
+                }
             }
             let config = self.dir.join(format!("dbmon-{name}.yaml"));
             std::fs::write(&config, out).expect("write config");
