@@ -183,6 +183,16 @@ const CASES: &[(&str, &str, &str)] = &[
         "FILE:2:10: server.store: \"postgresql://dbmon@db.example.com\": expected postgresql://USER@HOST:PORT/DATABASE",
     ),
     (
+        "a database on another host without TLS",
+        "server:\n  store: postgresql://dbmon@db.example.com:5432/dbmon\n",
+        "FILE:2:10: server.store: a database on another host is reached over TLS only: set server.store_ca_file to the CA certificate that signed the database's certificate",
+    ),
+    (
+        "a CA file for the embedded store",
+        "server:\n  store_ca_file: /etc/ssl/db-ca.crt\n",
+        "FILE:2:18: server.store_ca_file: only a postgresql:// server.store takes a CA file",
+    ),
+    (
         "a password for the embedded store",
         "server:\n  store_password: {env: PGPASSWORD}\n",
         "FILE:2:19: server.store_password: only a postgresql:// server.store takes a password",

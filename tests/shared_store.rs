@@ -381,3 +381,84 @@ fn users_kept_in_a_file_move_into_the_shared_store_once() {
     let file = std::fs::read_to_string(auth.join("auth.json")).unwrap();
     assert!(file.contains("alice") && !file.contains("bob"));
 }
+
+#[test]
+fn a_database_that_requires_tls_is_reached_with_the_ca_given() {
+    use dbmon_pki::{Ca, Role};
+    let dir = tempfile::tempdir().unwrap();
+    let db_pki = dir.path().join("db-pki");
+    let ca = Ca::init(&db_pki, "db.test", false).unwrap();
+    let cert = ca
+        .issue(
+            Role::Server,
+            "postgres",
+            None,
+            &["127.0.0.1".into(), "localhost".into()],
+            Duration::from_secs(86_400),
+            false,
+        )
+        .unwrap();
+    let pg = Postgres::start_with(dir.path(), Some((&cert.cert_path, &cert.key_path)));
+    let other = Ca::init(&dir.path().join("other-pki"), "other.test", false).unwrap();
+    drop(other);
+    let config = |name: &str, ca_file: Option<&std::path::Path>| {
+        let path = dir.path().join(format!("{name}.yaml"));
+        let grpc = free_port();
+        let mut yaml = format!(
+            "server:\n  listen: 127.0.0.1:{grpc}\n  collector_listen: 127.0.0.1:{}\n  http_listen: 127.0.0.1:{}\n  insecure_plaintext: true\n  auth:\n    dir: {}\n  store: {}\n",
+            free_port(),
+            free_port(),
+            dir.path().join("auth").display(),
+            pg.url()
+        );
+        if let Some(ca) = ca_file {
+            yaml.push_str(&format!("  store_ca_file: {}\n", ca.display()));
+        }
+        std::fs::write(&path, yaml).unwrap();
+        (path, grpc)
+    };
+    let fails = |config: &std::path::Path| {
+        let out = Command::new(DBMON)
+            .args(["server", "--config"])
+            .arg(config)
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    // Without TLS the database refuses, and the server says what it said.
+    let (plain, _) = config("plain", None);
+    let said = fails(&plain);
+    assert!(said.contains("no encryption"), "{said}");
+    // A CA that did not sign the database's certificate.
+    let (wrong, _) = config("wrong", Some(&dir.path().join("other-pki/ca.crt")));
+    let said = fails(&wrong);
+    assert!(
+        said.contains("certificate") && said.contains("check server.store"),
+        "{said}"
+    );
+    // The right CA: the server starts, over TLS.
+    let (good, grpc) = config("good", Some(&db_pki.join("ca.crt")));
+    let mut server = Proc::spawn(
+        Command::new(DBMON).args(["server", "--config"]).arg(&good),
+        dir.path().join("server-tls.log"),
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", grpc)).is_err() {
+        if let Ok(Some(_)) = server.child.try_wait() {
+            panic!("the server stopped: {}", server.log_text());
+        }
+        assert!(Instant::now() < deadline, "{}", server.log_text());
+        std::thread::park_timeout(Duration::from_millis(50));
+    }
+    let tls: u64 = pg
+        .psql("SELECT count(*) FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) WHERE a.application_name = 'dbmon-server' AND s.ssl")
+        .parse()
+        .unwrap();
+    assert!(tls >= 1, "no TLS connection from the server");
+    let plain_conns: u64 = pg
+        .psql("SELECT count(*) FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) WHERE a.application_name = 'dbmon-server' AND NOT s.ssl")
+        .parse()
+        .unwrap();
+    assert_eq!(plain_conns, 0);
+}

@@ -138,10 +138,7 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
     /// Under the lock: reads the document, passes it to `f`, and writes
     /// back what `f` returns (nothing when `f` fails). Returns the new
     /// version.
-    fn replace(
-        &self,
-        f: &mut Change<'_>,
-    ) -> Result<String, StoreError>;
+    fn replace(&self, f: &mut Change<'_>) -> Result<String, StoreError>;
 }
 
 /// `auth.json` (0600) in a directory (0700), changed under a lock on
@@ -209,10 +206,7 @@ impl Backend for FileBackend {
         Ok(Some((bytes, version)))
     }
 
-    fn replace(
-        &self,
-        f: &mut Change<'_>,
-    ) -> Result<String, StoreError> {
+    fn replace(&self, f: &mut Change<'_>) -> Result<String, StoreError> {
         let lock_path = self.dir.join(LOCK_FILE);
         let io = |path: &Path| {
             let path = path.to_path_buf();

@@ -86,6 +86,10 @@ pub struct SharedStore {
     pub url: String,
     /// The password, by reference.
     pub password: Option<SecretRef>,
+    /// CA certificate(s) (PEM) of the database's certificate: the
+    /// connection then uses TLS, always. Required unless the database is on
+    /// this host (loopback or a unix socket).
+    pub ca_file: Option<PathBuf>,
 }
 
 /// Where people's users, passkeys and logins live, and how long they last.
@@ -541,19 +545,38 @@ impl Validator<'_> {
             if let Some(v) = s.store.as_ref().filter(|v| {
                 v.value.starts_with("postgres://") || v.value.starts_with("postgresql://")
             }) {
+                let url = self.postgres_url(v)?;
+                let ca_file = s.store_ca_file.as_ref().map(|c| c.value.clone());
+                if ca_file.is_none() && !postgres_is_local(&url) {
+                    self.err(
+                        v,
+                        "server.store",
+                        "a database on another host is reached over TLS only: set server.store_ca_file to the CA certificate that signed the database's certificate",
+                    );
+                }
                 config.server.shared_store = Some(SharedStore {
-                    url: self.postgres_url(v)?,
+                    url,
                     password: match &s.store_password {
                         Some(p) => Some(self.secret(p, "server.store_password")?),
                         None => None,
                     },
+                    ca_file,
                 });
-            } else if let Some(p) = &s.store_password {
-                self.err(
-                    p,
-                    "server.store_password",
-                    "only a postgresql:// server.store takes a password",
-                );
+            } else {
+                if let Some(p) = &s.store_password {
+                    self.err(
+                        p,
+                        "server.store_password",
+                        "only a postgresql:// server.store takes a password",
+                    );
+                }
+                if let Some(c) = &s.store_ca_file {
+                    self.err(
+                        c,
+                        "server.store_ca_file",
+                        "only a postgresql:// server.store takes a CA file",
+                    );
+                }
             }
             config.server.store = match &s.store {
                 _ if config.server.shared_store.is_some() => None,
@@ -1106,6 +1129,28 @@ impl Validator<'_> {
                 }
             },
         }
+    }
+}
+
+/// Whether a PostgreSQL URL names this host: loopback or a unix socket.
+fn postgres_is_local(url: &str) -> bool {
+    let Ok(u) = url::Url::parse(url) else {
+        return false;
+    };
+    match u.host() {
+        // Hosts of postgresql:// URLs are opaque to the URL parser: an
+        // address comes as text.
+        Some(url::Host::Domain(d)) => {
+            d == "localhost"
+                || d.starts_with("%2F")
+                || d.starts_with("%2f")
+                || d.trim_matches(|c| c == '[' || c == ']')
+                    .parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| ip.is_loopback())
+        }
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
     }
 }
 

@@ -77,6 +77,7 @@ pub(crate) struct RawServer {
     pub auth: Option<RawPeopleAuth>,
     pub store: Option<Spanned<String>>,
     pub store_password: Option<Spanned<RawSecret>>,
+    pub store_ca_file: Option<Spanned<PathBuf>>,
     pub history_max_age: Option<Spanned<String>>,
 }
 

@@ -122,6 +122,16 @@ fn shared_config(
             .map_err(|e| bad(format!("server.store_password: {e}")))?;
         pg.password(password);
     }
+    let tls = match &sh.ca_file {
+        Some(ca) => {
+            // Always TLS, verified against the CA, when one is given.
+            pg.ssl_mode(tokio_postgres::config::SslMode::Require);
+            Some(Arc::new(
+                shared::tls_config(ca).map_err(|e| bad(format!("server.store_ca_file: {e}")))?,
+            ))
+        }
+        None => None,
+    };
     pg.application_name("dbmon-server");
     pg.connect_timeout(std::time::Duration::from_secs(10));
     let hosts: Vec<String> = pg
@@ -141,6 +151,7 @@ fn shared_config(
     );
     Ok(shared::SharedConfig {
         pg,
+        tls,
         target,
         history_per_cluster: cfg.history_per_cluster,
         max_age: cfg.history_max_age,

@@ -26,6 +26,30 @@ const PAGE: i64 = 5000;
 /// Rows written per transaction at most.
 const BATCH: usize = 2000;
 
+/// The TLS settings for the database: its CA certificate(s), from PEM.
+pub fn tls_config(ca_file: &std::path::Path) -> Result<rustls::ClientConfig, String> {
+    let pem = std::fs::read(ca_file).map_err(|e| format!("{}: {e}", ca_file.display()))?;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
+        let cert = cert.map_err(|e| format!("{}: {e}", ca_file.display()))?;
+        roots
+            .add(cert)
+            .map_err(|e| format!("{}: {e}", ca_file.display()))?;
+    }
+    if roots.is_empty() {
+        return Err(format!(
+            "{}: no PEM certificate in it; expected the CA certificate of the database's certificate",
+            ca_file.display()
+        ));
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
+}
+
 /// Schema migrations, in order; version N is `MIGRATIONS[N - 1]`. Each runs
 /// once, in a transaction, under the write lock.
 const MIGRATIONS: &[&str] = &[
@@ -68,6 +92,8 @@ pub struct SharedError {
 #[derive(Clone)]
 pub struct SharedConfig {
     pub pg: tokio_postgres::Config,
+    /// TLS to the database, verified against `server.store_ca_file`.
+    pub tls: Option<Arc<rustls::ClientConfig>>,
     pub target: String,
     /// Reports kept per cluster beyond the latest of each (node, check).
     pub history_per_cluster: usize,
@@ -152,17 +178,30 @@ pub(crate) fn describe(e: &tokio_postgres::Error) -> String {
 }
 
 pub(crate) async fn connect(cfg: &SharedConfig) -> Result<tokio_postgres::Client, String> {
-    let (client, connection) = cfg
-        .pg
-        .connect(tokio_postgres::NoTls)
-        .await
-        .map_err(|e| describe(&e))?;
-    tokio::spawn(async move {
-        if let Err(e) = connection.await {
-            tracing::debug!(error = %e, "shared store connection ended");
+    let client = match &cfg.tls {
+        Some(tls) => {
+            let make = tokio_postgres_rustls::MakeRustlsConnect::new((**tls).clone());
+            let (client, connection) = cfg.pg.connect(make).await.map_err(|e| describe(&e))?;
+            tokio::spawn(drive(connection));
+            client
         }
-    });
+        None => {
+            let (client, connection) = cfg
+                .pg
+                .connect(tokio_postgres::NoTls)
+                .await
+                .map_err(|e| describe(&e))?;
+            tokio::spawn(drive(connection));
+            client
+        }
+    };
     Ok(client)
+}
+
+async fn drive<F: std::future::Future<Output = Result<(), tokio_postgres::Error>>>(connection: F) {
+    if let Err(e) = connection.await {
+        tracing::debug!(error = %e, "shared store connection ended");
+    }
 }
 
 /// Brings the schema to this server's version; refuses a newer one.

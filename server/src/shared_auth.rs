@@ -147,10 +147,7 @@ impl Backend for PgAuthBackend {
         })
     }
 
-    fn replace(
-        &self,
-        f: &mut Change<'_>,
-    ) -> Result<String, StoreError> {
+    fn replace(&self, f: &mut Change<'_>) -> Result<String, StoreError> {
         // The row lock is held from reading to writing: the change runs
         // between two round trips, on this thread.
         let mut guard = self.conn.lock().unwrap_or_else(|e| e.into_inner());

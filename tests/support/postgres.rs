@@ -48,6 +48,12 @@ fn id(flag: &str) -> u32 {
 
 impl Postgres {
     pub fn start(dir: &Path) -> Postgres {
+        Postgres::start_with(dir, None)
+    }
+
+    /// With `tls` (certificate and key files), the server accepts TLS
+    /// connections only.
+    pub fn start_with(dir: &Path, tls: Option<(&Path, &Path)>) -> Postgres {
         use std::os::unix::fs::PermissionsExt;
         let bin = bindir();
         let root = unsafe { libc::geteuid() } == 0;
@@ -86,6 +92,29 @@ impl Postgres {
             "initdb failed: {}",
             String::from_utf8_lossy(&out.stderr)
         );
+        let mut tls_args: Vec<String> = Vec::new();
+        if let Some((cert, key)) = tls {
+            for (from, to) in [(cert, "server.crt"), (key, "server.key")] {
+                let dest = data.join(to);
+                std::fs::copy(from, &dest).unwrap();
+                std::fs::set_permissions(&dest, std::fs::Permissions::from_mode(0o600)).unwrap();
+                if let Some((uid, gid)) = account {
+                    std::os::unix::fs::chown(&dest, Some(uid), Some(gid)).unwrap();
+                }
+            }
+            std::fs::write(
+                data.join("pg_hba.conf"),
+                "local all all trust\nhostssl all all 127.0.0.1/32 trust\nhostnossl all all 127.0.0.1/32 reject\n",
+            )
+            .unwrap();
+            for a in [
+                "ssl=on",
+                "ssl_cert_file=server.crt",
+                "ssl_key_file=server.key",
+            ] {
+                tls_args.extend(["-c".to_string(), a.to_string()]);
+            }
+        }
         let port = free_port();
         let log = dir.join("postgres.log");
         let file = std::fs::File::create(&log).unwrap();
@@ -98,6 +127,7 @@ impl Postgres {
             .args(["-p", &port.to_string(), "-h", "127.0.0.1", "-k"])
             .arg(&data)
             .args(["-c", "fsync=off", "-c", "max_connections=50"])
+            .args(&tls_args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(file)
