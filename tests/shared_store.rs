@@ -462,3 +462,70 @@ fn a_database_that_requires_tls_is_reached_with_the_ca_given() {
         .unwrap();
     assert_eq!(plain_conns, 0);
 }
+
+#[test]
+fn while_the_database_is_down_collectors_keep_their_reports_and_nothing_is_lost() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut pg = Postgres::start(dir.path());
+    let mut stack = start_server_with(
+        dir.path(),
+        &dead_cluster("outage"),
+        &format!("  store: {}\n", pg.url()),
+    );
+    let mut watch = stack.watch_json(&["--cluster", "outage"]);
+    watch.wait_for(Duration::from_secs(20), "subscribed", |v| {
+        v["type"] == "snapshot"
+    });
+    stack.start_collector();
+    watch.wait_for(Duration::from_secs(20), "reports flowing", |v| {
+        v["report"]["seq"].as_u64().is_some_and(|s| s >= 5)
+    });
+
+    pg.stop();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let health = stack.http_get("/healthz");
+        let metrics = stack.http_get("/metrics");
+        let errors = metrics
+            .lines()
+            .find_map(|l| l.strip_prefix("dbmon_store_write_errors_total "))
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .unwrap_or(0);
+        if health.contains("cannot be written") && errors >= 3 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the server does not say the store is gone: {health}"
+        );
+        std::thread::park_timeout(Duration::from_millis(100));
+    }
+    let before = watch
+        .seen
+        .iter()
+        .filter_map(|v| v["report"]["seq"].as_u64())
+        .max()
+        .unwrap();
+    pg.start_again();
+    let target = before + 30;
+    watch.wait_for(
+        Duration::from_secs(60),
+        "the reports of the outage and new ones",
+        |v| v["report"]["seq"].as_u64().is_some_and(|s| s >= target),
+    );
+    let seqs: Vec<u64> = watch
+        .seen
+        .iter()
+        .filter(|v| v["type"] == "report")
+        .filter_map(|v| v["report"]["seq"].as_u64())
+        .collect();
+    assert_eq!(seqs[0], 1);
+    for w in seqs.windows(2) {
+        assert_eq!(w[1], w[0] + 1, "a gap or a repeat: ... {:?} ...", w);
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !stack.http_get("/healthz").ends_with("\r\n\r\nok\n") {
+        assert!(Instant::now() < deadline, "{}", stack.http_get("/healthz"));
+        std::thread::park_timeout(Duration::from_millis(100));
+    }
+}

@@ -15,6 +15,8 @@ pub struct Postgres {
     pub data: PathBuf,
     log: PathBuf,
     account: Option<(u32, u32)>,
+    /// Arguments of `postgres`, to start it again.
+    args: Vec<String>,
 }
 
 /// The newest `/usr/lib/postgresql/<version>/bin`.
@@ -121,24 +123,28 @@ impl Postgres {
         if let Some((uid, gid)) = account {
             std::os::unix::fs::chown(&log, Some(uid), Some(gid)).unwrap();
         }
-        let child = run("postgres")
-            .arg("-D")
-            .arg(&data)
-            .args(["-p", &port.to_string(), "-h", "127.0.0.1", "-k"])
-            .arg(&data)
-            .args(["-c", "fsync=off", "-c", "max_connections=50"])
-            .args(&tls_args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(file)
-            .spawn()
-            .expect("start postgres");
+        let mut args: Vec<String> = vec![
+            "-D".into(),
+            data.display().to_string(),
+            "-p".into(),
+            port.to_string(),
+            "-h".into(),
+            "127.0.0.1".into(),
+            "-k".into(),
+            data.display().to_string(),
+        ];
+        for a in ["fsync=off", "max_connections=50"] {
+            args.extend(["-c".to_string(), a.to_string()]);
+        }
+        args.extend(tls_args);
+        let child = Postgres::spawn(&bin, account, &data, &args, file);
         let mut pg = Postgres {
             child,
             port,
             data,
             log,
             account,
+            args,
         };
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
@@ -171,6 +177,58 @@ impl Postgres {
         pg
     }
 
+    fn spawn(
+        bin: &Path,
+        account: Option<(u32, u32)>,
+        data: &Path,
+        args: &[String],
+        log: std::fs::File,
+    ) -> Child {
+        let mut c = Command::new(bin.join("postgres"));
+        if let Some((uid, gid)) = account {
+            c.uid(uid).gid(gid).env("HOME", data);
+        }
+        c.args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start postgres")
+    }
+
+    /// Stops the server (fast shutdown: sessions are cut).
+    pub fn stop(&mut self) {
+        unsafe {
+            libc::kill(self.child.id() as i32, libc::SIGINT);
+        }
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !matches!(self.child.try_wait(), Ok(Some(_))) {
+            assert!(
+                Instant::now() < deadline,
+                "postgres does not stop: {}",
+                self.log_text()
+            );
+            std::thread::park_timeout(Duration::from_millis(50));
+        }
+    }
+
+    /// Starts it again on the same data and port; returns when it answers.
+    pub fn start_again(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&self.log)
+            .unwrap();
+        self.child = Postgres::spawn(&bindir(), self.account, &self.data, &self.args, log);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.try_psql("SELECT 1").is_none() {
+            if let Ok(Some(s)) = self.child.try_wait() {
+                panic!("postgres exited ({s}); its log:\n{}", self.log_text());
+            }
+            assert!(Instant::now() < deadline, "postgres is not back after 30s");
+            std::thread::park_timeout(Duration::from_millis(100));
+        }
+    }
+
     /// `postgresql://dbmon@127.0.0.1:PORT/dbmon`
     pub fn url(&self) -> String {
         format!("postgresql://dbmon@127.0.0.1:{}/dbmon", self.port)
@@ -182,6 +240,18 @@ impl Postgres {
 
     /// Runs SQL with psql; returns its output (unaligned, tuples only).
     pub fn psql(&self, sql: &str) -> String {
+        match self.run_psql(sql) {
+            Ok(out) => out,
+            Err(e) => panic!("psql {sql:?}: {e}"),
+        }
+    }
+
+    /// [`Postgres::psql`], None when it fails.
+    pub fn try_psql(&self, sql: &str) -> Option<String> {
+        self.run_psql(sql).ok()
+    }
+
+    fn run_psql(&self, sql: &str) -> Result<String, String> {
         let out = Command::new(bindir().join("psql"))
             .args([
                 "-h",
@@ -200,12 +270,11 @@ impl Postgres {
             ])
             .output()
             .expect("run psql");
-        assert!(
-            out.status.success(),
-            "psql {sql:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).trim().to_string()
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).into_owned())
+        }
     }
 
     /// Whether postgres runs under its own account (the tests run as root).
