@@ -146,10 +146,7 @@ pub struct Cache {
     inner: RwLock<Inner>,
     /// Where ingested entries are written, when the server has a store.
     persist: Option<Arc<crate::store::Persist>>,
-    /// Where collectors' reports go first when servers share a store.
-    shared: Option<Arc<crate::shared::Shared>>,
-    /// Why there is no store though one was configured.
-    pub store_unavailable: Option<String>,
+
     events: broadcast::Sender<Arc<Entry>>,
     history_per_cluster: usize,
     /// History observed longer ago than this is dropped by [`Cache::expire`].
@@ -167,8 +164,6 @@ impl Cache {
         Cache {
             inner: RwLock::new(Inner::default()),
             persist: None,
-            shared: None,
-            store_unavailable: None,
             events,
             history_per_cluster: history_per_cluster.max(1),
             max_age_ms: None,
@@ -192,17 +187,15 @@ impl Cache {
         cache
     }
 
-    /// A cache fed from the shared store: collectors' reports go to
-    /// `shared`, and come back, numbered, through [`Cache::ingest_at`].
-    pub fn shared(
+    /// A cache holding `records` (in position order), to be fed further
+    /// through [`Cache::ingest_at`] (the shared store).
+    pub fn from_records(
         history_per_cluster: usize,
         subscriber_queue: usize,
-        shared: Arc<crate::shared::Shared>,
         records: Vec<crate::store::Record>,
     ) -> Self {
         let mut cache = Cache::new(history_per_cluster, subscriber_queue);
         cache.load(records);
-        cache.shared = Some(shared);
         cache
     }
 
@@ -261,11 +254,6 @@ impl Cache {
             inner.recent.pop_front();
         }
         dropped
-    }
-
-    /// The shared store, when reports go through one.
-    pub fn shared_store(&self) -> Option<&Arc<crate::shared::Shared>> {
-        self.shared.as_ref()
     }
 
     pub fn persist(&self) -> Option<&Arc<crate::store::Persist>> {

@@ -28,74 +28,39 @@ fn health_code(h: dbmon_proto::Health) -> u8 {
 /// 200 while the server serves, which it does from memory even when its
 /// store cannot be written; the body says so.
 async fn healthz(State(s): State<Services>) -> String {
-    if let Some(sh) = s.cache.shared_store() {
-        let error = sh.error.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        return match error {
-            None => "ok\n".into(),
-            Some(e) => format!(
-                "ok, but the shared store {} cannot be written ({e}): collectors keep their reports until it can\n",
-                sh.target()
-            ),
-        };
-    }
-    if let Some(e) = &s.cache.store_unavailable {
-        return format!("ok, but without a store ({e}): serving from memory\n");
-    }
-    match s.cache.persist().and_then(|p| {
-        p.error
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
-            .map(|e| (p.path().display().to_string(), e))
-    }) {
+    match s.store.problem() {
         None => "ok\n".into(),
-        Some((path, e)) => {
-            format!("ok, but the store {path} cannot be written ({e}): serving from memory\n")
-        }
+        Some(p) => format!("ok, but {p}\n"),
     }
 }
 
 async fn metrics(State(s): State<Services>) -> impl IntoResponse {
     let mut out = String::new();
     let c = &s.cache;
-    if let Some(sh) = c.shared_store() {
+    if let Some(counters) = s.store.counters() {
         metric(
             &mut out,
             "dbmon_store_written_total",
             "counter",
             "Reports written to the store since start.",
-            sh.written.load(Ordering::Relaxed),
+            counters.written,
         );
         metric(
             &mut out,
             "dbmon_store_write_errors_total",
             "counter",
             "Failed store commits since start.",
-            sh.write_errors.load(Ordering::Relaxed),
+            counters.write_errors,
         );
-        metric(
-            &mut out,
-            "dbmon_store_pruned_total",
-            "counter",
-            "Reports deleted by retention since start.",
-            sh.pruned.load(Ordering::Relaxed),
-        );
-    }
-    if let Some(p) = c.persist() {
-        metric(
-            &mut out,
-            "dbmon_store_written_total",
-            "counter",
-            "Reports written to the store since start.",
-            p.written.load(Ordering::Relaxed),
-        );
-        metric(
-            &mut out,
-            "dbmon_store_write_errors_total",
-            "counter",
-            "Failed store commits since start.",
-            p.write_errors.load(Ordering::Relaxed),
-        );
+        if let Some(pruned) = counters.pruned {
+            metric(
+                &mut out,
+                "dbmon_store_pruned_total",
+                "counter",
+                "Reports deleted by retention since start.",
+                pruned,
+            );
+        }
     }
     metric(
         &mut out,

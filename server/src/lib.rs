@@ -12,6 +12,7 @@ pub mod auth;
 pub mod cache;
 pub mod enroll;
 pub mod http;
+pub mod report_store;
 pub mod service;
 pub mod shared;
 pub mod shared_auth;
@@ -220,6 +221,8 @@ pub async fn serve(cfg: ServerConfig, shutdown: watch::Receiver<bool>) -> Result
         revocations: watch::channel(0).0,
     };
     tokio::spawn(auth::watch_store(people_auth.clone(), shutdown.clone()));
+    let mut unavailable = None;
+    let mut shared_store = None;
     let cache = match (&cfg.shared_store, &cfg.store) {
         (Some(sh), _) => {
             let shared_cfg = shared_config(&cfg, sh)?;
@@ -228,13 +231,10 @@ pub async fn serve(cfg: ServerConfig, shutdown: watch::Receiver<bool>) -> Result
                 .await
                 .map_err(ServerError::Shared)?;
             let restored = records.len();
-            let c = cache::Cache::shared(
-                cfg.history_per_cluster,
-                cfg.subscriber_queue,
-                shared,
-                records,
-            );
+            let c =
+                cache::Cache::from_records(cfg.history_per_cluster, cfg.subscriber_queue, records);
             tracing::info!(store = %target, restored, position = c.position(), "reports restored from the shared store");
+            shared_store = Some(shared);
             c
         }
         (None, None) => cache::Cache::new(cfg.history_per_cluster, cfg.subscriber_queue),
@@ -253,22 +253,27 @@ pub async fn serve(cfg: ServerConfig, shutdown: watch::Receiver<bool>) -> Result
             Err(e) if e.fatal => return Err(ServerError::Store(e)),
             Err(e) => {
                 tracing::error!(error = %e, "cannot open the store; serving from memory only: reports will not survive a restart");
-                let mut c = cache::Cache::new(cfg.history_per_cluster, cfg.subscriber_queue);
-                c.store_unavailable = Some(e.to_string());
-                c
+                unavailable = Some(e.to_string());
+                cache::Cache::new(cfg.history_per_cluster, cfg.subscriber_queue)
             }
         },
     };
     let cache = Arc::new(cache.with_max_age(cfg.history_max_age));
     tokio::spawn(expire_history(Arc::downgrade(&cache)));
-    if let Some(p) = cache.persist() {
-        store::spawn_writer(p.clone(), Arc::downgrade(&cache));
-    }
-    if let Some(sh) = cache.shared_store() {
-        shared::start_tail(sh, &cache);
-    }
+    let store: Arc<dyn report_store::ReportStore> = match (shared_store, cache.persist()) {
+        (Some(sh), _) => {
+            shared::start_tail(&sh, &cache);
+            sh
+        }
+        (None, Some(p)) => {
+            store::spawn_writer(p.clone(), Arc::downgrade(&cache));
+            p.clone()
+        }
+        (None, None) => Arc::new(report_store::MemoryOnly::new(unavailable)),
+    };
     let services = service::Services {
         cache,
+        store,
         collectors: Default::default(),
         assignments: Arc::new(cfg.assignments.clone()),
         signer: signer.clone(),

@@ -1,6 +1,6 @@
 //! The gRPC services: `Ingest` for collectors, `Monitor` for clients.
 
-use crate::cache::{Cache, Ingested, Resume};
+use crate::cache::{Cache, Resume};
 use dbmon_pki::transport::PeerInfo;
 use dbmon_pki::{Identity, Role};
 use dbmon_proto::v1::ingest_server::Ingest;
@@ -25,6 +25,8 @@ type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'stati
 #[derive(Clone)]
 pub struct Services {
     pub cache: Arc<Cache>,
+    /// Where collectors' reports are kept before they are acknowledged.
+    pub store: Arc<dyn crate::report_store::ReportStore>,
     pub collectors: Arc<AtomicUsize>,
     /// Collector name → clusters it may publish; empty: no restriction.
     pub assignments: Arc<BTreeMap<String, Vec<String>>>,
@@ -164,18 +166,14 @@ impl Ingest for Services {
         let start = cache.last_seq(&hello.collector_id, hello.epoch);
         let (ack_tx, ack_rx) = watch::channel(start);
         let ack_tx = Arc::new(ack_tx);
-        // With a store, a report is acknowledged once it is on disk: until
-        // then its collector keeps it. (position, seq) wait here meanwhile.
-        // With a shared store, reports go there and come back to every
-        // server's cache from it; the ack waits for the commit (tickets).
-        let shared = cache.shared_store().cloned();
-        let durable = match &shared {
-            Some(sh) => Some(sh.durable.clone()),
-            None => cache.persist().map(|p| p.durable.clone()),
-        };
+        // A report is acknowledged once the store says it is safe (on disk,
+        // committed, or at once without a store): until then its collector
+        // keeps it. (ticket, seq) wait here meanwhile.
+        let store = self.store.clone();
+        let durable = store.durable();
         let waiting: Arc<std::sync::Mutex<std::collections::VecDeque<(u64, u64)>>> = Arc::default();
-        if let Some(mut durable) = durable.clone() {
-            let (waiting, ack_tx) = (waiting.clone(), ack_tx.clone());
+        {
+            let (waiting, ack_tx, mut durable) = (waiting.clone(), ack_tx.clone(), durable.clone());
             tokio::spawn(async move {
                 loop {
                     let d = *durable.borrow_and_update();
@@ -210,38 +208,12 @@ impl Ingest for Services {
                             // The collector's identity is the Hello's, not what a report claims.
                             r.collector_id.clone_from(&id);
                             let seq = r.seq;
-                            if let (Some(sh), Some(d)) = (&shared, &durable) {
-                                let ticket = sh.submit(hello.epoch, r);
-                                waiting
-                                    .lock()
-                                    .unwrap_or_else(|e| e.into_inner())
-                                    .push_back((ticket, seq));
-                                release(&waiting, *d.borrow(), &ack_tx);
-                                continue;
-                            }
-                            let got: Ingested = cache.ingest(hello.epoch, r);
-                            match &durable {
-                                // Stored or already seen: either way it is safe with us.
-                                None => {
-                                    ack_tx.send_if_modified(|a| {
-                                        let up = seq > *a;
-                                        *a = (*a).max(seq);
-                                        up
-                                    });
-                                }
-                                Some(d) => {
-                                    let position = match got {
-                                        Ingested::Stored(p) => p,
-                                        // Safe once everything stored so far is.
-                                        Ingested::Duplicate => cache.position(),
-                                    };
-                                    waiting
-                                        .lock()
-                                        .unwrap_or_else(|e| e.into_inner())
-                                        .push_back((position, seq));
-                                    release(&waiting, *d.borrow(), &ack_tx);
-                                }
-                            }
+                            let ticket = store.accept(&cache, hello.epoch, r);
+                            waiting
+                                .lock()
+                                .unwrap_or_else(|e| e.into_inner())
+                                .push_back((ticket, seq));
+                            release(&waiting, *durable.borrow(), &ack_tx);
                         }
                         Some(publish_request::Msg::Hello(_)) => {
                             return Err(Status::invalid_argument(
@@ -335,7 +307,7 @@ impl Monitor for Services {
         ));
         // A position another server gave (sharing the store) may be ahead
         // of this one's reading by a moment: wait for it, briefly.
-        if req.after_position > 0 && self.cache.shared_store().is_some() {
+        if req.after_position > 0 && self.store.shared() {
             self.cache
                 .wait_position(req.after_position, std::time::Duration::from_secs(2))
                 .await;
