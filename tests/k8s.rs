@@ -7,7 +7,12 @@ use std::path::Path;
 use std::process::Command;
 use support::DBMON;
 
-const MANIFESTS: &[&str] = &["namespace.yaml", "server.yaml", "collector.yaml"];
+const MANIFESTS: &[&str] = &[
+    "namespace.yaml",
+    "server.yaml",
+    "server-replicas.yaml",
+    "collector.yaml",
+];
 
 fn k8s(file: &str) -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -70,6 +75,7 @@ fn their_dbmon_configurations_check() {
     let dir = tempfile::tempdir().unwrap();
     for (manifest, key) in [
         ("server.yaml", "server.yaml"),
+        ("server-replicas.yaml", "server.yaml"),
         ("collector.yaml", "collector.yaml"),
     ] {
         let text = block(&std::fs::read_to_string(k8s(manifest)).unwrap(), key);

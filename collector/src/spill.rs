@@ -17,6 +17,8 @@ use std::path::{Path, PathBuf};
 const SUFFIX: &str = ".seg";
 /// Highest acknowledged sequence number at the last clean stop.
 const ACKED: &str = "acked";
+/// Locked while a collector uses the directory.
+const LOCK: &str = "lock";
 const HEADER: usize = 8;
 /// A record larger than this is corrupt, not a report.
 const MAX_RECORD: u32 = 16 << 20;
@@ -67,6 +69,8 @@ pub struct Spill {
     writer: Option<BufWriter<File>>,
     /// Decoded records of one segment, while it is being sent.
     cached: Option<(u64, Vec<Report>)>,
+    /// Held for the life of this spill: one collector per directory.
+    _lock: File,
 }
 
 impl Spill {
@@ -75,6 +79,25 @@ impl Spill {
     /// and then removes them with [`Spill::remove_leftover`].
     pub fn open(dir: &Path, max_bytes: u64) -> Result<(Spill, Vec<PathBuf>), SpillError> {
         create_private_dir(dir).map_err(at(dir))?;
+        let lock_path = dir.join(LOCK);
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(at(&lock_path))?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(SpillError {
+                    path: dir.to_path_buf(),
+                    source: std::io::Error::other(
+                        "another collector spills here; give each collector its own collector.spill_dir",
+                    ),
+                });
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(at(&lock_path)(e)),
+        }
         let mut leftover = Vec::new();
         let mut next_generation = 0;
         for entry in std::fs::read_dir(dir).map_err(at(dir))? {
@@ -102,6 +125,7 @@ impl Spill {
             next_generation,
             writer: None,
             cached: None,
+            _lock: lock,
         };
         Ok((spill, leftover.into_iter().map(|(_, p)| p).collect()))
     }
@@ -441,7 +465,11 @@ mod tests {
         let before = s.bytes();
         s.ack(200);
         assert!(s.is_empty() && s.bytes() == 0 && before > 0);
-        assert_eq!(std::fs::read_dir(s.dir()).unwrap().count(), 0);
+        let left: Vec<_> = std::fs::read_dir(s.dir())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(left, vec![std::ffi::OsString::from(LOCK)]);
     }
 
     #[test]
@@ -498,6 +526,19 @@ mod tests {
     }
 
     #[test]
+    fn a_second_collector_on_the_same_directory_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let (first, _) = Spill::open(dir.path(), 1 << 20).unwrap();
+        let e = Spill::open(dir.path(), 1 << 20).err().expect("refused");
+        assert!(
+            e.to_string().contains("another collector spills here"),
+            "{e}"
+        );
+        drop(first);
+        assert!(Spill::open(dir.path(), 1 << 20).is_ok());
+    }
+
+    #[test]
     fn files_are_private_and_new_segments_follow_old_ones() {
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();
@@ -515,6 +556,7 @@ mod tests {
         let mut names: Vec<_> = std::fs::read_dir(&spill)
             .unwrap()
             .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "seg"))
             .collect();
         names.sort();
         assert_eq!(names[0], left[0], "the earlier run's segment sorts first");

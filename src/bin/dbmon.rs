@@ -620,9 +620,11 @@ async fn local(dir: Option<PathBuf>, cockroach: bool, interval: &str) -> Result<
     });
     std::fs::create_dir_all(&dir)?;
     // A fresh start each time: cluster data of an earlier run, and the
-    // reports stored about it, name other ports. Users and passkeys stay.
+    // reports stored or spilled about it, name other ports. Users and
+    // passkeys stay.
     for stale in [
         "data",
+        "spill",
         "etcd1",
         "etcd2",
         "etcd3",
