@@ -529,3 +529,89 @@ fn while_the_database_is_down_collectors_keep_their_reports_and_nothing_is_lost(
         std::thread::park_timeout(Duration::from_millis(100));
     }
 }
+
+#[test]
+fn a_report_whose_names_the_database_cannot_hold_as_text_does_not_stall_it() {
+    use dbmon_proto::v1::ingest_client::IngestClient;
+    use dbmon_proto::v1::{Hello, PublishRequest, publish_request};
+    let dir = tempfile::tempdir().unwrap();
+    let pg = Postgres::start(dir.path());
+    let collector_port = free_port();
+    let config = dir.path().join("plain.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "server:\n  listen: 127.0.0.1:{}\n  collector_listen: 127.0.0.1:{collector_port}\n  http_listen: 127.0.0.1:{}\n  insecure_plaintext: true\n  auth:\n    dir: {}\n  store: {}\n",
+            free_port(),
+            free_port(),
+            dir.path().join("auth").display(),
+            pg.url()
+        ),
+    )
+    .unwrap();
+    let mut server = Proc::spawn(
+        Command::new(DBMON)
+            .args(["server", "--config"])
+            .arg(&config),
+        dir.path().join("server.log"),
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", collector_port)).is_err() {
+        if let Ok(Some(_)) = server.child.try_wait() {
+            panic!("the server stopped: {}", server.log_text());
+        }
+        assert!(Instant::now() < deadline, "{}", server.log_text());
+        std::thread::park_timeout(Duration::from_millis(50));
+    }
+    block_on(async {
+        let mut ingest = IngestClient::connect(format!("http://127.0.0.1:{collector_port}"))
+            .await
+            .unwrap();
+        let mut msgs = vec![PublishRequest {
+            msg: Some(publish_request::Msg::Hello(Hello {
+                collector_id: "odd".into(),
+                epoch: 1,
+                clusters: vec!["odd".into()],
+            })),
+        }];
+        for seq in 1..=3 {
+            let mut r = dbmon_proto::Report {
+                cluster: "odd".into(),
+                // A NUL, as a node name read from a broken answer could carry.
+                node: if seq == 2 {
+                    "n\0de".into()
+                } else {
+                    "node".into()
+                },
+                check: "up".into(),
+                collector_id: "odd".into(),
+                seq,
+                kind: "etcd".into(),
+                ..Default::default()
+            };
+            r.set_status(dbmon_proto::Status::Ok);
+            msgs.push(PublishRequest {
+                msg: Some(publish_request::Msg::Report(r)),
+            });
+        }
+        let mut acks = ingest
+            .publish(tokio_stream::iter(msgs).chain(tokio_stream::pending()))
+            .await
+            .unwrap()
+            .into_inner();
+        loop {
+            let ack = tokio::time::timeout(Duration::from_secs(10), acks.next())
+                .await
+                .expect("an ack within 10 s: the store is not stalled")
+                .expect("the stream goes on")
+                .expect("an ack");
+            if ack.acked_seq >= 3 {
+                break;
+            }
+        }
+    });
+    assert_eq!(
+        pg.psql("SELECT count(*) FROM dbmon_reports WHERE cluster = 'odd'"),
+        "3"
+    );
+}

@@ -238,6 +238,11 @@ impl Backend for FileBackend {
             f.sync_all().map_err(io(&tmp))?;
         }
         std::fs::rename(&tmp, &path).map_err(io(&path))?;
+        // The rename itself must reach the disk: a revocation lost to a
+        // power cut would bring a revoked token back.
+        File::open(&self.dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io(&self.dir))?;
         let version = self.version()?.unwrap_or_default();
         drop(lock);
         Ok(version)

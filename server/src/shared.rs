@@ -368,6 +368,17 @@ async fn write_loop(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Pending
     }
 }
 
+/// A name as a TEXT column takes it: PostgreSQL refuses NUL in text, and one
+/// refused row would stop every batch behind it. The report itself is kept
+/// whole in the BYTEA column; these columns only serve retention.
+fn text(s: &str) -> std::borrow::Cow<'_, str> {
+    if s.contains('\0') {
+        std::borrow::Cow::Owned(s.replace('\0', "\u{FFFD}"))
+    } else {
+        std::borrow::Cow::Borrowed(s)
+    }
+}
+
 async fn write(client: &mut tokio_postgres::Client, batch: &[Pending]) -> Result<(), String> {
     let mut collectors = Vec::with_capacity(batch.len());
     let mut epochs = Vec::with_capacity(batch.len());
@@ -378,12 +389,12 @@ async fn write(client: &mut tokio_postgres::Client, batch: &[Pending]) -> Result
     let mut observed = Vec::with_capacity(batch.len());
     let mut payloads = Vec::with_capacity(batch.len());
     for (_, epoch, r) in batch {
-        collectors.push(r.collector_id.as_str());
+        collectors.push(text(&r.collector_id));
         epochs.push(*epoch as i64);
         seqs.push(r.seq as i64);
-        clusters.push(r.cluster.as_str());
-        nodes.push(r.node.as_str());
-        checks.push(r.check.as_str());
+        clusters.push(text(&r.cluster));
+        nodes.push(text(&r.node));
+        checks.push(text(&r.check));
         observed.push(r.observed_at_ms);
         payloads.push(r.encode_to_vec());
     }
