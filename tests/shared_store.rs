@@ -96,6 +96,9 @@ fn two_servers_on_one_postgresql_share_reports_positions_and_restarts() {
     watch_b.wait_for(Duration::from_secs(20), "B's watcher is subscribed", |v| {
         v["type"] == "snapshot"
     });
+    // A row that is not a report (written by hand, say) is skipped with an
+    // error, and what follows it still flows.
+    pg.psql("INSERT INTO dbmon_reports (collector, epoch, seq, cluster, node, check_name, observed_at_ms, report) VALUES ('hand', 1, 1, 'shared', '', 'up', 0, '\\xdeadbeef')");
     a.start_collector();
     watch_b.wait_for(Duration::from_secs(30), "reports sent to A, on B", |v| {
         v["report"]["seq"].as_u64().is_some_and(|s| s >= 20)
@@ -111,6 +114,12 @@ fn two_servers_on_one_postgresql_share_reports_positions_and_restarts() {
         assert_eq!(w[1], w[0] + 1, "a gap or a repeat on B: ... {:?} ...", w);
     }
     assert_eq!(pg.psql("SELECT max(version) FROM dbmon_schema"), "3");
+    for log in [a.server.log_text(), b.server.log_text()] {
+        assert!(
+            log.contains("a row of dbmon_reports is not a report; skipped"),
+            "{log}"
+        );
+    }
     let rows: u64 = pg
         .psql("SELECT count(*) FROM dbmon_reports")
         .parse()

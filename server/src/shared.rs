@@ -240,11 +240,13 @@ pub(crate) async fn migrate(client: &mut tokio_postgres::Client) -> Result<(), S
     tx.commit().await.map_err(|e| describe(&e))
 }
 
-/// Rows after `after`, at most one page, in position order.
+/// Rows after `after`, at most one page, in position order, and the
+/// position of the last row read. A row that is not a report is logged and
+/// skipped (it stays in the table to be looked at), never read as one.
 async fn read_after(
     client: &tokio_postgres::Client,
     after: u64,
-) -> Result<Vec<crate::store::Record>, String> {
+) -> Result<(Vec<crate::store::Record>, u64), String> {
     let rows = client
         .query(
             "SELECT position, epoch, report FROM dbmon_reports WHERE position > $1 ORDER BY position LIMIT $2",
@@ -252,20 +254,25 @@ async fn read_after(
         )
         .await
         .map_err(|e| describe(&e))?;
-    rows.iter()
-        .map(|row| {
-            let position: i64 = row.get(0);
-            let epoch: i64 = row.get(1);
-            let bytes: &[u8] = row.get(2);
-            let report = dbmon_proto::Report::decode(bytes)
-                .map_err(|e| format!("row at position {position} is not a report: {e}"))?;
-            Ok(crate::store::Record {
+    let mut out = Vec::with_capacity(rows.len());
+    let mut last = after;
+    for row in &rows {
+        let position: i64 = row.get(0);
+        let epoch: i64 = row.get(1);
+        let bytes: &[u8] = row.get(2);
+        last = position as u64;
+        match dbmon_proto::Report::decode(bytes) {
+            Ok(report) => out.push(crate::store::Record {
                 position: position as u64,
                 epoch: epoch as u64,
                 report,
-            })
-        })
-        .collect()
+            }),
+            Err(e) => {
+                tracing::error!(position, error = %e, "a row of dbmon_reports is not a report; skipped")
+            }
+        }
+    }
+    Ok((out, last))
 }
 
 /// Connects, migrates and reads every stored report, in position order.
@@ -278,14 +285,13 @@ pub async fn open(
     let mut client = connect(&cfg).await.map_err(|e| failed(&cfg, e))?;
     migrate(&mut client).await.map_err(|e| failed(&cfg, e))?;
     let mut records = Vec::new();
+    let mut after = 0;
     loop {
-        let after = records
-            .last()
-            .map_or(0, |r: &crate::store::Record| r.position);
-        let page = read_after(&client, after)
+        let (page, last) = read_after(&client, after)
             .await
             .map_err(|e| failed(&cfg, e))?;
-        let done = (page.len() as i64) < PAGE;
+        let done = last == after;
+        after = last;
         records.extend(page);
         if done {
             break;
@@ -417,19 +423,22 @@ async fn write(client: &mut tokio_postgres::Client, batch: &[Pending]) -> Result
 /// after this server wrote, and every 100 ms for what others wrote.
 async fn tail_loop(shared: Weak<Shared>, cache: Weak<Cache>) {
     let mut client: Option<tokio_postgres::Client> = None;
+    // Past rows that were skipped, too.
+    let mut read_up_to = 0;
     loop {
         let (Some(s), Some(c)) = (shared.upgrade(), cache.upgrade()) else {
             return;
         };
-        let after = c.position();
+        let after = c.position().max(read_up_to);
         if client.as_ref().is_none_or(|c| c.is_closed()) {
             client = connect(&s.cfg).await.ok();
         }
         let mut full = false;
         if let Some(db) = client.as_ref() {
             match read_after(db, after).await {
-                Ok(page) => {
-                    full = page.len() as i64 == PAGE;
+                Ok((page, last)) => {
+                    full = last > after;
+                    read_up_to = last;
                     for r in page {
                         c.ingest_at(r.epoch, r.report, r.position);
                     }
