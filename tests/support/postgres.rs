@@ -3,11 +3,19 @@
 //! to run as root; when the tests do, it runs as the `postgres` account the
 //! package created.
 
-use super::free_port;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+/// A port free on loopback now (this file is shared with a benchmark, so it
+/// brings its own).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
 
 pub struct Postgres {
     child: Child,
@@ -56,6 +64,15 @@ impl Postgres {
     /// With `tls` (certificate and key files), the server accepts TLS
     /// connections only.
     pub fn start_with(dir: &Path, tls: Option<(&Path, &Path)>) -> Postgres {
+        Postgres::launch(dir, tls, false)
+    }
+
+    /// Syncing to disk as in production (the tests do not, for speed).
+    pub fn start_durable(dir: &Path) -> Postgres {
+        Postgres::launch(dir, None, true)
+    }
+
+    fn launch(dir: &Path, tls: Option<(&Path, &Path)>, durable: bool) -> Postgres {
         use std::os::unix::fs::PermissionsExt;
         let bin = bindir();
         let root = unsafe { libc::geteuid() } == 0;
@@ -133,8 +150,9 @@ impl Postgres {
             "-k".into(),
             data.display().to_string(),
         ];
-        for a in ["fsync=off", "max_connections=50"] {
-            args.extend(["-c".to_string(), a.to_string()]);
+        args.extend(["-c".to_string(), "max_connections=50".to_string()]);
+        if !durable {
+            args.extend(["-c".to_string(), "fsync=off".to_string()]);
         }
         args.extend(tls_args);
         let child = Postgres::spawn(&bin, account, &data, &args, file);
