@@ -58,6 +58,8 @@ struct Buffer {
     unreported: BTreeMap<String, Lost>,
     lost_total: u64,
     collector_id: String,
+    /// Reports the server refused as malformed: never sent again.
+    refused: std::collections::BTreeSet<u64>,
 }
 
 impl Buffer {
@@ -72,7 +74,42 @@ impl Buffer {
             unreported: BTreeMap::new(),
             lost_total: 0,
             collector_id,
+            refused: Default::default(),
         }
+    }
+
+    /// Drops the report `seq` that the server refused as malformed, and
+    /// says so in a report of its own (sending it again would be refused
+    /// again, and hold back every report behind it).
+    fn refuse(&mut self, seq: u64, why: &str) {
+        let Some(r) = self
+            .after(seq.saturating_sub(1), 1)
+            .into_iter()
+            .find(|r| r.seq == seq)
+        else {
+            return;
+        };
+        if !self.refused.insert(seq) {
+            return;
+        }
+        tracing::error!(cluster = %r.cluster, seq, check = %r.check, reason = why, "the server refused a report as malformed; it is dropped");
+        self.lost_total += 1;
+        let mut note = Report {
+            cluster: r.cluster,
+            check: LOST_CHECK.into(),
+            message: format!(
+                "report seq {seq} ({}) was refused by the server and dropped: {why}",
+                r.check
+            ),
+            value: Some(1.0),
+            unit: "reports".into(),
+            observed_at_ms: dbmon_proto::now_ms(),
+            collector_id: self.collector_id.clone(),
+            kind: r.kind,
+            ..Default::default()
+        };
+        note.set_status(Status::Warn);
+        self.push(note);
     }
 
     /// Numbers and keeps `r`.
@@ -153,6 +190,7 @@ impl Buffer {
 
     fn ack(&mut self, seq: u64) {
         self.acked = self.acked.max(seq);
+        self.refused.retain(|s| *s > seq);
         if let Some(s) = self.spill.as_mut() {
             s.ack(seq);
         }
@@ -173,6 +211,30 @@ impl Buffer {
         }
         let from = self.mem.partition_point(|r| r.seq <= after);
         out.extend(self.mem.range(from..).take(max - out.len()).cloned());
+        out
+    }
+
+    /// What to send after `sent` while at most WINDOW reports are in
+    /// flight; moves `sent` on, past refused reports too.
+    fn next_to_send(&mut self, sent: &mut u64) -> Vec<Report> {
+        let mut out = Vec::new();
+        loop {
+            let in_flight = *sent - self.acked.min(*sent);
+            if in_flight >= WINDOW {
+                break;
+            }
+            let room = (WINDOW - in_flight) as usize;
+            let batch = self.after(*sent, room.min(256));
+            if batch.is_empty() {
+                break;
+            }
+            for r in batch {
+                *sent = r.seq;
+                if !self.refused.contains(&r.seq) {
+                    out.push(r);
+                }
+            }
+        }
         out
     }
 
@@ -346,16 +408,8 @@ async fn session(
     let resent = buf.len();
     let mut sent = buf.acked;
     let fill = |buf: &mut Buffer, sent: &mut u64| {
-        while *sent - buf.acked.min(*sent) < WINDOW {
-            let room = (WINDOW - (*sent - buf.acked.min(*sent))) as usize;
-            let batch = buf.after(*sent, room.min(256));
-            if batch.is_empty() {
-                break;
-            }
-            for r in batch {
-                *sent = r.seq;
-                let _ = tx.send(report_msg(r));
-            }
+        for r in buf.next_to_send(sent) {
+            let _ = tx.send(report_msg(r));
         }
     };
     fill(buf, &mut sent);
@@ -380,7 +434,12 @@ async fn session(
             },
             a = acks.next() => match a {
                 Some(Ok(a)) => buf.ack(a.acked_seq),
-                Some(Err(s)) => return Err(format!("stream broke: {}", s.message())),
+                Some(Err(s)) => {
+                    if let Some(seq) = refused_seq(&s) {
+                        buf.refuse(seq, s.message());
+                    }
+                    return Err(format!("stream broke: {}", s.message()));
+                }
                 None => return Ok(Ended::Server),
             },
             _ = losses.tick() => buf.report_losses(),
@@ -389,6 +448,19 @@ async fn session(
         fill(buf, &mut sent);
         buf.publish_state(&cfg.state);
     }
+}
+
+/// The seq of the report an `InvalidArgument` from the server refused.
+fn refused_seq(s: &tonic::Status) -> Option<u64> {
+    if s.code() != tonic::Code::InvalidArgument {
+        return None;
+    }
+    s.metadata()
+        .get(dbmon_proto::REFUSED_SEQ_KEY)?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()
 }
 
 fn report_msg(r: Report) -> PublishRequest {
@@ -450,6 +522,61 @@ mod tests {
         assert_eq!(b.unreported["a"].count, 2);
         let s = seqs(&mut b);
         assert!(s.windows(2).all(|w| w[0] < w[1]), "{s:?}");
+    }
+
+    #[test]
+    fn at_most_a_window_of_reports_is_in_flight() {
+        let dir = tempfile::tempdir().unwrap();
+        let (spill, _) = Spill::open(dir.path(), 16 << 20).unwrap();
+        let mut b = Buffer::new(100, Some(spill), "c".into());
+        for _ in 0..3000 {
+            b.push(rep("a"));
+        }
+        let mut sent = 0;
+        assert_eq!(b.next_to_send(&mut sent).len() as u64, WINDOW);
+        assert!(
+            b.next_to_send(&mut sent).is_empty(),
+            "nothing more until acks"
+        );
+        b.ack(500);
+        let more = b.next_to_send(&mut sent);
+        assert_eq!(more.len(), 500);
+        assert_eq!(more[0].seq, WINDOW + 1);
+        assert_eq!(sent, WINDOW + 500);
+    }
+
+    #[test]
+    fn a_report_the_server_refused_is_dropped_and_said_so() {
+        let mut b = Buffer::new(10, None, "c".into());
+        for _ in 0..3 {
+            b.push(rep("a"));
+        }
+        let mut status =
+            tonic::Status::invalid_argument("report seq 2 of a: field `check` is empty");
+        status
+            .metadata_mut()
+            .insert(dbmon_proto::REFUSED_SEQ_KEY, "2".parse().unwrap());
+        assert_eq!(refused_seq(&status), Some(2));
+        assert_eq!(refused_seq(&tonic::Status::unavailable("x")), None);
+        b.refuse(2, status.message());
+        b.refuse(2, status.message());
+        assert_eq!(b.lost_total, 1, "counted once");
+        let kept = b.after(0, 10);
+        let note = kept.last().unwrap();
+        assert_eq!(note.check, LOST_CHECK);
+        assert!(
+            note.message
+                .contains("report seq 2 (up) was refused by the server"),
+            "{}",
+            note.message
+        );
+        // What a stream sends: everything but the refused one.
+        let mut cursor = 0;
+        let sent: Vec<u64> = b.next_to_send(&mut cursor).iter().map(|r| r.seq).collect();
+        assert_eq!(sent, vec![1, 3, 4]);
+        assert_eq!(cursor, 4);
+        b.ack(4);
+        assert!(b.refused.is_empty());
     }
 
     #[test]

@@ -11,6 +11,11 @@ pub mod health;
 
 pub use v1::{Health, Report, Status};
 
+/// Metadata key of the `InvalidArgument` that ends a Publish stream over a
+/// malformed report: that report's `seq`, so the collector can drop it
+/// (and report the loss) instead of sending it again forever.
+pub const REFUSED_SEQ_KEY: &str = "dbmon-refused-seq";
+
 /// Milliseconds since the Unix epoch, as used by `observed_at_ms`.
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now()

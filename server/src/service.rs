@@ -121,6 +121,17 @@ fn validate(r: &Report) -> Result<(), String> {
     Ok(())
 }
 
+/// `InvalidArgument` for a malformed report, naming its seq in metadata.
+fn refused(seq: u64, why: String) -> Status {
+    let mut status = Status::invalid_argument(why);
+    if let Ok(v) = seq.to_string().parse() {
+        status
+            .metadata_mut()
+            .insert(dbmon_proto::REFUSED_SEQ_KEY, v);
+    }
+    status
+}
+
 #[tonic::async_trait]
 impl Ingest for Services {
     type PublishStream = BoxStream<PublishAck>;
@@ -196,7 +207,7 @@ impl Ingest for Services {
                     let msg = msg?;
                     match msg.msg {
                         Some(publish_request::Msg::Report(mut r)) => {
-                            validate(&r).map_err(Status::invalid_argument)?;
+                            validate(&r).map_err(|why| refused(r.seq, why))?;
                             if let Some(allowed) = &allowed
                                 && !allowed.contains(&r.cluster)
                             {

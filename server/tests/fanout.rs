@@ -279,6 +279,13 @@ async fn a_report_without_a_check_is_refused_by_name() {
     };
     assert_eq!(err.code(), tonic::Code::InvalidArgument);
     assert_eq!(err.message(), "report seq 1 of c: field `check` is empty");
+    // The collector learns which report to drop.
+    assert_eq!(
+        err.metadata()
+            .get(dbmon_proto::REFUSED_SEQ_KEY)
+            .and_then(|v| v.to_str().ok()),
+        Some("1")
+    );
 
     // A stream must start with Hello.
     let (_, collectors2, _stop2, _) = start(16).await;
