@@ -106,6 +106,14 @@ fn validate(r: &Report) -> Result<(), String> {
     if r.cluster.is_empty() {
         return Err(format!("report seq {}: field `cluster` is empty", r.seq));
     }
+    // The seq is what makes a replay a duplicate (and, in the shared store,
+    // a row unique): an unnumbered report could not be told apart.
+    if r.seq == 0 {
+        return Err(format!(
+            "report of {}: field `seq` is 0; a collector numbers its reports from 1",
+            r.cluster
+        ));
+    }
     if r.check.is_empty() {
         return Err(format!(
             "report seq {} of {}: field `check` is empty",

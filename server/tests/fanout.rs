@@ -287,6 +287,35 @@ async fn a_report_without_a_check_is_refused_by_name() {
         Some("1")
     );
 
+    // An unnumbered report is refused too: it could not be told from a replay.
+    let (_, collectors0, _stop0, _) = start(16).await;
+    let mut ingest = IngestClient::connect(collectors0).await.unwrap();
+    let hello0 = PublishRequest {
+        msg: Some(publish_request::Msg::Hello(Hello {
+            collector_id: "x".into(),
+            epoch: 1,
+            clusters: vec![],
+        })),
+    };
+    let mut acks = ingest
+        .publish(tokio_stream::iter(vec![hello0, report(0)]))
+        .await
+        .unwrap()
+        .into_inner();
+    let err = loop {
+        match acks.next().await {
+            Some(Ok(_)) => continue,
+            Some(Err(e)) => break e,
+            None => panic!("stream ended without an error"),
+        }
+    };
+    assert_eq!(err.code(), tonic::Code::InvalidArgument);
+    assert!(
+        err.message().contains("field `seq` is 0"),
+        "{}",
+        err.message()
+    );
+
     // A stream must start with Hello.
     let (_, collectors2, _stop2, _) = start(16).await;
     let mut ingest = IngestClient::connect(collectors2).await.unwrap();
