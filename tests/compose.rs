@@ -529,6 +529,13 @@ fn the_compose_deployment_end_to_end() {
         "the stream went on"
     );
 
+    // Each collector spills to its own writable mount.
+    for (c, spill) in [("collector1", "c1-spill"), ("collector2", "c2-spill")] {
+        let log = d.logs(c);
+        assert!(!log.contains("cannot use the spill directory"), "{log}");
+        assert!(d.run_dir.join(spill).join("lock").exists(), "{spill}");
+    }
+
     store_on_a_read_only_and_on_a_full_disk(&d, dir.path());
 
     // Down: nothing left.
