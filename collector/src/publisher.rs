@@ -116,6 +116,12 @@ impl Buffer {
     fn push(&mut self, mut r: Report) {
         r.seq = self.next_seq;
         self.next_seq += 1;
+        self.keep(r);
+    }
+
+    /// Keeps `r`, numbered already (by an earlier run, under the same epoch).
+    fn keep(&mut self, r: Report) {
+        self.next_seq = self.next_seq.max(r.seq + 1);
         self.mem.push_back(r);
         while self.mem.len() > self.mem_cap {
             let oldest = self.mem.pop_front().expect("over capacity");
@@ -246,8 +252,9 @@ impl Buffer {
         self.mem.len() as u64 + self.on_disk()
     }
 
-    /// Moves what memory holds to disk, so that it outlives this process.
-    fn keep_on_disk(&mut self) {
+    /// Moves what memory holds to disk, with where the numbering stopped,
+    /// so that the next start goes on from here.
+    fn keep_on_disk(&mut self, epoch: u64) {
         let Some(spill) = self.spill.as_mut() else {
             return;
         };
@@ -258,7 +265,13 @@ impl Buffer {
                 return;
             }
         }
-        match spill.flush().and_then(|_| spill.mark_acked(self.acked)) {
+        let stop = spill::StopState {
+            collector: self.collector_id.clone(),
+            epoch,
+            next_seq: self.next_seq,
+            acked: self.acked,
+        };
+        match spill.flush().and_then(|_| spill.mark_stop(&stop)) {
             Ok(()) if n > 0 || !spill.is_empty() => {
                 tracing::info!(dir = %spill.dir().display(), reports = spill.len(), "unacknowledged reports kept on disk for the next start")
             }
@@ -275,32 +288,55 @@ impl Buffer {
     }
 }
 
-/// Opens the spill directory and takes over what an earlier run left there,
-/// numbered anew. Without a usable directory, buffers in memory only.
-fn open_buffer(cfg: &PublisherConfig) -> Buffer {
+/// Opens the spill directory and takes over what an earlier run left there:
+/// after a clean stop under the same epoch and numbers (the server then
+/// drops what it already has), after a crash numbered anew under a new
+/// epoch. Without a usable directory, buffers in memory only. Returns the
+/// buffer and the epoch to publish under.
+fn open_buffer(cfg: &PublisherConfig) -> (Buffer, u64) {
+    let fresh_epoch = rand::random::<u64>() >> 1;
     let Some((dir, max)) = &cfg.spill else {
-        return Buffer::new(cfg.buffer_reports, None, cfg.collector_id.clone());
+        return (
+            Buffer::new(cfg.buffer_reports, None, cfg.collector_id.clone()),
+            fresh_epoch,
+        );
     };
     let (spill, leftover) = match Spill::open(dir, *max) {
         Ok(s) => s,
         Err(e) => {
             tracing::error!(error = %e, "cannot use the spill directory (collector.spill_dir); buffering in memory only");
-            return Buffer::new(cfg.buffer_reports, None, cfg.collector_id.clone());
+            return (
+                Buffer::new(cfg.buffer_reports, None, cfg.collector_id.clone()),
+                fresh_epoch,
+            );
         }
     };
     let mut buf = Buffer::new(cfg.buffer_reports, Some(spill), cfg.collector_id.clone());
+    let stop = Spill::take_stop_state(dir);
+    let resumed = stop.filter(|s| s.collector == cfg.collector_id);
+    let epoch = match &resumed {
+        Some(s) => {
+            buf.next_seq = s.next_seq.max(1);
+            buf.acked = s.acked;
+            s.epoch
+        }
+        None => fresh_epoch,
+    };
     let mut taken = 0;
-    // Reports that run had sent and seen acknowledged are not taken over.
-    let acked = Spill::take_acked_mark(dir);
     for path in leftover {
         match spill::read_segment(&path) {
             Ok((reports, problem)) => {
                 if let Some(p) = problem {
                     tracing::error!(file = %path.display(), error = %p, "a segment left by an earlier run is damaged; the reports after the damage are lost");
                 }
-                for r in reports.into_iter().filter(|r| r.seq > acked) {
+                for r in reports {
+                    match &resumed {
+                        // Acknowledged before the stop: the server has it.
+                        Some(s) if r.seq <= s.acked => continue,
+                        Some(_) => buf.keep(r),
+                        None => buf.push(r),
+                    }
                     taken += 1;
-                    buf.push(r);
                 }
             }
             Err(e) => {
@@ -313,9 +349,9 @@ fn open_buffer(cfg: &PublisherConfig) -> Buffer {
         }
     }
     if taken > 0 {
-        tracing::info!(dir = %dir.display(), reports = taken, "took over reports an earlier run had not delivered");
+        tracing::info!(dir = %dir.display(), reports = taken, same_epoch = resumed.is_some(), "took over reports an earlier run had not delivered");
     }
-    buf
+    (buf, epoch)
 }
 
 /// Sends every report from `reports` to the server until `shutdown`.
@@ -325,8 +361,7 @@ pub async fn run(
     mut reports: mpsc::Receiver<Report>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let epoch = rand::random::<u64>() >> 1;
-    let mut buf = open_buffer(&cfg);
+    let (mut buf, epoch) = open_buffer(&cfg);
     buf.publish_state(&cfg.state);
     let mut backoff = Duration::from_millis(100);
     loop {
@@ -376,7 +411,7 @@ pub async fn run(
     while let Ok(r) = reports.try_recv() {
         buf.push(r);
     }
-    buf.keep_on_disk();
+    buf.keep_on_disk(epoch);
 }
 
 enum Ended {
@@ -637,7 +672,7 @@ mod tests {
             b.push(r);
         }
         b.ack(5);
-        b.keep_on_disk();
+        b.keep_on_disk(77);
         drop(b);
         let cfg = PublisherConfig {
             collector_id: "c".into(),
@@ -649,12 +684,27 @@ mod tests {
             spill: Some((dir.path().to_path_buf(), 1 << 20)),
             state: Default::default(),
         };
-        let mut b = open_buffer(&cfg);
+        let (mut b, epoch) = open_buffer(&cfg);
         let kept = b.after(0, 100);
         let messages: Vec<_> = kept.iter().map(|r| r.message.clone()).collect();
         let expected: Vec<_> = (5..25).map(|i| format!("report {i}")).collect();
         assert_eq!(messages, expected);
-        // Numbered anew, from 1.
+        // The same epoch and numbers go on: the server knows what it has.
+        assert_eq!(epoch, 77);
+        assert_eq!(kept[0].seq, 6);
+        b.push(rep("a"));
+        assert_eq!(b.after(25, 1)[0].seq, 26);
+        b.keep_on_disk(77);
+        drop(b);
+
+        // After a crash (no stop mark) the reports are numbered anew under
+        // a new epoch.
+        std::fs::remove_file(dir.path().join(spill::STOP_FILE)).unwrap();
+        let (mut b, epoch) = open_buffer(&cfg);
+        assert_ne!(epoch, 77);
+        let kept = b.after(0, 100);
+        assert_eq!(kept.len(), 21);
         assert_eq!(kept[0].seq, 1);
+        assert_eq!(kept[0].message, "report 5");
     }
 }

@@ -15,8 +15,9 @@ use std::io::{BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
 const SUFFIX: &str = ".seg";
-/// Highest acknowledged sequence number at the last clean stop.
-const ACKED: &str = "acked";
+/// Where the last clean stop left the numbering: collector, epoch, next
+/// seq, highest acknowledged seq.
+pub const STOP_FILE: &str = "stopped";
 /// Locked while a collector uses the directory.
 const LOCK: &str = "lock";
 const HEADER: usize = 8;
@@ -37,6 +38,15 @@ fn at(path: &Path) -> impl FnOnce(std::io::Error) -> SpillError + '_ {
         path: path.to_path_buf(),
         source,
     }
+}
+
+/// Where a run stopped cleanly.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StopState {
+    pub collector: String,
+    pub epoch: u64,
+    pub next_seq: u64,
+    pub acked: u64,
 }
 
 /// Reports dropped from one cluster, not yet reported.
@@ -338,28 +348,42 @@ impl Spill {
         (out, lost)
     }
 
-    /// Notes, for the next start, the highest sequence number the server
-    /// acknowledged: records up to it in the segments are not sent again.
-    pub fn mark_acked(&self, seq: u64) -> Result<(), SpillError> {
-        let path = self.dir.join(ACKED);
-        std::fs::write(&path, format!("{seq}\n")).map_err(at(&path))
+    /// Notes, for the next start, where this run stopped: the next start
+    /// goes on under the same epoch and numbers, so that the server knows
+    /// the reports it already has, and skips what was acknowledged.
+    pub fn mark_stop(&self, stop: &StopState) -> Result<(), SpillError> {
+        let path = self.dir.join(STOP_FILE);
+        let tmp = self.dir.join(format!(".{STOP_FILE}"));
+        std::fs::write(
+            &tmp,
+            format!(
+                "{} {} {} {}\n",
+                stop.collector, stop.epoch, stop.next_seq, stop.acked
+            ),
+        )
+        .map_err(at(&tmp))?;
+        std::fs::rename(&tmp, &path).map_err(at(&path))
     }
 
-    /// Reads and removes the mark an earlier run left; 0 without one.
-    pub fn take_acked_mark(dir: &Path) -> u64 {
-        let path = dir.join(ACKED);
-        let seq = match std::fs::read_to_string(&path) {
-            Ok(s) => match s.trim().parse() {
-                Ok(n) => n,
-                Err(_) => {
-                    tracing::warn!(file = %path.display(), "not a sequence number; reports it covered may be sent twice");
-                    0
-                }
-            },
-            Err(_) => 0,
-        };
+    /// Reads and removes the mark an earlier run left at a clean stop;
+    /// None after a crash (or without one).
+    pub fn take_stop_state(dir: &Path) -> Option<StopState> {
+        let path = dir.join(STOP_FILE);
+        let text = std::fs::read_to_string(&path).ok()?;
         let _ = std::fs::remove_file(&path);
-        seq
+        let mut f = text.split_whitespace();
+        let parsed = (|| {
+            Some(StopState {
+                collector: f.next()?.to_string(),
+                epoch: f.next()?.parse().ok()?,
+                next_seq: f.next()?.parse().ok()?,
+                acked: f.next()?.parse().ok()?,
+            })
+        })();
+        if parsed.is_none() {
+            tracing::warn!(file = %path.display(), "not a stop mark; the reports of the earlier run are numbered anew and may reach the server twice");
+        }
+        parsed
     }
 
     /// Writes out what is buffered in the open segment.
