@@ -377,10 +377,16 @@ pub async fn watch_store(auth: PeopleAuth, mut shutdown: watch::Receiver<bool>) 
             _ = tick.tick() => {}
             _ = shutdown.changed() => return,
         }
-        match auth.verifier.store().refresh() {
-            Ok(true) => auth.bump(),
-            Ok(false) => {}
-            Err(e) => tracing::error!(error = %e, "auth store refused; keeping the last good copy"),
+        // Off the runtime's threads: with a shared store this is a query,
+        // and a database that hangs must not stall the server with it.
+        let store = auth.verifier.store().clone();
+        match tokio::task::spawn_blocking(move || store.refresh()).await {
+            Ok(Ok(true)) => auth.bump(),
+            Ok(Ok(false)) => {}
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "auth store refused; keeping the last good copy")
+            }
+            Err(e) => tracing::error!(error = %e, "auth store refresh failed"),
         }
     }
 }

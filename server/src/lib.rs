@@ -135,6 +135,11 @@ fn shared_config(
     };
     pg.application_name("dbmon-server");
     pg.connect_timeout(std::time::Duration::from_secs(10));
+    // A database that vanishes without closing the connection (a cut
+    // network) is noticed, not waited for forever.
+    pg.keepalives(true)
+        .keepalives_idle(std::time::Duration::from_secs(10))
+        .tcp_user_timeout(std::time::Duration::from_secs(30));
     let hosts: Vec<String> = pg
         .get_hosts()
         .iter()

@@ -25,6 +25,8 @@ const WRITE_LOCK: i64 = 0x0064_626d_6f6e;
 const PAGE: i64 = 5000;
 /// Rows written per transaction at most.
 const BATCH: usize = 2000;
+/// Longest a batch may take to commit before it counts as failed.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The TLS settings for the database: its CA certificate(s), from PEM.
 pub fn tls_config(ca_file: &std::path::Path) -> Result<rustls::ClientConfig, String> {
@@ -337,15 +339,29 @@ async fn write_loop(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Pending
                 Err(_) => break,
             }
         }
-        let result = match client.as_mut() {
-            Some(c) => write(c, &batch).await,
-            None => match connect(&shared.cfg).await {
-                Ok(c) => {
-                    let c = client.insert(c);
-                    write(c, &batch).await
-                }
-                Err(e) => Err(e),
-            },
+        let attempt = async {
+            match client.as_mut() {
+                Some(c) => write(c, &batch).await,
+                None => match connect(&shared.cfg).await {
+                    Ok(c) => {
+                        let c = client.insert(c);
+                        write(c, &batch).await
+                    }
+                    Err(e) => Err(e),
+                },
+            }
+        };
+        // A write that hangs is an error too: the server says so, and the
+        // connection is made anew.
+        let result = match tokio::time::timeout(WRITE_TIMEOUT, attempt).await {
+            Ok(r) => r,
+            Err(_) => {
+                client = None;
+                Err(format!(
+                    "no answer to a write within {}s",
+                    WRITE_TIMEOUT.as_secs()
+                ))
+            }
         };
         match result {
             Ok(()) => {

@@ -42,16 +42,28 @@ impl std::fmt::Debug for PgAuthBackend {
     }
 }
 
-/// Runs `fut` to completion on `rt`, on a thread of its own.
-fn block<F>(rt: &tokio::runtime::Runtime, fut: F) -> F::Output
+/// Longest one round of queries may take: a database that hangs fails the
+/// call (the last good copy is kept) instead of holding the caller.
+const CALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Runs `fut` to completion on `rt`, on a thread of its own, within
+/// CALL_TIMEOUT.
+fn block<F, T>(rt: &tokio::runtime::Runtime, fut: F) -> Result<T, String>
 where
-    F: std::future::Future + Send,
-    F::Output: Send,
+    F: std::future::Future<Output = Result<T, String>> + Send,
+    T: Send,
 {
     std::thread::scope(|s| {
-        s.spawn(|| rt.block_on(fut))
-            .join()
-            .unwrap_or_else(|p| std::panic::resume_unwind(p))
+        s.spawn(|| {
+            rt.block_on(async {
+                match tokio::time::timeout(CALL_TIMEOUT, fut).await {
+                    Ok(r) => r,
+                    Err(_) => Err(format!("no answer within {}s", CALL_TIMEOUT.as_secs())),
+                }
+            })
+        })
+        .join()
+        .unwrap_or_else(|p| std::panic::resume_unwind(p))
     })
 }
 
@@ -97,17 +109,18 @@ impl PgAuthBackend {
         let Conn { rt, client } = &mut *guard;
         let rt = rt.as_ref().expect("a runtime until dropped");
         let cfg = &self.cfg;
-        let out = block(rt, async move {
+        let out = block(rt, async {
             if client.as_ref().is_none_or(|c| c.is_closed()) {
                 *client = Some(connect(cfg).await?);
             }
             let c = client.as_mut().expect("connected above");
-            let r = f(c).await;
-            if r.is_err() && c.is_closed() {
-                *client = None;
-            }
-            r
+            f(c).await
         });
+        if out.is_err() {
+            // Whatever state the connection is in, the next call starts
+            // afresh.
+            *client = None;
+        }
         out.map_err(|e| self.failed(e))
     }
 }

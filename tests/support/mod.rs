@@ -534,10 +534,14 @@ impl Stack {
         use std::io::{Read, Write};
         let mut s =
             std::net::TcpStream::connect(("127.0.0.1", self.http_port)).expect("connect http");
+        // A server that stops answering fails the test, not hangs it.
+        s.set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("read timeout");
         s.write_all(format!("GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").as_bytes())
             .expect("write");
         let mut out = String::new();
-        s.read_to_string(&mut out).expect("read");
+        s.read_to_string(&mut out)
+            .unwrap_or_else(|e| panic!("GET {path}: no answer in 10s ({e})"));
         out
     }
 }

@@ -214,6 +214,32 @@ impl Postgres {
             .expect("start postgres")
     }
 
+    /// Sends `signal` to the server and every backend it started (SIGSTOP:
+    /// a database that hangs with its connections open).
+    pub fn signal(&self, signal: i32) {
+        let parent = self.child.id();
+        let mut pids = vec![parent];
+        for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+                continue;
+            };
+            let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+            // pid (comm) state ppid ...: the comm may hold spaces.
+            let ppid = stat
+                .rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+                .and_then(|p| p.parse::<u32>().ok());
+            if ppid == Some(parent) {
+                pids.push(pid);
+            }
+        }
+        for pid in pids {
+            unsafe {
+                libc::kill(pid as i32, signal);
+            }
+        }
+    }
+
     /// Stops the server (fast shutdown: sessions are cut).
     pub fn stop(&mut self) {
         unsafe {
