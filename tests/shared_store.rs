@@ -61,6 +61,52 @@ async fn held(ch: &Channel, token: &str) -> BTreeSet<(String, u64)> {
         .collect()
 }
 
+/// A plaintext server (no PKI) on free ports with `store_lines` in its
+/// server section: the config file and the collector port.
+fn plain_config(dir: &std::path::Path, name: &str, store_lines: &str) -> (std::path::PathBuf, u16) {
+    let path = dir.join(format!("{name}.yaml"));
+    let collector_port = free_port();
+    std::fs::write(
+        &path,
+        format!(
+            "server:\n  listen: 127.0.0.1:{}\n  collector_listen: 127.0.0.1:{collector_port}\n  http_listen: 127.0.0.1:{}\n  insecure_plaintext: true\n  auth:\n    dir: {}\n{store_lines}",
+            free_port(),
+            free_port(),
+            dir.join("auth").display()
+        ),
+    )
+    .unwrap();
+    (path, collector_port)
+}
+
+/// `dbmon server` on `config`, which must fail: what it printed.
+fn server_fails(config: &std::path::Path) -> String {
+    let out = Command::new(DBMON)
+        .args(["server", "--config"])
+        .arg(config)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// `dbmon server` on `config`, once `port` listens.
+fn server_listening(config: &std::path::Path, port: u16, log: std::path::PathBuf) -> Proc {
+    let mut server = Proc::spawn(
+        Command::new(DBMON).args(["server", "--config"]).arg(config),
+        log,
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if let Ok(Some(_)) = server.child.try_wait() {
+            panic!("the server stopped: {}", server.log_text());
+        }
+        assert!(Instant::now() < deadline, "{}", server.log_text());
+        std::thread::park_timeout(Duration::from_millis(50));
+    }
+    server
+}
+
 #[test]
 fn two_servers_on_one_postgresql_share_reports_positions_and_restarts() {
     let dir = tempfile::tempdir().unwrap();
@@ -289,25 +335,7 @@ fn a_newer_schema_or_an_unreachable_database_stops_the_server_with_why() {
         "CREATE TABLE dbmon_schema (version INT NOT NULL); INSERT INTO dbmon_schema VALUES (99)",
     );
     let run = |store: &str, name: &str| {
-        let config = dir.path().join(format!("{name}.yaml"));
-        std::fs::write(
-            &config,
-            format!(
-                "server:\n  listen: 127.0.0.1:{}\n  collector_listen: 127.0.0.1:{}\n  http_listen: 127.0.0.1:{}\n  insecure_plaintext: true\n  auth:\n    dir: {}\n  store: {store}\n",
-                free_port(),
-                free_port(),
-                free_port(),
-                dir.path().join("auth").display()
-            ),
-        )
-        .unwrap();
-        let out = Command::new(DBMON)
-            .args(["server", "--config"])
-            .arg(&config)
-            .output()
-            .unwrap();
-        assert!(!out.status.success());
-        String::from_utf8_lossy(&out.stderr).into_owned()
+        server_fails(&plain_config(dir.path(), name, &format!("  store: {store}\n")).0)
     };
     let newer = run(&pg.url(), "newer");
     assert!(
@@ -411,55 +439,26 @@ fn a_database_that_requires_tls_is_reached_with_the_ca_given() {
     let other = Ca::init(&dir.path().join("other-pki"), "other.test", false).unwrap();
     drop(other);
     let config = |name: &str, ca_file: Option<&std::path::Path>| {
-        let path = dir.path().join(format!("{name}.yaml"));
-        let grpc = free_port();
-        let mut yaml = format!(
-            "server:\n  listen: 127.0.0.1:{grpc}\n  collector_listen: 127.0.0.1:{}\n  http_listen: 127.0.0.1:{}\n  insecure_plaintext: true\n  auth:\n    dir: {}\n  store: {}\n",
-            free_port(),
-            free_port(),
-            dir.path().join("auth").display(),
-            pg.url()
-        );
+        let mut lines = format!("  store: {}\n", pg.url());
         if let Some(ca) = ca_file {
-            yaml.push_str(&format!("  store_ca_file: {}\n", ca.display()));
+            lines.push_str(&format!("  store_ca_file: {}\n", ca.display()));
         }
-        std::fs::write(&path, yaml).unwrap();
-        (path, grpc)
-    };
-    let fails = |config: &std::path::Path| {
-        let out = Command::new(DBMON)
-            .args(["server", "--config"])
-            .arg(config)
-            .output()
-            .unwrap();
-        assert!(!out.status.success());
-        String::from_utf8_lossy(&out.stderr).into_owned()
+        plain_config(dir.path(), name, &lines)
     };
     // Without TLS the database refuses, and the server says what it said.
     let (plain, _) = config("plain", None);
-    let said = fails(&plain);
+    let said = server_fails(&plain);
     assert!(said.contains("no encryption"), "{said}");
     // A CA that did not sign the database's certificate.
     let (wrong, _) = config("wrong", Some(&dir.path().join("other-pki/ca.crt")));
-    let said = fails(&wrong);
+    let said = server_fails(&wrong);
     assert!(
         said.contains("certificate") && said.contains("check server.store"),
         "{said}"
     );
     // The right CA: the server starts, over TLS.
-    let (good, grpc) = config("good", Some(&db_pki.join("ca.crt")));
-    let mut server = Proc::spawn(
-        Command::new(DBMON).args(["server", "--config"]).arg(&good),
-        dir.path().join("server-tls.log"),
-    );
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while std::net::TcpStream::connect(("127.0.0.1", grpc)).is_err() {
-        if let Ok(Some(_)) = server.child.try_wait() {
-            panic!("the server stopped: {}", server.log_text());
-        }
-        assert!(Instant::now() < deadline, "{}", server.log_text());
-        std::thread::park_timeout(Duration::from_millis(50));
-    }
+    let (good, port) = config("good", Some(&db_pki.join("ca.crt")));
+    let _server = server_listening(&good, port, dir.path().join("server-tls.log"));
     let tls: u64 = pg
         .psql("SELECT count(*) FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) WHERE a.application_name = 'dbmon-server' AND s.ssl")
         .parse()
@@ -583,33 +582,9 @@ fn a_report_whose_names_the_database_cannot_hold_as_text_does_not_stall_it() {
     use dbmon_proto::v1::{Hello, PublishRequest, publish_request};
     let dir = tempfile::tempdir().unwrap();
     let pg = Postgres::start(dir.path());
-    let collector_port = free_port();
-    let config = dir.path().join("plain.yaml");
-    std::fs::write(
-        &config,
-        format!(
-            "server:\n  listen: 127.0.0.1:{}\n  collector_listen: 127.0.0.1:{collector_port}\n  http_listen: 127.0.0.1:{}\n  insecure_plaintext: true\n  auth:\n    dir: {}\n  store: {}\n",
-            free_port(),
-            free_port(),
-            dir.path().join("auth").display(),
-            pg.url()
-        ),
-    )
-    .unwrap();
-    let mut server = Proc::spawn(
-        Command::new(DBMON)
-            .args(["server", "--config"])
-            .arg(&config),
-        dir.path().join("server.log"),
-    );
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while std::net::TcpStream::connect(("127.0.0.1", collector_port)).is_err() {
-        if let Ok(Some(_)) = server.child.try_wait() {
-            panic!("the server stopped: {}", server.log_text());
-        }
-        assert!(Instant::now() < deadline, "{}", server.log_text());
-        std::thread::park_timeout(Duration::from_millis(50));
-    }
+    let (config, collector_port) =
+        plain_config(dir.path(), "plain", &format!("  store: {}\n", pg.url()));
+    let _server = server_listening(&config, collector_port, dir.path().join("server.log"));
     block_on(async {
         let mut ingest = IngestClient::connect(format!("http://127.0.0.1:{collector_port}"))
             .await
