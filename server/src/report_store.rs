@@ -25,6 +25,11 @@ pub struct StoreCounters {
     pub pruned: Option<u64>,
 }
 
+/// The error a store's writer left, None while it writes.
+fn last_error(slot: &std::sync::Mutex<Option<String>>) -> Option<String> {
+    slot.lock().unwrap_or_else(|e| e.into_inner()).clone()
+}
+
 /// Where reports are kept.
 pub trait ReportStore: Send + Sync {
     /// Takes a collector's report; returns the ticket it is safe at: once
