@@ -101,11 +101,7 @@ impl ReportStore for crate::store::Persist {
     }
 
     fn problem(&self) -> Option<String> {
-        let e = self
-            .error
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()?;
+        let e = last_error(&self.error)?;
         Some(format!(
             "the store {} cannot be written ({e}): serving from memory",
             self.path().display()
@@ -131,11 +127,7 @@ impl ReportStore for crate::shared::Shared {
     }
 
     fn problem(&self) -> Option<String> {
-        let e = self
-            .error
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()?;
+        let e = last_error(&self.error)?;
         Some(format!(
             "the shared store {} cannot be written ({e}): collectors keep their reports until it can",
             self.target()
