@@ -81,16 +81,7 @@ fn a_minute_cut_off_loses_no_report() {
         "the buffered reports and new ones",
         |v| v["report"]["seq"].as_u64().is_some_and(|s| s >= target),
     );
-    let seqs: Vec<u64> = watch
-        .seen
-        .iter()
-        .filter(|v| v["type"] == "report")
-        .filter_map(|v| v["report"]["seq"].as_u64())
-        .collect();
-    assert_eq!(seqs[0], 1);
-    for w in seqs.windows(2) {
-        assert_eq!(w[1], w[0] + 1, "a gap or a repeat: ... {:?} ...", w);
-    }
+    watch.assert_no_gap_from(1);
     let metrics = stack.http_get("/metrics");
     assert!(
         metrics.contains("dbmon_collectors_connected 1"),
@@ -221,11 +212,7 @@ fn a_cut_off_collector_spills_to_disk_restarts_and_delivers_everything_in_order(
     // A clean stop keeps the epoch and the numbering: across the restart
     // the sequence runs on from 1 with no gap and no repeat (the reports
     // the stopped server had taken in are not taken twice).
-    let seqs: Vec<u64> = reports.iter().filter_map(|r| r["seq"].as_u64()).collect();
-    assert_eq!(seqs[0], 1);
-    for w in seqs.windows(2) {
-        assert_eq!(w[1], w[0] + 1, "a gap or a repeat: ... {:?} ...", w);
-    }
+    watch.assert_no_gap_from(1);
     let mut up: Vec<u128> = reports
         .iter()
         .filter(|r| r["check"] == "up")

@@ -149,16 +149,7 @@ fn two_servers_on_one_postgresql_share_reports_positions_and_restarts() {
     watch_b.wait_for(Duration::from_secs(30), "reports sent to A, on B", |v| {
         v["report"]["seq"].as_u64().is_some_and(|s| s >= 20)
     });
-    let seqs: Vec<u64> = watch_b
-        .seen
-        .iter()
-        .filter(|v| v["type"] == "report")
-        .filter_map(|v| v["report"]["seq"].as_u64())
-        .collect();
-    assert_eq!(seqs[0], 1, "{seqs:?}");
-    for w in seqs.windows(2) {
-        assert_eq!(w[1], w[0] + 1, "a gap or a repeat on B: ... {:?} ...", w);
-    }
+    watch_b.assert_no_gap_from(1);
     assert_eq!(pg.psql("SELECT max(version) FROM dbmon_schema"), "3");
     for log in [a.server.log_text(), b.server.log_text()] {
         assert!(
@@ -508,12 +499,10 @@ fn while_the_database_is_down_collectors_keep_their_reports_and_nothing_is_lost(
         );
         std::thread::park_timeout(Duration::from_millis(100));
     }
-    let before = watch
-        .seen
-        .iter()
-        .filter_map(|v| v["report"]["seq"].as_u64())
-        .max()
-        .unwrap();
+    let before = *watch
+        .report_seqs()
+        .last()
+        .expect("reports before the outage");
     pg.start_again();
     let target = before + 30;
     watch.wait_for(
@@ -521,16 +510,7 @@ fn while_the_database_is_down_collectors_keep_their_reports_and_nothing_is_lost(
         "the reports of the outage and new ones",
         |v| v["report"]["seq"].as_u64().is_some_and(|s| s >= target),
     );
-    let seqs: Vec<u64> = watch
-        .seen
-        .iter()
-        .filter(|v| v["type"] == "report")
-        .filter_map(|v| v["report"]["seq"].as_u64())
-        .collect();
-    assert_eq!(seqs[0], 1);
-    for w in seqs.windows(2) {
-        assert_eq!(w[1], w[0] + 1, "a gap or a repeat: ... {:?} ...", w);
-    }
+    watch.assert_no_gap_from(1);
     let healthy = |stack: &Stack| {
         let deadline = Instant::now() + Duration::from_secs(10);
         while !stack.http_get("/healthz").ends_with("\r\n\r\nok\n") {
@@ -564,15 +544,7 @@ fn while_the_database_is_down_collectors_keep_their_reports_and_nothing_is_lost(
                 .is_some_and(|t| t >= healed)
         },
     );
-    let seqs: Vec<u64> = watch
-        .seen
-        .iter()
-        .filter(|v| v["type"] == "report")
-        .filter_map(|v| v["report"]["seq"].as_u64())
-        .collect();
-    for w in seqs.windows(2) {
-        assert_eq!(w[1], w[0] + 1, "a gap or a repeat: ... {:?} ...", w);
-    }
+    watch.assert_no_gap_from(1);
     healthy(&stack);
 }
 

@@ -250,33 +250,43 @@ async fn a_slow_subscriber_is_resynced_and_blocks_no_one() {
     );
 }
 
-#[tokio::test]
-async fn a_report_without_a_check_is_refused_by_name() {
-    let (_, collectors, _stop, _) = start(16).await;
-    let mut ingest = IngestClient::connect(collectors).await.unwrap();
-    let hello = PublishRequest {
+/// The Hello of collector `x`, epoch 1.
+fn hello() -> PublishRequest {
+    PublishRequest {
         msg: Some(publish_request::Msg::Hello(Hello {
             collector_id: "x".into(),
             epoch: 1,
             clusters: vec![],
         })),
-    };
-    let mut bad = report(1);
-    if let Some(publish_request::Msg::Report(r)) = &mut bad.msg {
-        r.check.clear();
     }
-    let mut acks = ingest
-        .publish(tokio_stream::iter(vec![hello, bad]))
+}
+
+/// Publishes `msgs` to `collectors` and returns the error that ends the stream.
+async fn refusal(collectors: String, msgs: Vec<PublishRequest>) -> tonic::Status {
+    let mut acks = IngestClient::connect(collectors)
+        .await
+        .unwrap()
+        .publish(tokio_stream::iter(msgs))
         .await
         .unwrap()
         .into_inner();
-    let err = loop {
+    loop {
         match acks.next().await {
             Some(Ok(_)) => continue,
             Some(Err(e)) => break e,
             None => panic!("stream ended without an error"),
         }
-    };
+    }
+}
+
+#[tokio::test]
+async fn a_report_without_a_check_is_refused_by_name() {
+    let (_, collectors, _stop, _) = start(16).await;
+    let mut bad = report(1);
+    if let Some(publish_request::Msg::Report(r)) = &mut bad.msg {
+        r.check.clear();
+    }
+    let err = refusal(collectors, vec![hello(), bad]).await;
     assert_eq!(err.code(), tonic::Code::InvalidArgument);
     assert_eq!(err.message(), "report seq 1 of c: field `check` is empty");
     // The collector learns which report to drop.
@@ -289,26 +299,7 @@ async fn a_report_without_a_check_is_refused_by_name() {
 
     // An unnumbered report is refused too: it could not be told from a replay.
     let (_, collectors0, _stop0, _) = start(16).await;
-    let mut ingest = IngestClient::connect(collectors0).await.unwrap();
-    let hello0 = PublishRequest {
-        msg: Some(publish_request::Msg::Hello(Hello {
-            collector_id: "x".into(),
-            epoch: 1,
-            clusters: vec![],
-        })),
-    };
-    let mut acks = ingest
-        .publish(tokio_stream::iter(vec![hello0, report(0)]))
-        .await
-        .unwrap()
-        .into_inner();
-    let err = loop {
-        match acks.next().await {
-            Some(Ok(_)) => continue,
-            Some(Err(e)) => break e,
-            None => panic!("stream ended without an error"),
-        }
-    };
+    let err = refusal(collectors0, vec![hello(), report(0)]).await;
     assert_eq!(err.code(), tonic::Code::InvalidArgument);
     assert!(
         err.message().contains("field `seq` is 0"),

@@ -553,6 +553,14 @@ pub struct Watcher {
     pub seen: Vec<Value>,
 }
 
+/// Asserts `seqs` runs `first`, `first + 1`, ... with no gap and no repeat.
+pub fn assert_no_gap(seqs: &[u64], first: u64) {
+    assert_eq!(seqs.first(), Some(&first), "{seqs:?}");
+    for w in seqs.windows(2) {
+        assert_eq!(w[1], w[0] + 1, "a gap or a repeat: ... {:?} ...", w);
+    }
+}
+
 /// A number unique within this process run, for file names.
 pub fn unique() -> u128 {
     std::time::SystemTime::now()
@@ -621,6 +629,21 @@ impl Watcher {
 
     /// Waits for an event matching `pred`; panics with the recent events
     /// and the watcher's stderr when the deadline passes.
+    /// The seqs of the reports seen so far, in order.
+    pub fn report_seqs(&self) -> Vec<u64> {
+        self.seen
+            .iter()
+            .filter(|v| v["type"] == "report")
+            .filter_map(|v| v["report"]["seq"].as_u64())
+            .collect()
+    }
+
+    /// Asserts that the reports seen so far are numbered `first`, `first +
+    /// 1`, ... with no gap and no repeat.
+    pub fn assert_no_gap_from(&self, first: u64) {
+        assert_no_gap(&self.report_seqs(), first);
+    }
+
     pub fn wait_for(
         &mut self,
         within: Duration,
