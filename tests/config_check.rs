@@ -200,7 +200,32 @@ const CASES: &[(&str, &str, &str)] = &[
     (
         "unknown auth field",
         "server:\n  auth:\n    dirr: /auth\n",
-        "FILE:3:5: unknown field `dirr`, expected one of dir, origin, session_ttl, invite_ttl",
+        "FILE:3:5: server: unknown field `dirr`, expected one of dir, origin, session_ttl, invite_ttl",
+    ),
+    (
+        "a negative count",
+        "collector:\n  buffer_reports: -5\n",
+        "FILE:2:19: collector.buffer_reports: expected a whole number greater than 0, found -5",
+    ),
+    (
+        "text where a flag belongs",
+        "server:\n  insecure_plaintext: yes please\n",
+        "FILE:2:23: server.insecure_plaintext: expected true or false, found the text \"yes please\"",
+    ),
+    (
+        "a threshold that is not a number",
+        "clusters:\n  - name: a\n    kind: etcd\n    nodes: [127.0.0.1:2379]\n    checks:\n      db_size: {warn: lots}\n",
+        "FILE:6:23: clusters[0].checks.db_size.warn: expected a number, found the text \"lots\"",
+    ),
+    (
+        "a login on a kind that takes none",
+        "clusters:\n  - name: a\n    kind: etcd\n    nodes: [127.0.0.1:2379]\n    auth:\n      username: dbmon\n      password: {env: P}\n",
+        "FILE:6:7: clusters[0].auth: kind \"etcd\" does not use auth; remove it (this kind accepts: tls, tls.cert_file)",
+    ),
+    (
+        "a client certificate on a kind that takes none",
+        "clusters:\n  - name: a\n    kind: cockroachdb\n    nodes: [127.0.0.1:8080]\n    tls:\n      ca_file: /ca.crt\n      cert_file: /c.crt\n      key_file: /c.key\n",
+        "FILE:7:18: clusters[0].tls.cert_file: kind \"cockroachdb\" does not use tls.cert_file; remove it (this kind accepts: tls, auth)",
     ),
 ];
 
@@ -240,6 +265,44 @@ fn errors_in_several_clusters_are_all_reported_in_file_order() {
         "{stdout}"
     );
     assert!(stderr.contains("3 error(s)"), "{stderr}");
+}
+
+/// A wrong type in one section does not hide the errors of the others, nor
+/// the other errors of its own section.
+#[test]
+fn a_type_error_is_named_and_the_other_errors_still_show() {
+    let yaml = "server:\n  listen: nowhere\n  history_per_cluster: many\ncollector:\n  buffer_reports: -5\nclusters:\n  - name: a\n    kind: cockroachdb\n    nodes: []\n    auth:\n      username: dbmon\n      password: hunter2\n";
+    let (code, stdout, stderr) = check(yaml);
+    assert_eq!(code, 1, "{stdout}");
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            "FILE:2:11: server.listen: \"nowhere\" is not an address; expected IP:PORT such as 127.0.0.1:7070",
+            "FILE:3:24: server.history_per_cluster: expected a whole number greater than 0, found the text \"many\"",
+            "FILE:5:19: collector.buffer_reports: expected a whole number greater than 0, found -5",
+            "FILE:9:12: clusters[0].nodes: expected at least one node address",
+            "FILE:12:17: clusters[0].auth.password: secrets are never written inline; expected {file: PATH} or {env: VARIABLE}",
+        ],
+        "{stdout}"
+    );
+    assert!(stderr.contains("5 error(s)"), "{stderr}");
+}
+
+/// A structural error in one section (a list where a mapping belongs) is
+/// reported under that section, and the other sections are still checked.
+#[test]
+fn a_broken_section_does_not_hide_the_others() {
+    let yaml = "server:\n  tls: [a, b]\ncollector:\n  spill_dir: \"\"\n";
+    let (code, stdout, _) = check(yaml);
+    assert_eq!(code, 1, "{stdout}");
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 2, "{stdout}");
+    assert!(lines[0].starts_with("FILE:2:8: server: "), "{stdout}");
+    assert_eq!(
+        lines[1],
+        "FILE:4:14: collector.spill_dir: expected a directory, or `none` to buffer in memory only"
+    );
 }
 
 #[test]

@@ -2,12 +2,15 @@
 
 use crate::connector::{Connector, ConnectorError};
 use crate::connectors;
-use dbmon_config::{Catalog, CheckSpec, ClusterConfig};
+use dbmon_config::{Catalog, CheckSpec, ClusterConfig, Section};
 
 /// How to build the connector of one kind, and which checks it offers.
 pub struct Registration {
     pub kind: &'static str,
     pub checks: &'static [CheckSpec],
+    /// The optional parts of a cluster entry this kind uses; any other is a
+    /// configuration error at its line.
+    pub sections: &'static [Section],
     pub build: fn(&ClusterConfig) -> Result<Box<dyn Connector>, ConnectorError>,
 }
 
@@ -16,11 +19,13 @@ pub static REGISTRY: &[Registration] = &[
     Registration {
         kind: "cockroachdb",
         checks: connectors::cockroachdb::CHECKS,
+        sections: connectors::cockroachdb::SECTIONS,
         build: connectors::cockroachdb::build,
     },
     Registration {
         kind: "etcd",
         checks: connectors::etcd::CHECKS,
+        sections: connectors::etcd::SECTIONS,
         build: connectors::etcd::build,
     },
 ];
@@ -40,5 +45,9 @@ impl Catalog for Registry {
 
     fn checks(&self, kind: &str) -> Option<&'static [CheckSpec]> {
         find(kind).map(|r| r.checks)
+    }
+
+    fn sections(&self, kind: &str) -> &'static [Section] {
+        find(kind).map(|r| r.sections).unwrap_or(&[])
     }
 }

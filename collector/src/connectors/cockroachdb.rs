@@ -41,6 +41,11 @@ pub const VARS: &[&str] = &[
 /// Header carrying the session cookie of `/api/v2/login/`.
 pub const SESSION_HEADER: &str = "X-Cockroach-API-Session";
 
+/// CockroachDB: TLS verified against `tls.ca_file`, and a SQL user's login
+/// (`auth:`) for `/api/v2`. Its HTTP API does not take client certificates.
+pub static SECTIONS: &[dbmon_config::Section] =
+    &[dbmon_config::Section::Tls, dbmon_config::Section::Auth];
+
 pub static CHECKS: &[CheckSpec] = &[
     CheckSpec {
         name: UP_CHECK,

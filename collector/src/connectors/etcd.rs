@@ -28,6 +28,13 @@ pub const METRICS: &[&str] = &[
 const WINDOW: Duration = Duration::from_secs(15 * 60);
 
 /// The checks of this kind, with defaults from etcd's alerting rules.
+/// etcd: TLS verified against `tls.ca_file`, and client certificates
+/// (`--client-cert-auth`). etcd's HTTP endpoints take no password login.
+pub static SECTIONS: &[dbmon_config::Section] = &[
+    dbmon_config::Section::Tls,
+    dbmon_config::Section::ClientCert,
+];
+
 pub static CHECKS: &[CheckSpec] = &[
     CheckSpec {
         name: UP_CHECK,
