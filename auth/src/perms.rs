@@ -14,16 +14,19 @@ pub enum Op {
     Watch,
     /// See and revoke other people's logins.
     Sessions,
+    /// Add and expire silences.
+    Silence,
 }
 
 impl Op {
-    pub const ALL: [Op; 3] = [Op::Read, Op::Watch, Op::Sessions];
+    pub const ALL: [Op; 4] = [Op::Read, Op::Watch, Op::Sessions, Op::Silence];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Op::Read => "read",
             Op::Watch => "watch",
             Op::Sessions => "sessions",
+            Op::Silence => "silence",
         }
     }
 
@@ -115,6 +118,10 @@ pub const METHODS: &[(&str, Access)] = &[
     ("/dbmon.v1.Auth/Logout", Access::Session),
     ("/dbmon.v1.Sessions/ListSessions", Access::Op(Op::Sessions)),
     ("/dbmon.v1.Sessions/RevokeSession", Access::Op(Op::Sessions)),
+    ("/dbmon.v1.Alerts/ListAlerts", Access::Op(Op::Read)),
+    ("/dbmon.v1.Silences/ListSilences", Access::Op(Op::Read)),
+    ("/dbmon.v1.Silences/AddSilence", Access::Op(Op::Silence)),
+    ("/dbmon.v1.Silences/ExpireSilence", Access::Op(Op::Silence)),
 ];
 
 /// What `path` requires, or None for a method nobody may call.

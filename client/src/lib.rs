@@ -2,6 +2,7 @@
 //! one line per cluster, `watch` follows reports live, `get cluster` shows
 //! every check of one cluster.
 
+pub mod alerts;
 pub mod session;
 pub mod view;
 
@@ -101,6 +102,20 @@ pub enum Command {
         #[command(subcommand)]
         what: SessionsWhat,
     },
+    /// Firing and pending alerts: since when, who is told, how the last
+    /// delivery went, and what mutes them.
+    Alerts {
+        /// Only these clusters (repeatable).
+        #[arg(long = "cluster")]
+        clusters: Vec<String>,
+        #[arg(short, long, value_enum, default_value_t = Format::Table)]
+        output: Format,
+    },
+    /// Mute notifications for a while (operators and admins).
+    Silence {
+        #[command(subcommand)]
+        what: alerts::SilenceWhat,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -191,6 +206,8 @@ pub async fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Sessions { what } => sessions(&target, what).await,
+        Command::Alerts { clusters, output } => alerts::alerts(&target, clusters, output).await,
+        Command::Silence { what } => alerts::silence(&target, what).await,
     }
 }
 
@@ -485,7 +502,7 @@ pub async fn channel(target: &Target) -> Result<Channel> {
     })
 }
 
-fn rpc_error(server: &str, s: tonic::Status) -> anyhow::Error {
+pub(crate) fn rpc_error(server: &str, s: tonic::Status) -> anyhow::Error {
     anyhow::anyhow!(
         "the dbmon server at {server} answered {:?}: {}",
         s.code(),
@@ -493,7 +510,7 @@ fn rpc_error(server: &str, s: tonic::Status) -> anyhow::Error {
     )
 }
 
-fn print_structured<T: serde::Serialize>(value: &T, format: Format) -> Result<()> {
+pub(crate) fn print_structured<T: serde::Serialize>(value: &T, format: Format) -> Result<()> {
     let text = match format {
         Format::Json => serde_json::to_string_pretty(value)? + "\n",
         Format::Yaml => serde_saphyr::to_string(value).context("cannot render YAML")?,

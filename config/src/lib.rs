@@ -17,6 +17,7 @@
 //! their checks are not known here (they live in the collector, above this
 //! crate): callers pass a [`Catalog`] describing them.
 
+mod alerting;
 mod client;
 mod cluster;
 mod collector;
@@ -26,6 +27,10 @@ mod secret;
 mod server;
 mod validate;
 
+pub use alerting::{
+    AlertRule, AlertWhen, AlertingConfig, EmailConfig, HeaderValue, HealthState, MaintenanceWindow,
+    Matchers, ReceiverConfig, ReceiverKind, Severity, SmtpTls, glob,
+};
 pub use client::ClientConfig;
 pub use cluster::{
     AuthConfig, Catalog, CheckConfig, CheckSpec, ClusterConfig, Direction, Level, Section,
@@ -49,6 +54,8 @@ pub struct Config {
     pub collector: CollectorConfig,
     pub client: ClientConfig,
     pub clusters: Vec<ClusterConfig>,
+    /// Alert rules, receivers and maintenance windows.
+    pub alerting: AlertingConfig,
 }
 
 impl Config {
@@ -76,6 +83,11 @@ impl Config {
             }
             v.line_offset = 0;
             config.clusters = v.clusters(raw.clusters, catalog);
+            config.alerting = v.alerting(
+                raw.receivers.into_iter().flatten().collect(),
+                raw.alerts.into_iter().flatten().collect(),
+                raw.maintenance.into_iter().flatten().collect(),
+            );
         }
         let errors = v.into_errors();
         if errors.is_empty() {
@@ -112,6 +124,7 @@ impl Config {
             collector: CollectorConfig::default(),
             client: ClientConfig::default(),
             clusters: Vec::new(),
+            alerting: AlertingConfig::default(),
         }
     }
 }

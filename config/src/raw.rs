@@ -4,6 +4,7 @@
 //! and each cluster entry is read on its own, so that one broken part does
 //! not hide the errors of the others.
 
+use crate::alerting::{RawReceiver, RawRule, RawWindow};
 use crate::client::RawClient;
 use crate::cluster::RawCluster;
 use crate::collector::RawCollector;
@@ -64,6 +65,9 @@ pub(crate) struct RawConfig {
     pub client: Piece<RawClient>,
     /// None for an entry that could not be read (already reported).
     pub clusters: Vec<Piece<RawCluster>>,
+    pub receivers: Vec<Piece<RawReceiver>>,
+    pub alerts: Vec<Piece<RawRule>>,
+    pub maintenance: Vec<Piece<RawWindow>>,
 }
 
 /// The document read in one go, when it has no structural error.
@@ -75,6 +79,12 @@ struct Whole {
     client: Option<RawClient>,
     #[serde(default)]
     clusters: Vec<RawCluster>,
+    #[serde(default)]
+    receivers: Vec<RawReceiver>,
+    #[serde(default)]
+    alerts: Vec<RawRule>,
+    #[serde(default)]
+    maintenance: Vec<RawWindow>,
 }
 
 /// Only where each part is.
@@ -86,6 +96,12 @@ struct Outline {
     client: Option<Spanned<IgnoredAny>>,
     #[serde(default)]
     clusters: Vec<Spanned<IgnoredAny>>,
+    #[serde(default)]
+    receivers: Vec<Spanned<IgnoredAny>>,
+    #[serde(default)]
+    alerts: Vec<Spanned<IgnoredAny>>,
+    #[serde(default)]
+    maintenance: Vec<Spanned<IgnoredAny>>,
 }
 
 /// Reads the document; None when nothing of it could be read (the error is
@@ -101,6 +117,9 @@ pub(crate) fn read(text: &str, v: &mut Validator<'_>) -> Option<RawConfig> {
                 collector: w.collector.map(|s| (s, 0)),
                 client: w.client.map(|s| (s, 0)),
                 clusters: w.clusters.into_iter().map(|c| Some((c, 0))).collect(),
+                receivers: w.receivers.into_iter().map(|c| Some((c, 0))).collect(),
+                alerts: w.alerts.into_iter().map(|c| Some((c, 0))).collect(),
+                maintenance: w.maintenance.into_iter().map(|c| Some((c, 0))).collect(),
             });
         }
         Err(e) => e,
@@ -119,11 +138,27 @@ pub(crate) fn read(text: &str, v: &mut Validator<'_>) -> Option<RawConfig> {
         server: section(v, &lines, outline.server.as_ref(), "server"),
         collector: section(v, &lines, outline.collector.as_ref(), "collector"),
         client: section(v, &lines, outline.client.as_ref(), "client"),
-        clusters: Vec::new(),
+        ..RawConfig::default()
     };
     for (i, entry) in outline.clusters.iter().enumerate() {
         raw.clusters
             .push(section(v, &lines, Some(entry), &format!("clusters[{i}]")));
+    }
+    for (i, entry) in outline.receivers.iter().enumerate() {
+        raw.receivers
+            .push(section(v, &lines, Some(entry), &format!("receivers[{i}]")));
+    }
+    for (i, entry) in outline.alerts.iter().enumerate() {
+        raw.alerts
+            .push(section(v, &lines, Some(entry), &format!("alerts[{i}]")));
+    }
+    for (i, entry) in outline.maintenance.iter().enumerate() {
+        raw.maintenance.push(section(
+            v,
+            &lines,
+            Some(entry),
+            &format!("maintenance[{i}]"),
+        ));
     }
     if v.errors.len() == before {
         // Every part reads on its own: report the whole-document error.

@@ -23,6 +23,7 @@ const DEFAULT_SUBSCRIBER_QUEUE: usize = 1024;
 const DEFAULT_HISTORY_MAX_AGE: Duration = Duration::from_secs(7 * 24 * 3600);
 const DEFAULT_SESSION_TTL: Duration = Duration::from_secs(12 * 3600);
 const DEFAULT_INVITE_TTL: Duration = Duration::from_secs(24 * 3600);
+const DEFAULT_MAX_SILENCE: Duration = Duration::from_secs(7 * 86_400);
 const DEFAULT_COLLECTOR_TTL: Duration = Duration::from_secs(7 * 86_400);
 
 /// Where and how the server listens and how much it keeps.
@@ -63,6 +64,8 @@ pub struct ServerConfig {
     /// The URL people reach the server at, for links in notifications;
     /// defaults to the sign-in origin.
     pub external_url: Option<String>,
+    /// The longest silence people may set.
+    pub max_silence: Duration,
 }
 
 /// Where servers sharing state find PostgreSQL.
@@ -137,6 +140,7 @@ impl Default for ServerConfig {
             shared_store: None,
             history_max_age: DEFAULT_HISTORY_MAX_AGE,
             external_url: None,
+            max_silence: DEFAULT_MAX_SILENCE,
             auth: AuthSettings {
                 dir: PathBuf::from("dbmon-auth"),
                 origin: None,
@@ -166,6 +170,7 @@ pub(crate) struct RawServer {
     store_ca_file: Option<Spanned<PathBuf>>,
     history_max_age: Option<Spanned<String>>,
     external_url: Option<Spanned<String>>,
+    max_silence: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -261,6 +266,11 @@ impl Validator<'_> {
                     format!("{:?} is not a URL; expected https://NAME[:PORT]", u.value),
                 ),
             }
+        }
+        if let Some(d) = &s.max_silence
+            && let Some(m) = self.at_least_a_minute(d, "server.max_silence")
+        {
+            out.max_silence = m;
         }
         self.store(&s, out);
         let plaintext = match &s.insecure_plaintext {

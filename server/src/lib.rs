@@ -8,6 +8,8 @@
 //! handshake). Certificates, the trust bundle and the revocation list are
 //! reloaded when their files change or on SIGHUP, without dropping streams.
 
+pub mod alerting;
+pub mod alerts_service;
 pub mod auth;
 pub mod cache;
 pub mod enroll;
@@ -19,7 +21,7 @@ pub mod shared_auth;
 pub mod store;
 pub mod web;
 
-use dbmon_config::ServerConfig;
+use dbmon_config::{Config, ServerConfig};
 use dbmon_pki::tls::{ReloadingIdentity, Trust};
 use dbmon_pki::tokens::TokenStore;
 use dbmon_pki::{Ca, Role};
@@ -55,6 +57,8 @@ pub enum ServerError {
     Shared(shared::SharedError),
     #[error(transparent)]
     Passkeys(#[from] dbmon_auth::passkey::AuthError),
+    #[error("alerting: {0}")]
+    Alerting(#[from] alerting::AlertingError),
     #[error(
         "the server has no certificates: set server.pki_dir to a directory made by `dbmon pki init` \
          (or server.tls), or server.insecure_plaintext: true for development on loopback"
@@ -170,8 +174,26 @@ async fn bind(addr: SocketAddr, what: &'static str) -> Result<TcpListener, Serve
         .map_err(|error| ServerError::Bind { addr, what, error })
 }
 
-/// Serves until `shutdown` turns true.
+/// Serves until `shutdown` turns true, with no alert rules.
 pub async fn serve(cfg: ServerConfig, shutdown: watch::Receiver<bool>) -> Result<(), ServerError> {
+    serve_deployment(
+        Config {
+            server: cfg,
+            ..Config::embedded_default()
+        },
+        shutdown,
+    )
+    .await
+}
+
+/// Serves the whole deployment's server side (the `server:` section, and
+/// the alerting sections with the clusters' labels) until `shutdown` turns
+/// true.
+pub async fn serve_deployment(
+    deployment: Config,
+    shutdown: watch::Receiver<bool>,
+) -> Result<(), ServerError> {
+    let cfg = deployment.server;
     let tls = match (&cfg.tls, cfg.insecure_plaintext) {
         (Some(t), false) => {
             let identity = ReloadingIdentity::load(&t.cert_file, &t.key_file, Role::Server)?;
@@ -276,7 +298,25 @@ pub async fn serve(cfg: ServerConfig, shutdown: watch::Receiver<bool>) -> Result
         }
         (None, None) => Arc::new(report_store::MemoryOnly::new(unavailable)),
     };
+    let external_url = cfg.external_url.clone().unwrap_or_else(|| origin.clone());
+    let alerting = alerting::Alerting::new(
+        &deployment.alerting,
+        &deployment.clusters,
+        external_url,
+        cfg.max_silence,
+        cache.persist().cloned(),
+    )?;
+    if !deployment.alerting.rules.is_empty() {
+        alerting.spawn(cache.clone(), shutdown.clone());
+        tracing::info!(
+            rules = deployment.alerting.rules.len(),
+            receivers = deployment.alerting.receivers.len(),
+            maintenance = deployment.alerting.maintenance.len(),
+            "alerting on"
+        );
+    }
     let services = service::Services {
+        alerting: alerting.clone(),
         cache,
         store,
         collectors: Default::default(),
@@ -312,6 +352,14 @@ pub async fn serve(cfg: ServerConfig, shutdown: watch::Receiver<bool>) -> Result
         .add_service(EnrollServer::new(enroll::Enrollment { signer }))
         .add_service(AuthServer::new(people_auth.clone()))
         .add_service(SessionsServer::new(people_auth))
+        .add_service(dbmon_proto::v1::alerts_server::AlertsServer::new(
+            alerts_service::AlertServices {
+                alerting: alerting.clone(),
+            },
+        ))
+        .add_service(dbmon_proto::v1::silences_server::SilencesServer::new(
+            alerts_service::AlertServices { alerting },
+        ))
         .into_axum_router()
         .merge(web::router(passkeys));
     let people_router = tonic::transport::Server::builder()

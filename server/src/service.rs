@@ -25,6 +25,8 @@ type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'stati
 #[derive(Clone)]
 pub struct Services {
     pub cache: Arc<Cache>,
+    /// Alert rules, receivers and silences.
+    pub alerting: Arc<crate::alerting::Alerting>,
     /// Where collectors' reports are kept before they are acknowledged.
     pub store: Arc<dyn crate::report_store::ReportStore>,
     pub collectors: Arc<AtomicUsize>,
@@ -54,7 +56,7 @@ pub fn peer_from(ext: &http::Extensions) -> String {
 
 /// The clusters a people request may see, as the cache takes them (empty:
 /// all), from the caller's grant and what it asked for.
-fn scoped(grant: &dbmon_auth::Grant, asked: &[String]) -> Result<Vec<String>, Status> {
+pub(crate) fn scoped(grant: &dbmon_auth::Grant, asked: &[String]) -> Result<Vec<String>, Status> {
     match grant.scope(asked).map_err(|d| crate::auth::status_of(&d))? {
         None => Ok(Vec::new()),
         Some(s) if s.is_empty() => Err(Status::permission_denied(

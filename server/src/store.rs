@@ -19,6 +19,9 @@ use tokio::sync::watch;
 
 /// position → epoch (8 bytes, little endian) and the report (prost).
 const REPORTS: TableDefinition<u64, &[u8]> = TableDefinition::new("reports_v1");
+/// "state" → the alerting state (JSON): alerts, groups, the outbox and
+/// silences, written whole after each change.
+const ALERTS: TableDefinition<&str, &[u8]> = TableDefinition::new("alerts_v1");
 /// "schema" → version, for migrations.
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 const SCHEMA: u64 = 1;
@@ -151,6 +154,31 @@ impl Persist {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The alerting state saved last, if any.
+    pub fn load_alerts(&self) -> Result<Option<Vec<u8>>, String> {
+        let rx = self.db.begin_read().map_err(|e| e.to_string())?;
+        let table = match rx.open_table(ALERTS) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+            Err(e) => return Err(e.to_string()),
+        };
+        Ok(table
+            .get("state")
+            .map_err(|e| e.to_string())?
+            .map(|v| v.value().to_vec()))
+    }
+
+    /// Replaces the alerting state, durably (its own transaction beside the
+    /// reports' writer).
+    pub fn save_alerts(&self, doc: &[u8]) -> Result<(), String> {
+        let tx = self.db.begin_write().map_err(|e| e.to_string())?;
+        {
+            let mut t = tx.open_table(ALERTS).map_err(|e| e.to_string())?;
+            t.insert("state", doc).map_err(|e| e.to_string())?;
+        }
+        tx.commit().map_err(|e| e.to_string())
     }
 
     /// Queues an entry (called under the cache's write lock, so in position

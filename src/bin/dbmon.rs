@@ -354,7 +354,14 @@ fn load(path: &Path) -> Result<Config> {
 fn config_check(file: &Path) -> ExitCode {
     match Config::load(file, &dbmon_collector::Registry) {
         Ok(c) => {
-            println!("{}: ok ({} clusters)", file.display(), c.clusters.len());
+            println!(
+                "{}: ok ({} clusters, {} alert rules, {} receivers, {} maintenance windows)",
+                file.display(),
+                c.clusters.len(),
+                c.alerting.rules.len(),
+                c.alerting.receivers.len(),
+                c.alerting.maintenance.len()
+            );
             ExitCode::SUCCESS
         }
         Err(errors) => {
@@ -565,7 +572,7 @@ async fn run(cmd: Cmd) -> Result<()> {
                 Some(p) => load(&p)?,
                 None => Config::embedded_default(),
             };
-            dbmon_server::serve(cfg.server, shutdown_signal()).await?;
+            dbmon_server::serve_deployment(cfg, shutdown_signal()).await?;
         }
         Cmd::Collector {
             config,
@@ -723,7 +730,10 @@ async fn local(dir: Option<PathBuf>, cockroach: bool, interval: &str) -> Result<
         ),
     };
     let shutdown = shutdown_signal();
-    let server = tokio::spawn(dbmon_server::serve(cfg.server.clone(), shutdown.clone()));
+    let server = tokio::spawn(dbmon_server::serve_deployment(
+        cfg.clone(),
+        shutdown.clone(),
+    ));
     let collector = tokio::spawn(dbmon_collector::run(cfg.clone(), shutdown.clone()));
     println!(
         "\ndbmon is watching a local 3-member etcd cluster{}, over mutual TLS with certificates from its own CA.\n\

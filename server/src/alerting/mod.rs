@@ -1,0 +1,464 @@
+//! Alerting: the server judges the reports it already has against the
+//! `alerts:` rules, and tells the `receivers:`.
+//!
+//! One task reads the cache's broadcast like a watcher does (so ingest never
+//! waits for it), re-evaluates the clusters that changed (and every cluster
+//! every few seconds, for staleness), moves the [`state::Engine`] on and
+//! saves its state in the report store before anything it queued is
+//! delivered. One delivery task sends the outbox, in order per receiver,
+//! one at a time per receiver, retrying with backoff; a receiver that hangs
+//! holds back only itself. Alertmanager receivers also get every firing
+//! alert again at their resend interval.
+
+pub mod receivers;
+pub mod rules;
+pub mod state;
+
+use crate::cache::Cache;
+use crate::store::Persist;
+use dbmon_config::{AlertingConfig, ClusterConfig};
+use receivers::{Receiver, ReceiverError};
+use rules::ClusterFacts;
+use state::{AlertState, Doc, Engine, Silence};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{Notify, broadcast, watch};
+
+/// How often timers (`for`, group waits, silences ending) are looked at.
+const TICK: Duration = Duration::from_millis(250);
+/// How often every cluster is judged again, so that reports going stale
+/// count without a new report.
+const FULL_PASS: Duration = Duration::from_secs(5);
+/// Longest wait between attempts to deliver one notification.
+const MAX_BACKOFF: Duration = Duration::from_secs(300);
+
+/// Alerting could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum AlertingError {
+    #[error(transparent)]
+    Receiver(#[from] ReceiverError),
+    #[error("the alerting state in {path} cannot be read ({why}); move the store away or fix it")]
+    State { path: String, why: String },
+}
+
+/// The running alerting of one server.
+pub struct Alerting {
+    engine: Mutex<Engine>,
+    receivers: BTreeMap<String, Arc<Receiver>>,
+    /// Cluster name → its labels, from `clusters:`.
+    labels: BTreeMap<String, BTreeMap<String, String>>,
+    external_url: String,
+    /// The longest silence people may set.
+    pub max_silence: Duration,
+    store: Option<Arc<Persist>>,
+    /// Notifications up to this id are saved and may be delivered.
+    saved_id: AtomicU64,
+    wake_delivery: Notify,
+    pub save_errors: AtomicU64,
+    pub last_save_error: Mutex<Option<String>>,
+}
+
+/// What the Alerts and Silences services and `/metrics` show of a receiver.
+pub struct ReceiverView {
+    pub name: String,
+    pub kind: &'static str,
+    pub health: state::ReceiverHealth,
+    pub queued: usize,
+}
+
+impl Alerting {
+    /// Builds receivers (reading their secrets) and restores the state.
+    pub fn new(
+        cfg: &AlertingConfig,
+        clusters: &[ClusterConfig],
+        external_url: String,
+        max_silence: Duration,
+        store: Option<Arc<Persist>>,
+    ) -> Result<Arc<Alerting>, AlertingError> {
+        let mut receivers = BTreeMap::new();
+        for r in &cfg.receivers {
+            receivers.insert(r.name.clone(), Arc::new(Receiver::build(r)?));
+        }
+        let doc = match &store {
+            Some(p) => match p.load_alerts() {
+                Ok(Some(bytes)) => {
+                    serde_json::from_slice::<Doc>(&bytes).map_err(|e| AlertingError::State {
+                        path: p.path().display().to_string(),
+                        why: e.to_string(),
+                    })?
+                }
+                Ok(None) => Doc::default(),
+                Err(why) => {
+                    return Err(AlertingError::State {
+                        path: p.path().display().to_string(),
+                        why,
+                    });
+                }
+            },
+            None => Doc::default(),
+        };
+        let restored = (doc.alerts.len(), doc.outbox.len(), doc.silences.len());
+        let engine = Engine::new(&cfg.rules, &cfg.maintenance, doc);
+        let saved = engine.doc.next_id;
+        if restored != (0, 0, 0) {
+            tracing::info!(
+                alerts = restored.0,
+                outbox = restored.1,
+                silences = restored.2,
+                "alerting state restored"
+            );
+        }
+        Ok(Arc::new(Alerting {
+            engine: Mutex::new(engine),
+            receivers,
+            labels: clusters
+                .iter()
+                .map(|c| (c.name.clone(), c.labels.clone()))
+                .collect(),
+            external_url,
+            max_silence,
+            store,
+            saved_id: AtomicU64::new(saved),
+            wake_delivery: Notify::new(),
+            save_errors: AtomicU64::new(0),
+            last_save_error: Mutex::new(None),
+        }))
+    }
+
+    fn engine(&self) -> std::sync::MutexGuard<'_, Engine> {
+        self.engine.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Starts evaluation, delivery and the Alertmanager resends.
+    pub fn spawn(self: &Arc<Self>, cache: Arc<Cache>, shutdown: watch::Receiver<bool>) {
+        tokio::spawn(self.clone().evaluate_loop(cache, shutdown.clone()));
+        tokio::spawn(self.clone().deliver_loop(shutdown.clone()));
+        for r in self.receivers.values() {
+            if let Some(every) = r.resend_interval() {
+                tokio::spawn(self.clone().resend_loop(r.clone(), every, shutdown.clone()));
+            }
+        }
+    }
+
+    async fn evaluate_loop(
+        self: Arc<Self>,
+        cache: Arc<Cache>,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
+        let (mut rx, _, _) = cache.subscribe_entries(&[]);
+        let mut tick = tokio::time::interval(TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut full = true;
+        let mut last_full = tokio::time::Instant::now();
+        loop {
+            let mut changed: BTreeSet<String> = BTreeSet::new();
+            tokio::select! {
+                _ = shutdown.changed() => {
+                    self.save().await;
+                    return;
+                }
+                _ = tick.tick() => {}
+                r = rx.recv() => match r {
+                    Ok(e) => { changed.insert(e.report.cluster().to_string()); }
+                    Err(broadcast::error::RecvError::Lagged(_)) => full = true,
+                    Err(broadcast::error::RecvError::Closed) => return,
+                },
+            }
+            loop {
+                match rx.try_recv() {
+                    Ok(e) => {
+                        changed.insert(e.report.cluster().to_string());
+                    }
+                    Err(broadcast::error::TryRecvError::Lagged(_)) => full = true,
+                    Err(_) => break,
+                }
+            }
+            if last_full.elapsed() >= FULL_PASS {
+                full = true;
+            }
+            let now = dbmon_proto::now_ms();
+            if full || !changed.is_empty() {
+                let asked: Vec<String> = if full {
+                    Vec::new()
+                } else {
+                    changed.into_iter().collect()
+                };
+                let reports = cache.latest(&asked);
+                self.judge(&reports, now);
+                if full {
+                    full = false;
+                    last_full = tokio::time::Instant::now();
+                }
+            }
+            let queued = {
+                let mut e = self.engine();
+                e.prune_silences(now);
+                e.tick(now)
+            };
+            if queued > 0 {
+                tracing::debug!(queued, "notifications queued");
+            }
+            self.save().await;
+        }
+    }
+
+    /// Judges the reports (grouped by cluster, as `latest` returns them).
+    fn judge(&self, reports: &[dbmon_proto::Report], now: i64) {
+        let empty = BTreeMap::new();
+        let mut e = self.engine();
+        let rules: Vec<dbmon_config::AlertRule> = e.rules().cloned().collect();
+        for chunk in reports.chunk_by(|a, b| a.cluster == b.cluster) {
+            let cluster = &chunk[0].cluster;
+            let facts = ClusterFacts {
+                name: cluster,
+                kind: &chunk[0].kind,
+                labels: self.labels.get(cluster).unwrap_or(&empty),
+            };
+            let conditions = rules
+                .iter()
+                .flat_map(|r| rules::evaluate(r, &facts, chunk, now))
+                .collect();
+            e.observe(cluster, conditions, now);
+        }
+    }
+
+    /// Writes the state if it changed; then what it queued may go out.
+    async fn save(&self) {
+        let (bytes, newest) = {
+            let mut e = self.engine();
+            if !e.dirty {
+                return;
+            }
+            e.dirty = false;
+            let newest = e.doc.next_id;
+            match &self.store {
+                Some(_) => (serde_json::to_vec(&e.doc).ok(), newest),
+                None => (None, newest),
+            }
+        };
+        if let (Some(store), Some(bytes)) = (&self.store, bytes) {
+            let store = store.clone();
+            let result = tokio::task::spawn_blocking(move || store.save_alerts(&bytes))
+                .await
+                .unwrap_or_else(|e| Err(e.to_string()));
+            if let Err(why) = result {
+                // Deliver anyway: a notification sent twice after a crash
+                // is better than one not sent.
+                self.save_errors.fetch_add(1, Ordering::Relaxed);
+                let mut last = self
+                    .last_save_error
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner());
+                if last.as_deref() != Some(&why) {
+                    tracing::error!(error = %why, "cannot save the alerting state; notifications go on, but a restart may repeat or lose some");
+                }
+                *last = Some(why);
+                self.engine().dirty = true;
+            } else {
+                *self
+                    .last_save_error
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner()) = None;
+            }
+        }
+        self.saved_id.fetch_max(newest, Ordering::Release);
+        self.wake_delivery.notify_one();
+    }
+
+    async fn deliver_loop(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        let inflight: Arc<Mutex<BTreeSet<String>>> = Arc::default();
+        loop {
+            let due: Vec<state::Notification> = {
+                let saved = self.saved_id.load(Ordering::Acquire);
+                let now = dbmon_proto::now_ms();
+                let busy = inflight.lock().unwrap_or_else(|e| e.into_inner()).clone();
+                let mut e = self.engine();
+                let mut first: BTreeSet<String> = BTreeSet::new();
+                let mut unknown = Vec::new();
+                let mut due = Vec::new();
+                for n in &e.doc.outbox {
+                    // Only the oldest of each receiver: order is kept.
+                    if !first.insert(n.receiver.clone()) {
+                        continue;
+                    }
+                    if !self.receivers.contains_key(&n.receiver) {
+                        unknown.push(n.id);
+                        continue;
+                    }
+                    if n.id <= saved && n.next_attempt_ms <= now && !busy.contains(&n.receiver) {
+                        due.push(n.clone());
+                    }
+                }
+                if !unknown.is_empty() {
+                    tracing::warn!(
+                        dropped = unknown.len(),
+                        "notifications for receivers no longer configured are dropped"
+                    );
+                    e.doc.outbox.retain(|n| !unknown.contains(&n.id));
+                    e.dirty = true;
+                }
+                due
+            };
+            for n in due {
+                let Some(receiver) = self.receivers.get(&n.receiver).cloned() else {
+                    continue;
+                };
+                inflight
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(n.receiver.clone());
+                let me = self.clone();
+                let inflight = inflight.clone();
+                tokio::spawn(async move {
+                    let result = receiver.send(&n, &me.external_url).await;
+                    let now = dbmon_proto::now_ms();
+                    let attempts = n.attempts + 1;
+                    let backoff = Duration::from_secs(1)
+                        .saturating_mul(1 << attempts.saturating_sub(1).min(16))
+                        .min(MAX_BACKOFF);
+                    match &result {
+                        Ok(()) => tracing::info!(
+                            receiver = %n.receiver, rule = %n.rule, cluster = %n.cluster,
+                            status = n.status.as_str(), alerts = n.alerts.len(), notification = n.id, attempts,
+                            "notification delivered"
+                        ),
+                        Err(error) => tracing::warn!(
+                            receiver = %n.receiver, rule = %n.rule, cluster = %n.cluster,
+                            notification = n.id, attempts, %error, retry_in = ?backoff,
+                            "notification not delivered; will retry"
+                        ),
+                    }
+                    me.engine()
+                        .delivered(n.id, result, now, now + backoff.as_millis() as i64);
+                    inflight
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .remove(&n.receiver);
+                    me.wake_delivery.notify_one();
+                });
+            }
+            tokio::select! {
+                _ = self.wake_delivery.notified() => {}
+                _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+                _ = shutdown.changed() => return,
+            }
+        }
+    }
+
+    async fn resend_loop(
+        self: Arc<Self>,
+        receiver: Arc<Receiver>,
+        every: Duration,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = shutdown.changed() => return,
+            }
+            let alerts = self.engine().firing_for(&receiver.name);
+            if alerts.is_empty() {
+                continue;
+            }
+            if let Err(error) = receiver.resend(&alerts, &self.external_url).await {
+                tracing::warn!(receiver = %receiver.name, %error, "re-sending firing alerts to Alertmanager failed; will try again");
+            }
+        }
+    }
+
+    /// Alerts of the clusters in `scope` (None: all).
+    pub fn alerts(&self, scope: Option<&BTreeSet<String>>) -> Vec<dbmon_proto::v1::Alert> {
+        let e = self.engine();
+        e.doc
+            .alerts
+            .values()
+            .filter(|a| scope.is_none_or(|s| s.contains(&a.cluster)))
+            .map(|a| dbmon_proto::v1::Alert {
+                fingerprint: a.fingerprint.clone(),
+                rule: a.rule.clone(),
+                cluster: a.cluster.clone(),
+                node: a.node.clone(),
+                check: a.check.clone(),
+                state: a.state.as_str().to_string(),
+                severity: a.labels.get("severity").cloned().unwrap_or_default(),
+                labels: a.labels.clone().into_iter().collect(),
+                annotations: a.annotations.clone().into_iter().collect(),
+                active_since_ms: a.active_since_ms,
+                fired_at_ms: a.fired_at_ms.unwrap_or(0),
+                receivers: e
+                    .rule(&a.rule)
+                    .map(|r| r.receivers.clone())
+                    .unwrap_or_default(),
+                muted_by: a.muted_by.clone().unwrap_or_default(),
+                deliveries: a
+                    .deliveries
+                    .iter()
+                    .map(|(r, d)| dbmon_proto::v1::AlertDelivery {
+                        receiver: r.clone(),
+                        at_ms: d.at_ms,
+                        ok: d.ok,
+                        error: d.error.clone().unwrap_or_default(),
+                        attempts: d.attempts,
+                    })
+                    .collect(),
+            })
+            .collect()
+    }
+
+    /// Every receiver with its delivery health.
+    pub fn receivers(&self) -> Vec<ReceiverView> {
+        let e = self.engine();
+        self.receivers
+            .values()
+            .map(|r| ReceiverView {
+                name: r.name.clone(),
+                kind: r.kind(),
+                health: e.doc.receivers.get(&r.name).cloned().unwrap_or_default(),
+                queued: e.doc.outbox.iter().filter(|n| n.receiver == r.name).count(),
+            })
+            .collect()
+    }
+
+    /// Counts of alerts by state.
+    pub fn counts(&self) -> BTreeMap<&'static str, usize> {
+        let e = self.engine();
+        let mut out = BTreeMap::from([("pending", 0), ("firing", 0), ("resolved", 0)]);
+        for a in e.doc.alerts.values() {
+            *out.entry(a.state.as_str()).or_default() += 1;
+        }
+        let muted = e
+            .doc
+            .alerts
+            .values()
+            .filter(|a| a.state == AlertState::Firing && a.muted_by.is_some())
+            .count();
+        out.insert("muted", muted);
+        out
+    }
+
+    pub fn add_silence(&self, s: Silence) -> Silence {
+        let s = self.engine().add_silence(s);
+        self.wake_delivery.notify_one();
+        s
+    }
+
+    pub fn silences(&self) -> Vec<Silence> {
+        self.engine().doc.silences.clone()
+    }
+
+    pub fn expire_silence(&self, id: &str, by: &str) -> Option<Silence> {
+        self.engine().expire_silence(id, by, dbmon_proto::now_ms())
+    }
+
+    /// The mute reason of one cluster's alerts, for `status` views.
+    pub fn state_saved_error(&self) -> Option<String> {
+        self.last_save_error
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+}

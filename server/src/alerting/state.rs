@@ -1,0 +1,808 @@
+//! The alert state machine, grouping and the outbox, with time passed in:
+//! pure, so every rule of it is tested without waiting.
+//!
+//! An alert is *pending* while its condition holds for less than the rule's
+//! `for`, *firing* after, and *resolved* once the condition has stayed away
+//! for `resolve_after`. Alerts are grouped per (rule, cluster); a group is
+//! notified when what it would say differs from what it last said (an alert
+//! fired, resolved, changed severity, or was muted or unmuted): first after
+//! `group_wait`, then at most every `group_interval`, and again every
+//! `repeat_interval` while anything fires. Silences and maintenance windows
+//! mute notifications only: muted alerts are still evaluated and recorded.
+//! A notification goes to the outbox, one per receiver, and stays there
+//! until delivered (at least once).
+
+use super::rules::Condition;
+use dbmon_config::{AlertRule, MaintenanceWindow};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+/// The outbox holds at most this many notifications per receiver; past it
+/// the oldest is dropped, counted and logged (a receiver down for days).
+pub const OUTBOX_PER_RECEIVER: usize = 10_000;
+
+/// Where an alert stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AlertState {
+    Pending,
+    Firing,
+    Resolved,
+}
+
+impl AlertState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AlertState::Pending => "pending",
+            AlertState::Firing => "firing",
+            AlertState::Resolved => "resolved",
+        }
+    }
+}
+
+/// One alert: a rule's condition on one (cluster, node, check).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Alert {
+    pub fingerprint: String,
+    pub rule: String,
+    pub cluster: String,
+    pub node: String,
+    pub check: String,
+    pub labels: BTreeMap<String, String>,
+    pub annotations: BTreeMap<String, String>,
+    pub state: AlertState,
+    /// When the condition began to hold.
+    pub active_since_ms: i64,
+    pub fired_at_ms: Option<i64>,
+    /// When the condition stopped holding, while firing.
+    pub good_since_ms: Option<i64>,
+    pub resolved_at_ms: Option<i64>,
+    /// Why notifications are muted now ("silenced by … until …").
+    pub muted_by: Option<String>,
+    /// Receiver → outcome of the last delivery that carried this alert.
+    #[serde(default)]
+    pub deliveries: BTreeMap<String, DeliveryOutcome>,
+}
+
+/// How one delivery went.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct DeliveryOutcome {
+    pub at_ms: i64,
+    pub ok: bool,
+    pub error: Option<String>,
+    pub attempts: u32,
+}
+
+/// Notification state of one (rule, cluster) group.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Group {
+    pub rule: String,
+    pub cluster: String,
+    /// When the group first had something new to say, before its first
+    /// notification (group_wait counts from here).
+    pub first_ready_ms: Option<i64>,
+    pub last_flush_ms: Option<i64>,
+    /// What the last notification said was firing: fingerprint → severity.
+    pub sent_firing: BTreeMap<String, String>,
+}
+
+/// An alert as a notification carries it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SentAlert {
+    pub fingerprint: String,
+    pub status: AlertState,
+    pub labels: BTreeMap<String, String>,
+    pub annotations: BTreeMap<String, String>,
+    pub starts_at_ms: i64,
+    pub ends_at_ms: Option<i64>,
+}
+
+/// One message to one receiver, kept until delivered.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Notification {
+    pub id: u64,
+    pub receiver: String,
+    pub rule: String,
+    pub cluster: String,
+    pub created_ms: i64,
+    /// "firing" when any alert fires, else "resolved".
+    pub status: AlertState,
+    pub alerts: Vec<SentAlert>,
+    pub attempts: u32,
+    pub next_attempt_ms: i64,
+    pub last_error: Option<String>,
+}
+
+impl Notification {
+    /// The group's key, as receivers show it.
+    pub fn group_key(&self) -> String {
+        format!("{}/{}", self.rule, self.cluster)
+    }
+}
+
+/// A person's silence: mutes notifications of matching alerts until it ends.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Silence {
+    pub id: String,
+    pub cluster: String,
+    /// Empty: every node.
+    pub node: String,
+    /// Empty: every check.
+    pub check: String,
+    pub comment: String,
+    pub created_by: String,
+    pub login: String,
+    pub starts_at_ms: i64,
+    pub ends_at_ms: i64,
+    pub expired_at_ms: Option<i64>,
+    pub expired_by: Option<String>,
+}
+
+impl Silence {
+    pub fn active(&self, now_ms: i64) -> bool {
+        self.expired_at_ms.is_none() && self.starts_at_ms <= now_ms && now_ms < self.ends_at_ms
+    }
+
+    fn matches(&self, a: &Alert) -> bool {
+        self.cluster == a.cluster
+            && (self.node.is_empty() || self.node == a.node)
+            && (self.check.is_empty() || self.check == a.check)
+    }
+}
+
+/// Delivery health of one receiver.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct ReceiverHealth {
+    pub delivered: u64,
+    pub failed_attempts: u64,
+    /// Notifications dropped because the outbox was full.
+    pub dropped: u64,
+    pub consecutive_failures: u32,
+    pub last_ok_ms: Option<i64>,
+    pub last_error: Option<String>,
+    pub last_error_ms: Option<i64>,
+}
+
+/// Everything that must survive a restart.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Doc {
+    pub alerts: BTreeMap<String, Alert>,
+    pub groups: BTreeMap<String, Group>,
+    pub outbox: VecDeque<Notification>,
+    pub silences: Vec<Silence>,
+    pub receivers: BTreeMap<String, ReceiverHealth>,
+    pub next_id: u64,
+}
+
+/// The rules and windows, and the state they act on.
+pub struct Engine {
+    rules: BTreeMap<String, AlertRule>,
+    windows: Vec<MaintenanceWindow>,
+    pub doc: Doc,
+    /// Something changed since the last save.
+    pub dirty: bool,
+}
+
+fn format_ms(ms: i64) -> String {
+    jiff::Timestamp::from_millisecond(ms)
+        .map(|t| t.strftime("%Y-%m-%d %H:%M:%SZ").to_string())
+        .unwrap_or_else(|_| ms.to_string())
+}
+
+impl Engine {
+    pub fn new(rules: &[AlertRule], windows: &[MaintenanceWindow], mut doc: Doc) -> Engine {
+        let rules: BTreeMap<String, AlertRule> =
+            rules.iter().map(|r| (r.name.clone(), r.clone())).collect();
+        // Alerts of rules no longer configured are dropped with their groups.
+        doc.alerts.retain(|_, a| rules.contains_key(&a.rule));
+        doc.groups.retain(|_, g| rules.contains_key(&g.rule));
+        Engine {
+            rules,
+            windows: windows.to_vec(),
+            doc,
+            dirty: false,
+        }
+    }
+
+    pub fn rules(&self) -> impl Iterator<Item = &AlertRule> {
+        self.rules.values()
+    }
+
+    pub fn rule(&self, name: &str) -> Option<&AlertRule> {
+        self.rules.get(name)
+    }
+
+    /// Applies what the rules found in `cluster` now.
+    pub fn observe(&mut self, cluster: &str, conditions: Vec<Condition>, now_ms: i64) {
+        let mut seen = BTreeSet::new();
+        for c in conditions {
+            seen.insert(c.fingerprint.clone());
+            match self.doc.alerts.get_mut(&c.fingerprint) {
+                Some(a) => {
+                    match a.state {
+                        AlertState::Pending => {}
+                        AlertState::Firing => {
+                            if a.good_since_ms.take().is_some() {
+                                self.dirty = true;
+                            }
+                        }
+                        AlertState::Resolved => {
+                            // Back before its resolve went out: a new episode.
+                            a.state = AlertState::Pending;
+                            a.active_since_ms = now_ms;
+                            a.fired_at_ms = None;
+                            a.resolved_at_ms = None;
+                            self.dirty = true;
+                        }
+                    }
+                    if a.labels != c.labels || a.annotations != c.annotations {
+                        a.labels = c.labels;
+                        a.annotations = c.annotations;
+                        self.dirty = true;
+                    }
+                }
+                None => {
+                    self.doc.alerts.insert(
+                        c.fingerprint.clone(),
+                        Alert {
+                            fingerprint: c.fingerprint,
+                            rule: c.rule,
+                            cluster: c.cluster,
+                            node: c.node,
+                            check: c.check,
+                            labels: c.labels,
+                            annotations: c.annotations,
+                            state: AlertState::Pending,
+                            active_since_ms: now_ms,
+                            fired_at_ms: None,
+                            good_since_ms: None,
+                            resolved_at_ms: None,
+                            muted_by: None,
+                            deliveries: BTreeMap::new(),
+                        },
+                    );
+                    self.dirty = true;
+                }
+            }
+        }
+        let mut gone = Vec::new();
+        for (fp, a) in self.doc.alerts.iter_mut() {
+            if a.cluster != cluster || seen.contains(fp) {
+                continue;
+            }
+            match a.state {
+                // A flap shorter than `for`: never fired, never told.
+                AlertState::Pending => gone.push(fp.clone()),
+                AlertState::Firing => {
+                    if a.good_since_ms.is_none() {
+                        a.good_since_ms = Some(now_ms);
+                        self.dirty = true;
+                    }
+                }
+                AlertState::Resolved => {}
+            }
+        }
+        for fp in gone {
+            self.doc.alerts.remove(&fp);
+            self.dirty = true;
+        }
+    }
+
+    /// Why notifications about `a` are muted at `now_ms`, if they are.
+    fn mute_reason(&self, a: &Alert, now_ms: i64) -> Option<String> {
+        if let Some(s) = self
+            .doc
+            .silences
+            .iter()
+            .filter(|s| s.active(now_ms) && s.matches(a))
+            .max_by_key(|s| s.ends_at_ms)
+        {
+            return Some(format!(
+                "silenced by {} ({}) until {}: {}",
+                s.created_by,
+                s.id,
+                format_ms(s.ends_at_ms),
+                s.comment
+            ));
+        }
+        let now = jiff::Timestamp::from_millisecond(now_ms).ok()?;
+        self.windows
+            .iter()
+            .filter(|w| w.covers(&a.cluster))
+            .filter_map(|w| w.active_until(now).map(|end| (w, end)))
+            .max_by_key(|(_, end)| *end)
+            .map(|(w, end)| {
+                format!(
+                    "in maintenance {} until {}",
+                    w.name,
+                    format_ms(end.as_millisecond())
+                )
+            })
+    }
+
+    /// Moves timers on, groups what changed and queues the notifications
+    /// that are due. Returns how many were queued.
+    pub fn tick(&mut self, now_ms: i64) -> usize {
+        // 1. Alert states.
+        let fps: Vec<String> = self.doc.alerts.keys().cloned().collect();
+        for fp in &fps {
+            let muted = {
+                let a = &self.doc.alerts[fp];
+                self.mute_reason(a, now_ms)
+            };
+            let Some(a) = self.doc.alerts.get_mut(fp) else {
+                continue;
+            };
+            let Some(rule) = self.rules.get(&a.rule) else {
+                continue;
+            };
+            if a.muted_by != muted {
+                a.muted_by = muted;
+                self.dirty = true;
+            }
+            match a.state {
+                AlertState::Pending
+                    if now_ms - a.active_since_ms >= rule.for_.as_millis() as i64 =>
+                {
+                    a.state = AlertState::Firing;
+                    a.fired_at_ms = Some(now_ms);
+                    self.dirty = true;
+                }
+                AlertState::Firing => {
+                    if let Some(good) = a.good_since_ms
+                        && now_ms - good >= rule.resolve_after.as_millis() as i64
+                    {
+                        a.state = AlertState::Resolved;
+                        a.resolved_at_ms = Some(good);
+                        self.dirty = true;
+                    }
+                }
+                _ => {}
+            }
+        }
+        // 2. Groups.
+        let mut keys: BTreeSet<(String, String)> = self
+            .doc
+            .alerts
+            .values()
+            .map(|a| (a.rule.clone(), a.cluster.clone()))
+            .collect();
+        keys.extend(
+            self.doc
+                .groups
+                .values()
+                .map(|g| (g.rule.clone(), g.cluster.clone())),
+        );
+        let mut queued = 0;
+        for (rule_name, cluster) in keys {
+            queued += self.flush_group(&rule_name, &cluster, now_ms);
+        }
+        queued
+    }
+
+    fn flush_group(&mut self, rule_name: &str, cluster: &str, now_ms: i64) -> usize {
+        let Some(rule) = self.rules.get(rule_name).cloned() else {
+            return 0;
+        };
+        let key = format!("{rule_name}/{cluster}");
+        let mut group = self.doc.groups.remove(&key).unwrap_or_else(|| Group {
+            rule: rule_name.to_string(),
+            cluster: cluster.to_string(),
+            ..Group::default()
+        });
+        let members: Vec<&Alert> = self
+            .doc
+            .alerts
+            .values()
+            .filter(|a| a.rule == rule_name && a.cluster == cluster)
+            .collect();
+        let firing: BTreeMap<String, String> = members
+            .iter()
+            .filter(|a| a.state == AlertState::Firing && a.muted_by.is_none())
+            .map(|a| {
+                (
+                    a.fingerprint.clone(),
+                    a.labels.get("severity").cloned().unwrap_or_default(),
+                )
+            })
+            .collect();
+        let resolved: Vec<&Alert> = members
+            .iter()
+            .copied()
+            .filter(|a| {
+                a.state == AlertState::Resolved && group.sent_firing.contains_key(&a.fingerprint)
+            })
+            .collect();
+        // Resolved alerts nobody was told about are done.
+        let untold: Vec<String> = members
+            .iter()
+            .filter(|a| {
+                a.state == AlertState::Resolved && !group.sent_firing.contains_key(&a.fingerprint)
+            })
+            .map(|a| a.fingerprint.clone())
+            .collect();
+        let needs = firing != group.sent_firing || !resolved.is_empty();
+        let due = if needs {
+            match group.last_flush_ms {
+                None => {
+                    let first = *group.first_ready_ms.get_or_insert(now_ms);
+                    Some(first + rule.group_wait.as_millis() as i64)
+                }
+                Some(t) => Some(t + rule.group_interval.as_millis() as i64),
+            }
+        } else {
+            group.first_ready_ms = None;
+            match (firing.is_empty(), group.last_flush_ms) {
+                (false, Some(t)) => Some(t + rule.repeat_interval.as_millis() as i64),
+                _ => None,
+            }
+        };
+        let mut queued = 0;
+        let mut done: Vec<String> = untold;
+        if due.is_some_and(|d| now_ms >= d) {
+            let mut alerts: Vec<SentAlert> = members
+                .iter()
+                .filter(|a| firing.contains_key(&a.fingerprint))
+                .map(|a| SentAlert {
+                    fingerprint: a.fingerprint.clone(),
+                    status: AlertState::Firing,
+                    labels: a.labels.clone(),
+                    annotations: a.annotations.clone(),
+                    starts_at_ms: a.fired_at_ms.unwrap_or(a.active_since_ms),
+                    ends_at_ms: None,
+                })
+                .collect();
+            let any_firing = !alerts.is_empty();
+            if rule.send_resolved {
+                alerts.extend(resolved.iter().map(|a| SentAlert {
+                    fingerprint: a.fingerprint.clone(),
+                    status: AlertState::Resolved,
+                    labels: a.labels.clone(),
+                    annotations: a.annotations.clone(),
+                    starts_at_ms: a.fired_at_ms.unwrap_or(a.active_since_ms),
+                    ends_at_ms: a.resolved_at_ms,
+                }));
+            }
+            done.extend(resolved.iter().map(|a| a.fingerprint.clone()));
+            if !alerts.is_empty() {
+                for receiver in &rule.receivers {
+                    self.doc.next_id += 1;
+                    let n = Notification {
+                        id: self.doc.next_id,
+                        receiver: receiver.clone(),
+                        rule: rule_name.to_string(),
+                        cluster: cluster.to_string(),
+                        created_ms: now_ms,
+                        status: if any_firing {
+                            AlertState::Firing
+                        } else {
+                            AlertState::Resolved
+                        },
+                        alerts: alerts.clone(),
+                        attempts: 0,
+                        next_attempt_ms: now_ms,
+                        last_error: None,
+                    };
+                    self.enqueue(n);
+                    queued += 1;
+                }
+                group.last_flush_ms = Some(now_ms);
+            }
+            group.sent_firing = firing;
+            group.first_ready_ms = None;
+            self.dirty = true;
+        }
+        for fp in done {
+            self.doc.alerts.remove(&fp);
+            self.dirty = true;
+        }
+        let idle = group.sent_firing.is_empty()
+            && group.first_ready_ms.is_none()
+            && !self
+                .doc
+                .alerts
+                .values()
+                .any(|a| a.rule == rule_name && a.cluster == cluster);
+        if !idle {
+            self.doc.groups.insert(key, group);
+        }
+        queued
+    }
+
+    fn enqueue(&mut self, n: Notification) {
+        let receiver = n.receiver.clone();
+        let count = self
+            .doc
+            .outbox
+            .iter()
+            .filter(|o| o.receiver == receiver)
+            .count();
+        if count >= OUTBOX_PER_RECEIVER
+            && let Some(i) = self.doc.outbox.iter().position(|o| o.receiver == receiver)
+        {
+            let old = self.doc.outbox.remove(i);
+            self.doc
+                .receivers
+                .entry(receiver.clone())
+                .or_default()
+                .dropped += 1;
+            tracing::error!(receiver = %receiver, notification = old.map(|o| o.id).unwrap_or(0), "outbox full for this receiver: the oldest undelivered notification is dropped");
+        }
+        self.doc.outbox.push_back(n);
+    }
+
+    /// Records how delivering notification `id` went; on failure it stays
+    /// in the outbox and is tried again at `retry_at_ms`.
+    pub fn delivered(
+        &mut self,
+        id: u64,
+        result: Result<(), String>,
+        now_ms: i64,
+        retry_at_ms: i64,
+    ) {
+        let Some(i) = self.doc.outbox.iter().position(|n| n.id == id) else {
+            return;
+        };
+        let n = &mut self.doc.outbox[i];
+        n.attempts += 1;
+        let attempts = n.attempts;
+        let receiver = n.receiver.clone();
+        let fps: Vec<String> = n.alerts.iter().map(|a| a.fingerprint.clone()).collect();
+        let health = self.doc.receivers.entry(receiver.clone()).or_default();
+        let outcome = match &result {
+            Ok(()) => {
+                health.delivered += 1;
+                health.consecutive_failures = 0;
+                health.last_ok_ms = Some(now_ms);
+                DeliveryOutcome {
+                    at_ms: now_ms,
+                    ok: true,
+                    error: None,
+                    attempts,
+                }
+            }
+            Err(e) => {
+                health.failed_attempts += 1;
+                health.consecutive_failures += 1;
+                health.last_error = Some(e.clone());
+                health.last_error_ms = Some(now_ms);
+                DeliveryOutcome {
+                    at_ms: now_ms,
+                    ok: false,
+                    error: Some(e.clone()),
+                    attempts,
+                }
+            }
+        };
+        for fp in fps {
+            if let Some(a) = self.doc.alerts.get_mut(&fp) {
+                a.deliveries.insert(receiver.clone(), outcome.clone());
+            }
+        }
+        match result {
+            Ok(()) => {
+                self.doc.outbox.remove(i);
+            }
+            Err(e) => {
+                let n = &mut self.doc.outbox[i];
+                n.last_error = Some(e);
+                n.next_attempt_ms = retry_at_ms;
+            }
+        }
+        self.dirty = true;
+    }
+
+    /// Firing, unmuted alerts of rules that route to `receiver`.
+    pub fn firing_for(&self, receiver: &str) -> Vec<SentAlert> {
+        self.doc
+            .alerts
+            .values()
+            .filter(|a| a.state == AlertState::Firing && a.muted_by.is_none())
+            .filter(|a| {
+                self.rules
+                    .get(&a.rule)
+                    .is_some_and(|r| r.receivers.iter().any(|x| x == receiver))
+            })
+            .map(|a| SentAlert {
+                fingerprint: a.fingerprint.clone(),
+                status: AlertState::Firing,
+                labels: a.labels.clone(),
+                annotations: a.annotations.clone(),
+                starts_at_ms: a.fired_at_ms.unwrap_or(a.active_since_ms),
+                ends_at_ms: None,
+            })
+            .collect()
+    }
+
+    /// Adds a silence; its id.
+    pub fn add_silence(&mut self, mut s: Silence) -> Silence {
+        self.doc.next_id += 1;
+        s.id = format!("s{:06}", self.doc.next_id);
+        self.doc.silences.push(s.clone());
+        self.dirty = true;
+        s
+    }
+
+    /// Ends a silence now.
+    pub fn expire_silence(&mut self, id: &str, by: &str, now_ms: i64) -> Option<Silence> {
+        let s = self.doc.silences.iter_mut().find(|s| s.id == id)?;
+        if s.expired_at_ms.is_none() && s.ends_at_ms > now_ms {
+            s.expired_at_ms = Some(now_ms);
+            s.expired_by = Some(by.to_string());
+            self.dirty = true;
+        }
+        Some(s.clone())
+    }
+
+    /// Drops silences that ended more than a day ago.
+    pub fn prune_silences(&mut self, now_ms: i64) {
+        let before = self.doc.silences.len();
+        self.doc.silences.retain(|s| {
+            let end = s.expired_at_ms.unwrap_or(s.ends_at_ms);
+            now_ms - end < 86_400_000
+        });
+        if self.doc.silences.len() != before {
+            self.dirty = true;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::alerting::rules::fingerprint;
+    use dbmon_config::{AlertWhen, HealthState, Matchers};
+    use std::time::Duration;
+
+    fn rule(for_s: u64, wait_s: u64, interval_s: u64, repeat_s: u64) -> AlertRule {
+        AlertRule {
+            name: "r".into(),
+            when: AlertWhen::Health(vec![HealthState::Degraded]),
+            matchers: Matchers::default(),
+            for_: Duration::from_secs(for_s),
+            resolve_after: Duration::ZERO,
+            repeat_interval: Duration::from_secs(repeat_s),
+            send_resolved: true,
+            group_wait: Duration::from_secs(wait_s),
+            group_interval: Duration::from_secs(interval_s),
+            receivers: vec!["ops".into()],
+        }
+    }
+
+    fn cond(node: &str) -> Condition {
+        Condition {
+            fingerprint: fingerprint("r", "c", node, "up"),
+            rule: "r".into(),
+            cluster: "c".into(),
+            node: node.into(),
+            check: "up".into(),
+            labels: BTreeMap::from([("severity".to_string(), "critical".to_string())]),
+            annotations: BTreeMap::new(),
+        }
+    }
+
+    const S: i64 = 1000;
+
+    #[test]
+    fn a_flap_shorter_than_for_sends_nothing() {
+        let mut e = Engine::new(&[rule(30, 0, 0, 3600)], &[], Doc::default());
+        e.observe("c", vec![cond("n1")], 0);
+        assert_eq!(e.tick(0), 0);
+        e.observe("c", vec![], 20 * S);
+        assert_eq!(e.tick(20 * S), 0);
+        assert_eq!(e.tick(60 * S), 0);
+        assert!(e.doc.alerts.is_empty());
+        // Held for `for`: fires.
+        e.observe("c", vec![cond("n1")], 100 * S);
+        assert_eq!(e.tick(129 * S), 0);
+        assert_eq!(e.tick(130 * S), 1);
+        assert_eq!(e.doc.outbox[0].status, AlertState::Firing);
+    }
+
+    #[test]
+    fn three_nodes_together_make_one_notification_then_reminders_and_one_resolve() {
+        let mut e = Engine::new(&[rule(0, 10, 60, 600)], &[], Doc::default());
+        e.observe("c", vec![cond("n1")], 0);
+        e.tick(0);
+        e.observe("c", vec![cond("n1"), cond("n2")], 3 * S);
+        e.tick(3 * S);
+        e.observe("c", vec![cond("n1"), cond("n2"), cond("n3")], 6 * S);
+        assert_eq!(e.tick(6 * S), 0, "group_wait holds the first notification");
+        assert_eq!(e.tick(10 * S), 1);
+        assert_eq!(e.doc.outbox[0].alerts.len(), 3);
+        // Nothing new: nothing until the repeat.
+        assert_eq!(e.tick(100 * S), 0);
+        assert_eq!(e.tick(610 * S), 1, "reminder at repeat_interval");
+        // All resolve: one resolved notification, at group_interval after the last.
+        e.observe("c", vec![], 620 * S);
+        assert_eq!(e.tick(620 * S), 0);
+        assert_eq!(e.tick(670 * S), 1);
+        let last = e.doc.outbox.back().unwrap();
+        assert_eq!(last.status, AlertState::Resolved);
+        assert_eq!(last.alerts.len(), 3);
+        assert!(e.doc.alerts.is_empty());
+        assert!(e.doc.groups.is_empty());
+    }
+
+    #[test]
+    fn a_silenced_alert_is_recorded_but_not_sent_and_notifies_when_the_silence_ends() {
+        let mut e = Engine::new(&[rule(0, 0, 60, 3600)], &[], Doc::default());
+        e.add_silence(Silence {
+            id: String::new(),
+            cluster: "c".into(),
+            node: String::new(),
+            check: String::new(),
+            comment: "disk swap".into(),
+            created_by: "alice".into(),
+            login: "l1".into(),
+            starts_at_ms: 0,
+            ends_at_ms: 100 * S,
+            expired_at_ms: None,
+            expired_by: None,
+        });
+        e.observe("c", vec![cond("n1")], S);
+        assert_eq!(e.tick(S), 0);
+        let a = e.doc.alerts.values().next().unwrap();
+        assert_eq!(a.state, AlertState::Firing);
+        assert!(
+            a.muted_by
+                .as_deref()
+                .unwrap()
+                .starts_with("silenced by alice")
+        );
+        assert_eq!(e.tick(99 * S), 0);
+        assert_eq!(e.tick(100 * S), 1, "the silence ended while still bad");
+    }
+
+    #[test]
+    fn an_escalation_is_a_change_and_a_resolve_needs_send_resolved() {
+        let mut r = rule(0, 0, 0, 3600);
+        r.send_resolved = false;
+        let mut e = Engine::new(&[r], &[], Doc::default());
+        let mut c = cond("n1");
+        c.labels.insert("severity".into(), "warning".into());
+        e.observe("c", vec![c.clone()], 0);
+        assert_eq!(e.tick(0), 1);
+        c.labels.insert("severity".into(), "critical".into());
+        e.observe("c", vec![c], S);
+        assert_eq!(e.tick(S), 1);
+        e.observe("c", vec![], 2 * S);
+        assert_eq!(
+            e.tick(2 * S),
+            0,
+            "no resolve notification without send_resolved"
+        );
+        assert!(e.doc.alerts.is_empty());
+    }
+
+    #[test]
+    fn a_failed_delivery_stays_in_the_outbox_until_it_succeeds() {
+        let mut e = Engine::new(&[rule(0, 0, 0, 3600)], &[], Doc::default());
+        e.observe("c", vec![cond("n1")], 0);
+        e.tick(0);
+        let id = e.doc.outbox[0].id;
+        e.delivered(id, Err("HTTP 500".into()), S, 2 * S);
+        assert_eq!(e.doc.outbox.len(), 1);
+        assert_eq!(e.doc.outbox[0].next_attempt_ms, 2 * S);
+        assert_eq!(e.doc.receivers["ops"].consecutive_failures, 1);
+        e.delivered(id, Ok(()), 2 * S, 0);
+        assert!(e.doc.outbox.is_empty());
+        let a = e.doc.alerts.values().next().unwrap();
+        assert!(a.deliveries["ops"].ok);
+        assert_eq!(a.deliveries["ops"].attempts, 2);
+    }
+
+    #[test]
+    fn the_state_survives_a_round_trip_and_does_not_notify_again() {
+        let mut e = Engine::new(&[rule(0, 0, 60, 3600)], &[], Doc::default());
+        e.observe("c", vec![cond("n1")], 0);
+        assert_eq!(e.tick(0), 1);
+        let saved = serde_json::to_vec(&e.doc).unwrap();
+        let doc: Doc = serde_json::from_slice(&saved).unwrap();
+        let mut again = Engine::new(&[rule(0, 0, 60, 3600)], &[], doc);
+        again.observe("c", vec![cond("n1")], 5 * S);
+        assert_eq!(again.tick(5 * S), 0, "no second firing after a restart");
+        again.observe("c", vec![], 6 * S);
+        assert_eq!(again.tick(60 * S), 1, "the resolve still goes out");
+    }
+}
