@@ -28,10 +28,28 @@ fn health_code(h: dbmon_proto::Health) -> u8 {
 /// 200 while the server serves, which it does from memory even when its
 /// store cannot be written; the body says so.
 async fn healthz(State(s): State<Services>) -> String {
-    match s.store.problem() {
-        None => "ok\n".into(),
+    let mut out = match s.store.problem() {
+        None => "ok\n".to_string(),
         Some(p) => format!("ok, but {p}\n"),
+    };
+    // Receivers that cannot deliver: the server serves, but nobody is told.
+    for r in s.alerting.receivers() {
+        if r.health.consecutive_failures > 0 {
+            let _ = writeln!(
+                out,
+                "receiver {} ({}) failing: {} attempt(s) in a row, {} notification(s) waiting; last error: {}",
+                r.name,
+                r.kind,
+                r.health.consecutive_failures,
+                r.queued,
+                r.health.last_error.as_deref().unwrap_or("-")
+            );
+        }
     }
+    if let Some(e) = s.alerting.state_saved_error() {
+        let _ = writeln!(out, "alerting state not saved: {e}");
+    }
+    out
 }
 
 async fn metrics(State(s): State<Services>) -> impl IntoResponse {
@@ -103,7 +121,63 @@ async fn metrics(State(s): State<Services>) -> impl IntoResponse {
             health_code(sum.health)
         );
     }
+    alerting_metrics(&mut out, &s.alerting);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out)
+}
+
+/// Alerts by state and each receiver's deliveries.
+fn alerting_metrics(out: &mut String, alerting: &crate::alerting::Alerting) {
+    let _ = writeln!(
+        out,
+        "# HELP dbmon_alerts Alerts by state (muted: firing but silenced or in maintenance).\n# TYPE dbmon_alerts gauge"
+    );
+    for (state, n) in alerting.counts() {
+        let _ = writeln!(out, "dbmon_alerts{{state=\"{state}\"}} {n}");
+    }
+    let receivers = alerting.receivers();
+    for (name, kind, help, value) in [
+        (
+            "dbmon_notifications_delivered_total",
+            "counter",
+            "Notifications delivered, by receiver.",
+            &(|r: &crate::alerting::ReceiverView| r.health.delivered)
+                as &dyn Fn(&crate::alerting::ReceiverView) -> u64,
+        ),
+        (
+            "dbmon_notifications_failed_total",
+            "counter",
+            "Failed delivery attempts, by receiver.",
+            &|r| r.health.failed_attempts,
+        ),
+        (
+            "dbmon_notifications_dropped_total",
+            "counter",
+            "Notifications dropped from a full outbox, by receiver.",
+            &|r| r.health.dropped,
+        ),
+        (
+            "dbmon_notifications_queued",
+            "gauge",
+            "Notifications waiting for delivery, by receiver.",
+            &|r| r.queued as u64,
+        ),
+        (
+            "dbmon_receiver_up",
+            "gauge",
+            "1 while the receiver's last delivery attempt succeeded (or none was made), else 0.",
+            &|r| u64::from(r.health.consecutive_failures == 0),
+        ),
+    ] {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        for r in &receivers {
+            let _ = writeln!(
+                out,
+                "{name}{{receiver=\"{}\"}} {}",
+                escape(&r.name),
+                value(r)
+            );
+        }
+    }
 }
 
 /// One metric with its HELP and TYPE lines.

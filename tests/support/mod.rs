@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod postgres;
+pub mod receivers;
 pub mod softlogin;
 
 use serde_json::Value;

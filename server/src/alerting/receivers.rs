@@ -235,7 +235,7 @@ impl Receiver {
                 if let Some(key) = secret {
                     req = req.header(SIGNATURE_HEADER, sign(key, &body));
                 }
-                check(req.body(body).send().await).await
+                check(req.body(body).send().await, self.timeout).await
             }
             Target::Alertmanager {
                 client,
@@ -243,11 +243,19 @@ impl Receiver {
                 resend_interval,
             } => {
                 let body = alertmanager_body(&n.alerts, external_url, *resend_interval);
-                check(client.post(url.clone()).json(&body).send().await).await
+                check(
+                    client.post(url.clone()).json(&body).send().await,
+                    self.timeout,
+                )
+                .await
             }
             Target::Slack { client, url } => {
                 let body = json!({ "text": slack_text(n, external_url) });
-                check(client.post(url.as_str()).json(&body).send().await).await
+                check(
+                    client.post(url.as_str()).json(&body).send().await,
+                    self.timeout,
+                )
+                .await
             }
             Target::Email {
                 transport,
@@ -283,7 +291,11 @@ impl Receiver {
                 resend_interval,
             } => {
                 let body = alertmanager_body(alerts, external_url, *resend_interval);
-                check(client.post(url.clone()).json(&body).send().await).await
+                check(
+                    client.post(url.clone()).json(&body).send().await,
+                    self.timeout,
+                )
+                .await
             }
             _ => Ok(()),
         }
@@ -291,11 +303,17 @@ impl Receiver {
 }
 
 fn humantime_secs(d: Duration) -> String {
-    format!("{}s", d.as_secs_f64())
+    humantime::format_duration(d).to_string()
 }
 
-async fn check(r: reqwest::Result<reqwest::Response>) -> Result<(), String> {
+/// The outcome of one HTTP delivery, said for people. Never the URL: a
+/// Slack webhook's URL is its secret.
+async fn check(r: reqwest::Result<reqwest::Response>, timeout: Duration) -> Result<(), String> {
     let resp = r.map_err(|e| {
+        if e.is_timeout() {
+            return format!("no answer within {}", humantime_secs(timeout));
+        }
+        let e = e.without_url();
         let mut s = e.to_string();
         let mut src = std::error::Error::source(&e);
         while let Some(inner) = src {
