@@ -9,7 +9,9 @@
 #     builds against;
 #   - chromium and libnss3-tools (certutil), for the test that signs in with
 #     a real browser;
-#   - Debian's postgresql, for the tests of servers sharing one database.
+#   - Debian's postgresql, for the tests of servers sharing one database;
+#   - Debian's prometheus-alertmanager and aiosmtpd (PyPI), the real
+#     receivers of the alerting tests.
 # protoc is not needed: the build uses a vendored one.
 set -eu
 
@@ -27,6 +29,8 @@ pkg-config --exists openssl 2>/dev/null || need="$need libssl-dev pkg-config"
 [ "$mode" = --local ] || command -v certutil >/dev/null 2>&1 || need="$need libnss3-tools"
 # PostgreSQL for the shared-store tests (they start their own server).
 [ "$mode" = --local ] || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need="$need postgresql"
+# A real Alertmanager for the alerting tests.
+[ "$mode" = --local ] || command -v prometheus-alertmanager >/dev/null 2>&1 || need="$need prometheus-alertmanager"
 if [ -n "$need" ]; then
     if [ "$(id -u)" -eq 0 ]; then sudo=""; else sudo="sudo"; fi
     if ! command -v apt-get >/dev/null 2>&1; then
@@ -45,6 +49,12 @@ if ! python3 -c 'import kubernetes_validate' 2>/dev/null; then
     echo "installing: kubernetes-validate (PyPI)"
     python3 -m pip install --quiet --disable-pip-version-check kubernetes-validate==1.37.0 2>/dev/null \
         || python3 -m pip install --quiet --disable-pip-version-check --user kubernetes-validate==1.37.0
+fi
+
+if ! python3 -c 'import aiosmtpd' 2>/dev/null; then
+    echo "installing: aiosmtpd (PyPI), the SMTP server of the mail test"
+    python3 -m pip install --quiet --disable-pip-version-check aiosmtpd==1.4.6 2>/dev/null \
+        || python3 -m pip install --quiet --disable-pip-version-check --user aiosmtpd==1.4.6
 fi
 
 # `make bench` compares with Prometheus on the same targets.

@@ -30,7 +30,7 @@ const CASES: &[(&str, &str, &str)] = &[
     (
         "unknown top-level field",
         "severs:\n  listen: 127.0.0.1:7070\n",
-        "FILE:1:1: unknown field `severs`, expected one of server, collector, client, clusters",
+        "FILE:1:1: unknown field `severs`, expected one of server, collector, client, clusters, receivers, alerts, maintenance",
     ),
     (
         "unknown cluster field",
@@ -227,6 +227,61 @@ const CASES: &[(&str, &str, &str)] = &[
         "clusters:\n  - name: a\n    kind: cockroachdb\n    nodes: [127.0.0.1:8080]\n    tls:\n      ca_file: /ca.crt\n      cert_file: /c.crt\n      key_file: /c.key\n",
         "FILE:7:18: clusters[0].tls.cert_file: kind \"cockroachdb\" does not use tls.cert_file; remove it (this kind accepts: tls, auth)",
     ),
+    (
+        "an alert naming an unknown receiver",
+        "receivers:\n  - name: ops\n    webhook: {url: https://hooks.example.com/x}\nalerts:\n  - receivers: [pager]\n",
+        "FILE:5:17: alerts[0].receivers[0]: unknown receiver \"pager\"; expected one of the names under receivers: (ops)",
+    ),
+    (
+        "an alert with a bad duration",
+        "receivers:\n  - name: ops\n    webhook: {url: https://hooks.example.com/x}\nalerts:\n  - for: soon\n    receivers: [ops]\n",
+        "FILE:5:10: alerts[0].for: \"soon\" is not a duration; expected a number and a unit, like 500ms, 10s or 1m",
+    ),
+    (
+        "a maintenance window in an unknown time zone",
+        "maintenance:\n  - name: w\n    start: \"02:00\"\n    duration: 2h\n    time_zone: Mars/Olympus\n",
+        "FILE:5:16: maintenance[0].time_zone: \"Mars/Olympus\" is not a known time zone; expected an IANA name such as Europe/Paris or UTC",
+    ),
+    (
+        "a maintenance window starting at no time of day",
+        "maintenance:\n  - name: w\n    start: \"25:00\"\n    duration: 2h\n",
+        "FILE:3:12: maintenance[0].start: \"25:00\": expected a time of day HH:MM, like 02:30",
+    ),
+    (
+        "a webhook secret written inline",
+        "receivers:\n  - name: ops\n    webhook: {url: https://hooks.example.com/x, secret: hunter2}\n",
+        "FILE:3:57: receivers[0].webhook.secret: secrets are never written inline; expected {file: PATH} or {env: VARIABLE}",
+    ),
+    (
+        "a credential header written inline",
+        "receivers:\n  - name: ops\n    webhook:\n      url: https://hooks.example.com/x\n      headers: {Authorization: Bearer abc}\n",
+        "FILE:5:32: receivers[0].webhook.headers.Authorization: secrets are never written inline; expected {file: PATH} or {env: VARIABLE}",
+    ),
+    (
+        "a webhook URL that is not http(s)",
+        "receivers:\n  - name: ops\n    webhook: {url: ftp://hooks.example.com/x}\n",
+        "FILE:3:20: receivers[0].webhook.url: \"ftp://hooks.example.com/x\" is not an http(s) URL; expected https://HOST[:PORT]/PATH",
+    ),
+    (
+        "a receiver of two kinds",
+        "receivers:\n  - name: ops\n    webhook: {url: https://a.example.com/x}\n    alertmanager: {url: https://b.example.com}\n",
+        "FILE:2:11: receivers[0]: expected exactly one of webhook, alertmanager, slack or email, found 2",
+    ),
+    (
+        "mail without TLS to another host",
+        "receivers:\n  - name: m\n    email: {smarthost: smtp.example.com, tls: none, from: a@example.com, to: [b@example.com]}\n",
+        "FILE:3:47: receivers[0].email.tls: tls: none is only for a relay on this host (loopback); use starttls or implicit",
+    ),
+    (
+        "a health rule with a check's severity",
+        "receivers:\n  - name: ops\n    webhook: {url: https://hooks.example.com/x}\nalerts:\n  - severity: [crit]\n    receivers: [ops]\n",
+        "FILE:5:15: alerts[0].severity: severity is for `when: check` rules; a health rule takes `health:`",
+    ),
+    (
+        "two rules with the default name",
+        "receivers:\n  - name: ops\n    webhook: {url: https://hooks.example.com/x}\nalerts:\n  - receivers: [ops]\n  - receivers: [ops]\n",
+        "FILE:6:16: alerts[1].name: duplicate alert name \"ClusterUnhealthy\" (first defined at line 5); give each rule its own `name:`",
+    ),
 ];
 
 #[test]
@@ -309,7 +364,7 @@ fn a_broken_section_does_not_hide_the_others() {
 fn a_good_config_and_the_shipped_example_pass() {
     let (code, stdout, _) = check(GOOD);
     assert_eq!(code, 0, "{stdout}");
-    assert!(stdout.contains("ok (1 clusters)"), "{stdout}");
+    assert!(stdout.contains("ok (1 clusters, 0 alert rules"), "{stdout}");
     let example = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/dbmon.example.yaml");
     let out = Command::new(DBMON)
         .args(["config", "check", example])

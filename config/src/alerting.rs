@@ -533,8 +533,9 @@ impl Validator<'_> {
         };
         let host = host.trim_matches(|c| c == '[' || c == ']').to_string();
         if tls == Some(SmtpTls::None) && !is_loopback_host(&host) {
-            self.err(
-                &e.smarthost,
+            let at = e.tls.as_ref().map(|t| t.referenced).unwrap_or(e.smarthost.referenced);
+            self.error_at(
+                at,
                 &format!("{field}.tls"),
                 "tls: none is only for a relay on this host (loopback); use starttls or implicit",
             );
@@ -690,7 +691,7 @@ impl Validator<'_> {
             + self.line_offset;
         if let Some(first) = names.get(&name) {
             let msg = format!(
-                "duplicate alert name {name:?} (first defined at line {first}); give each rule its own name:"
+                "duplicate alert name {name:?} (first defined at line {first}); give each rule its own `name:`"
             );
             match &r.name {
                 Some(n) => self.err(n, &format!("{field}.name"), msg),
