@@ -530,3 +530,156 @@ fn mail_over_starttls_names_the_cluster() {
     assert!(mail.contains("To: oncall@example.com"), "{mail}");
     assert!(mail.contains("cluster mailtest is unavailable"), "{mail}");
 }
+
+/// `dbmon-client` against any server of the deployment.
+fn client_at(stack: &Stack, grpc: &str, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(CLIENT)
+        .arg("--server")
+        .arg(grpc)
+        .arg("--ca")
+        .arg(stack.pki.join("ca.crt"))
+        .args(args)
+        .env("DBMON_TOKEN", stack.admin_token())
+        .output()
+        .expect("run dbmon-client")
+}
+
+/// A collector publishing to the server whose configuration is `server_config`.
+fn collector_to(stack: &Stack, server_config: &Path) -> Proc {
+    let server_yaml = std::fs::read_to_string(server_config).unwrap();
+    let port = server_yaml
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("collector_listen: 127.0.0.1:"))
+        .expect("collector_listen")
+        .to_string();
+    let mut in_collector = false;
+    let mut out = String::new();
+    for line in std::fs::read_to_string(stack.dir.join("dbmon.yaml"))
+        .unwrap()
+        .lines()
+    {
+        if !line.starts_with(' ') {
+            in_collector = line == "collector:";
+        }
+        if in_collector && line.trim_start().starts_with("server:") {
+            out.push_str(&format!("  server: https://127.0.0.1:{port}\n"));
+        } else {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    let path = stack.dir.join("collector-to-other.yaml");
+    std::fs::write(&path, out).unwrap();
+    Proc::spawn(
+        std::process::Command::new(DBMON)
+            .arg("collector")
+            .arg("--config")
+            .arg(&path)
+            .stdout(std::process::Stdio::null()),
+        stack.dir.join("collector-other.log"),
+    )
+}
+
+#[test]
+fn two_servers_on_one_postgresql_notify_once_and_the_survivor_sends_the_resolve() {
+    let dir = tempfile::tempdir().unwrap();
+    let pg = support::postgres::Postgres::start(dir.path());
+    let mut etcd = EtcdCluster::start(&dir.path().join("etcd"), 1).expect("start etcd");
+    etcd.wait_healthy(Duration::from_secs(30))
+        .expect("etcd healthy");
+    let hook = Hook::start(&[]);
+    let yaml = format!(
+        "  - name: s1\n    kind: etcd\n    interval: 1s\n    timeout: 500ms\n    nodes: [{nodes}]\n\
+         receivers:\n  - name: hook\n    webhook: {{url: {hook}}}\n\
+         alerts:\n  - name: Down\n    for: 0s\n    group_wait: 0s\n    group_interval: 1s\n    repeat_interval: 1h\n    receivers: [hook]\n",
+        nodes = etcd.client_urls().join(", "),
+        hook = hook.url,
+    );
+    let mut a = start_server_with(dir.path(), &yaml, &format!("  store: {}\n", pg.url()));
+    let b_auth = dir.path().join("auth-b");
+    let mut b = a.start_replica("b", &format!("  auth:\n    dir: {}\n", b_auth.display()));
+    let sends = "this server now sends the notifications";
+    wait_until(Duration::from_secs(20), "one server sends", || {
+        a.server_log().contains(sends) || b.server.log_text().contains(sends)
+    });
+    let a_sends = a.server_log().contains(sends);
+    assert_ne!(
+        a_sends,
+        b.server.log_text().contains(sends),
+        "exactly one sender"
+    );
+    // Reports reach the deployment through the server that does not send.
+    let a_config = a.dir.join("dbmon.yaml");
+    let (other_grpc, other_config) = if a_sends {
+        (b.grpc.clone(), b.config.clone())
+    } else {
+        (a.grpc.clone(), a_config)
+    };
+    let _collector = collector_to(&a, &other_config);
+    wait_until(Duration::from_secs(30), "s1 healthy", || {
+        String::from_utf8_lossy(&client_at(&a, &other_grpc, &["status"]).stdout).contains("healthy")
+    });
+
+    etcd.kill(0);
+    let firing = hook.wait_for(Duration::from_secs(30), "firing sent once", |h| {
+        status_of(h) == "firing"
+    });
+    // The server that does not send shows the sender's state, delivery included.
+    wait_until(
+        Duration::from_secs(20),
+        "the state visible on the other server",
+        || {
+            let out = client_at(&a, &other_grpc, &["alerts", "-o", "json"]);
+            let l: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+            l.as_array().is_some_and(|l| {
+                find(l, "Down", "s1").is_some_and(|x| {
+                    x["state"] == "firing"
+                        && x["deliveries"]["hook"]
+                            .as_str()
+                            .is_some_and(|d| d.starts_with("delivered"))
+                })
+            })
+        },
+    );
+
+    // The sender dies; the other takes over and sends the resolve.
+    if a_sends {
+        let _ = a.server.child.kill();
+        let _ = a.server.child.wait();
+    } else {
+        let _ = b.server.child.kill();
+        let _ = b.server.child.wait();
+    }
+    let other_log = || {
+        if a_sends {
+            b.server.log_text()
+        } else {
+            a.server_log()
+        }
+    };
+    wait_until(
+        Duration::from_secs(20),
+        "the other server takes over",
+        || other_log().contains(sends),
+    );
+    etcd.restart(0).expect("restart etcd");
+    let resolved = hook.wait_for(Duration::from_secs(60), "resolve sent", |h| {
+        status_of(h) == "resolved"
+    });
+    assert_eq!(
+        resolved.json()["alerts"][0]["fingerprint"],
+        firing.json()["alerts"][0]["fingerprint"]
+    );
+    let firing_ids: BTreeSet<String> = hook
+        .hits()
+        .iter()
+        .filter(|h| status_of(h) == "firing")
+        .map(|h| h.headers["x-dbmon-notification"].clone())
+        .collect();
+    assert_eq!(
+        firing_ids.len(),
+        1,
+        "one firing notification from two servers"
+    );
+    assert!(other_log().contains("notification delivered"));
+}

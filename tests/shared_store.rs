@@ -150,7 +150,7 @@ fn two_servers_on_one_postgresql_share_reports_positions_and_restarts() {
         v["report"]["seq"].as_u64().is_some_and(|s| s >= 20)
     });
     watch_b.assert_no_gap_from(1);
-    assert_eq!(pg.psql("SELECT max(version) FROM dbmon_schema"), "3");
+    assert_eq!(pg.psql("SELECT max(version) FROM dbmon_schema"), "4");
     for log in [a.server.log_text(), b.server.log_text()] {
         assert!(
             log.contains("a row of dbmon_reports is not a report; skipped"),
@@ -330,7 +330,7 @@ fn a_newer_schema_or_an_unreachable_database_stops_the_server_with_why() {
     };
     let newer = run(&pg.url(), "newer");
     assert!(
-        newer.contains("schema version 99, newer than this server's 3; run a newer dbmon"),
+        newer.contains("schema version 99, newer than this server's 4; run a newer dbmon"),
         "{newer}"
     );
     let port = free_port();

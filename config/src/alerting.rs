@@ -533,10 +533,14 @@ impl Validator<'_> {
         };
         let host = host.trim_matches(|c| c == '[' || c == ']').to_string();
         if tls == Some(SmtpTls::None) && !is_loopback_host(&host) {
-            let at = e.tls.as_ref().map(|t| t.referenced).unwrap_or(e.smarthost.referenced);
+            let at = e
+                .tls
+                .as_ref()
+                .map(|t| t.referenced)
+                .unwrap_or(e.smarthost.referenced);
             self.error_at(
                 at,
-                &format!("{field}.tls"),
+                format!("{field}.tls"),
                 "tls: none is only for a relay on this host (loopback); use starttls or implicit",
             );
         }

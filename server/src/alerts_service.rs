@@ -49,10 +49,11 @@ impl Alerts for AlertServices {
         } else {
             Some(clusters.into_iter().collect())
         };
-        let alerts = self.alerting.alerts(scope.as_ref());
+        let doc = self.alerting.snapshot().await;
+        let alerts = self.alerting.alerts_in(&doc, scope.as_ref());
         let receivers = self
             .alerting
-            .receivers()
+            .receivers_in(&doc)
             .into_iter()
             .map(|r| ReceiverStatus {
                 name: r.name,
@@ -107,19 +108,23 @@ impl Silences for AlertServices {
             )));
         }
         let now = dbmon_proto::now_ms();
-        let s = self.alerting.add_silence(Silence {
-            id: String::new(),
-            cluster: req.cluster,
-            node: req.node,
-            check: req.check,
-            comment: req.comment,
-            created_by: grant.user.clone(),
-            login: grant.login.clone(),
-            starts_at_ms: now,
-            ends_at_ms: now + req.duration_ms,
-            expired_at_ms: None,
-            expired_by: None,
-        });
+        let s = self
+            .alerting
+            .add_silence(Silence {
+                id: String::new(),
+                cluster: req.cluster,
+                node: req.node,
+                check: req.check,
+                comment: req.comment,
+                created_by: grant.user.clone(),
+                login: grant.login.clone(),
+                starts_at_ms: now,
+                ends_at_ms: now + req.duration_ms,
+                expired_at_ms: None,
+                expired_by: None,
+            })
+            .await
+            .map_err(unavailable)?;
         dbmon_auth::audit(
             "silence",
             &grant.user,
@@ -148,6 +153,8 @@ impl Silences for AlertServices {
         let silences = self
             .alerting
             .silences()
+            .await
+            .map_err(unavailable)?
             .into_iter()
             .filter(|s| grant.sees(&s.cluster))
             .filter(|s| all || (s.expired_at_ms.is_none() && s.ends_at_ms > now))
@@ -163,7 +170,14 @@ impl Silences for AlertServices {
         let grant = crate::auth::grant_of(&request)?;
         let peer = peer_of(&request);
         let id = request.into_inner().id;
-        let Some(found) = self.alerting.silences().into_iter().find(|s| s.id == id) else {
+        let Some(found) = self
+            .alerting
+            .silences()
+            .await
+            .map_err(unavailable)?
+            .into_iter()
+            .find(|s| s.id == id)
+        else {
             return Err(Status::not_found(format!(
                 "no silence {id:?}; `dbmon-client silence list` shows them"
             )));
@@ -177,6 +191,8 @@ impl Silences for AlertServices {
         let s = self
             .alerting
             .expire_silence(&id, &grant.user)
+            .await
+            .map_err(unavailable)?
             .ok_or_else(|| Status::not_found(format!("no silence {id:?}")))?;
         dbmon_auth::audit(
             "silence",
@@ -187,6 +203,13 @@ impl Silences for AlertServices {
         );
         Ok(Response::new(to_proto(s)))
     }
+}
+
+/// The shared store did not answer.
+fn unavailable(why: String) -> Status {
+    Status::unavailable(format!(
+        "silences live in the shared store, which did not answer ({why}); try again"
+    ))
 }
 
 fn humantime_ms(ms: i64) -> String {

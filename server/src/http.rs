@@ -33,7 +33,8 @@ async fn healthz(State(s): State<Services>) -> String {
         Some(p) => format!("ok, but {p}\n"),
     };
     // Receivers that cannot deliver: the server serves, but nobody is told.
-    for r in s.alerting.receivers() {
+    let doc = s.alerting.local();
+    for r in s.alerting.receivers_in(&doc) {
         if r.health.consecutive_failures > 0 {
             let _ = writeln!(
                 out,
@@ -121,20 +122,25 @@ async fn metrics(State(s): State<Services>) -> impl IntoResponse {
             health_code(sum.health)
         );
     }
-    alerting_metrics(&mut out, &s.alerting);
+    let doc = s.alerting.local();
+    alerting_metrics(&mut out, &s.alerting, &doc);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out)
 }
 
 /// Alerts by state and each receiver's deliveries.
-fn alerting_metrics(out: &mut String, alerting: &crate::alerting::Alerting) {
+fn alerting_metrics(
+    out: &mut String,
+    alerting: &crate::alerting::Alerting,
+    doc: &crate::alerting::state::Doc,
+) {
     let _ = writeln!(
         out,
         "# HELP dbmon_alerts Alerts by state (muted: firing but silenced or in maintenance).\n# TYPE dbmon_alerts gauge"
     );
-    for (state, n) in alerting.counts() {
+    for (state, n) in crate::alerting::Alerting::counts_in(doc) {
         let _ = writeln!(out, "dbmon_alerts{{state=\"{state}\"}} {n}");
     }
-    let receivers = alerting.receivers();
+    let receivers = alerting.receivers_in(doc);
     for (name, kind, help, value) in [
         (
             "dbmon_notifications_delivered_total",

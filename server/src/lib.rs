@@ -299,12 +299,20 @@ pub async fn serve_deployment(
         (None, None) => Arc::new(report_store::MemoryOnly::new(unavailable)),
     };
     let external_url = cfg.external_url.clone().unwrap_or_else(|| origin.clone());
+    let alert_state = match (&cfg.shared_store, cache.persist()) {
+        (Some(sh), _) => alerting::StateStore::Shared(alerting::shared::SharedAlerting::new(
+            shared_config(&cfg, sh)?,
+            origin.clone(),
+        )),
+        (None, Some(p)) => alerting::StateStore::Embedded(p.clone()),
+        (None, None) => alerting::StateStore::Memory,
+    };
     let alerting = alerting::Alerting::new(
         &deployment.alerting,
         &deployment.clusters,
         external_url,
         cfg.max_silence,
-        cache.persist().cloned(),
+        alert_state,
     )?;
     if !deployment.alerting.rules.is_empty() {
         alerting.spawn(cache.clone(), shutdown.clone());

@@ -79,6 +79,20 @@ const MIGRATIONS: &[&str] = &[
         version BIGINT NOT NULL,
         doc BYTEA NOT NULL
     );",
+    // 4: alerting: the sending server's state (alerts, groups, outbox) as
+    // one JSON document, and people's silences, one row each, which any
+    // server may add or expire.
+    "CREATE TABLE dbmon_alerting (
+        id INT PRIMARY KEY CHECK (id = 1),
+        doc BYTEA NOT NULL,
+        saved_by TEXT NOT NULL,
+        saved_at TIMESTAMPTZ NOT NULL DEFAULT now()
+    );
+    CREATE TABLE dbmon_silences (
+        id TEXT PRIMARY KEY,
+        cluster TEXT NOT NULL,
+        doc BYTEA NOT NULL
+    );",
 ];
 
 /// Why the shared store cannot be used.

@@ -12,6 +12,7 @@
 
 pub mod receivers;
 pub mod rules;
+pub mod shared;
 pub mod state;
 
 use crate::cache::Cache;
@@ -43,6 +44,16 @@ pub enum AlertingError {
     State { path: String, why: String },
 }
 
+/// Where the alerting state is kept.
+pub enum StateStore {
+    /// Nowhere: a restart forgets alerts and silences.
+    Memory,
+    /// In the embedded store, beside the reports.
+    Embedded(Arc<Persist>),
+    /// In the shared database; one server at a time sends.
+    Shared(Arc<shared::SharedAlerting>),
+}
+
 /// The running alerting of one server.
 pub struct Alerting {
     engine: Mutex<Engine>,
@@ -52,7 +63,7 @@ pub struct Alerting {
     external_url: String,
     /// The longest silence people may set.
     pub max_silence: Duration,
-    store: Option<Arc<Persist>>,
+    store: StateStore,
     /// Notifications up to this id are saved and may be delivered.
     saved_id: AtomicU64,
     wake_delivery: Notify,
@@ -75,14 +86,14 @@ impl Alerting {
         clusters: &[ClusterConfig],
         external_url: String,
         max_silence: Duration,
-        store: Option<Arc<Persist>>,
+        store: StateStore,
     ) -> Result<Arc<Alerting>, AlertingError> {
         let mut receivers = BTreeMap::new();
         for r in &cfg.receivers {
             receivers.insert(r.name.clone(), Arc::new(Receiver::build(r)?));
         }
         let doc = match &store {
-            Some(p) => match p.load_alerts() {
+            StateStore::Embedded(p) => match p.load_alerts() {
                 Ok(Some(bytes)) => {
                     serde_json::from_slice::<Doc>(&bytes).map_err(|e| AlertingError::State {
                         path: p.path().display().to_string(),
@@ -97,7 +108,8 @@ impl Alerting {
                     });
                 }
             },
-            None => Doc::default(),
+            // Shared: loaded when this server becomes the sender.
+            StateStore::Memory | StateStore::Shared(_) => Doc::default(),
         };
         let restored = (doc.alerts.len(), doc.outbox.len(), doc.silences.len());
         let engine = Engine::new(&cfg.rules, &cfg.maintenance, doc);
@@ -133,6 +145,9 @@ impl Alerting {
 
     /// Starts evaluation, delivery and the Alertmanager resends.
     pub fn spawn(self: &Arc<Self>, cache: Arc<Cache>, shutdown: watch::Receiver<bool>) {
+        if let StateStore::Shared(sh) = &self.store {
+            tokio::spawn(sh.clone().lease_loop(shutdown.clone()));
+        }
         tokio::spawn(self.clone().evaluate_loop(cache, shutdown.clone()));
         tokio::spawn(self.clone().deliver_loop(shutdown.clone()));
         for r in self.receivers.values() {
@@ -152,6 +167,8 @@ impl Alerting {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut full = true;
         let mut last_full = tokio::time::Instant::now();
+        let mut was_leader = false;
+        let mut last_silences: Option<tokio::time::Instant> = None;
         loop {
             let mut changed: BTreeSet<String> = BTreeSet::new();
             tokio::select! {
@@ -177,6 +194,57 @@ impl Alerting {
             }
             if last_full.elapsed() >= FULL_PASS {
                 full = true;
+            }
+            // With a shared store only the sender judges; on becoming it,
+            // it starts from the state the previous sender saved.
+            if let StateStore::Shared(sh) = &self.store {
+                let leader = *sh.leader.borrow();
+                if !leader {
+                    was_leader = false;
+                    continue;
+                }
+                if !was_leader {
+                    match sh.load().await {
+                        Ok(doc) => {
+                            let doc = match doc {
+                                Some(bytes) => serde_json::from_slice(&bytes).unwrap_or_else(|e| {
+                                    tracing::error!(error = %e, "the alerting state in the shared store cannot be read; starting from none");
+                                    Doc::default()
+                                }),
+                                None => Doc::default(),
+                            };
+                            let mut e = self.engine();
+                            e.replace_doc(doc);
+                            self.saved_id.store(e.doc.next_id, Ordering::Release);
+                        }
+                        Err(why) => {
+                            tracing::warn!(error = %why, "cannot read the alerting state from the shared store; will try again");
+                            continue;
+                        }
+                    }
+                    was_leader = true;
+                    last_silences = None;
+                    full = true;
+                }
+                if last_silences
+                    .is_none_or(|t: tokio::time::Instant| t.elapsed() >= Duration::from_secs(1))
+                {
+                    match sh.silences().await {
+                        Ok(list) => {
+                            let now = dbmon_proto::now_ms();
+                            let (keep, old): (Vec<Silence>, Vec<Silence>) =
+                                list.into_iter().partition(|s| {
+                                    now - s.expired_at_ms.unwrap_or(s.ends_at_ms) < 86_400_000
+                                });
+                            let _ = sh
+                                .forget_silences(&old.into_iter().map(|s| s.id).collect::<Vec<_>>())
+                                .await;
+                            self.engine().set_silences(keep);
+                        }
+                        Err(why) => tracing::debug!(error = %why, "cannot read silences"),
+                    }
+                    last_silences = Some(tokio::time::Instant::now());
+                }
             }
             let now = dbmon_proto::now_ms();
             if full || !changed.is_empty() {
@@ -234,43 +302,71 @@ impl Alerting {
             e.dirty = false;
             let newest = e.doc.next_id;
             match &self.store {
-                Some(_) => (serde_json::to_vec(&e.doc).ok(), newest),
-                None => (None, newest),
+                StateStore::Memory => (None, newest),
+                _ => (serde_json::to_vec(&e.doc).ok(), newest),
             }
         };
-        if let (Some(store), Some(bytes)) = (&self.store, bytes) {
-            let store = store.clone();
-            let result = tokio::task::spawn_blocking(move || store.save_alerts(&bytes))
-                .await
-                .unwrap_or_else(|e| Err(e.to_string()));
-            if let Err(why) = result {
-                // Deliver anyway: a notification sent twice after a crash
-                // is better than one not sent.
-                self.save_errors.fetch_add(1, Ordering::Relaxed);
-                let mut last = self
-                    .last_save_error
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner());
-                if last.as_deref() != Some(&why) {
-                    tracing::error!(error = %why, "cannot save the alerting state; notifications go on, but a restart may repeat or lose some");
-                }
-                *last = Some(why);
-                self.engine().dirty = true;
-            } else {
-                *self
-                    .last_save_error
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner()) = None;
+        let result = match (&self.store, bytes) {
+            (StateStore::Embedded(store), Some(bytes)) => {
+                let store = store.clone();
+                tokio::task::spawn_blocking(move || store.save_alerts(&bytes))
+                    .await
+                    .unwrap_or_else(|e| Err(e.to_string()))
             }
+            (StateStore::Shared(sh), Some(bytes)) => match sh.save(&bytes).await {
+                Ok(()) => Ok(()),
+                Err(why) => {
+                    // Not saved, not sent: a server that is no longer the
+                    // sender must not notify.
+                    tracing::warn!(error = %why, "alerting state not saved to the shared store; holding notifications");
+                    self.engine().dirty = true;
+                    *self
+                        .last_save_error
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner()) = Some(why);
+                    self.save_errors.fetch_add(1, Ordering::Relaxed);
+                    return;
+                }
+            },
+            _ => Ok(()),
+        };
+        if let Err(why) = result {
+            // Deliver anyway: a notification sent twice after a crash is
+            // better than one not sent.
+            self.save_errors.fetch_add(1, Ordering::Relaxed);
+            let mut last = self
+                .last_save_error
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            if last.as_deref() != Some(&why) {
+                tracing::error!(error = %why, "cannot save the alerting state; notifications go on, but a restart may repeat or lose some");
+            }
+            *last = Some(why);
+            self.engine().dirty = true;
+        } else {
+            *self
+                .last_save_error
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()) = None;
         }
         self.saved_id.fetch_max(newest, Ordering::Release);
         self.wake_delivery.notify_one();
     }
 
+    /// Whether this server sends notifications now.
+    fn sends(&self) -> bool {
+        match &self.store {
+            StateStore::Shared(sh) => *sh.leader.borrow(),
+            _ => true,
+        }
+    }
+
     async fn deliver_loop(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
         let inflight: Arc<Mutex<BTreeSet<String>>> = Arc::default();
         loop {
-            let due: Vec<state::Notification> = {
+            let due: Vec<state::Notification> = if !self.sends() {
+                Vec::new()
+            } else {
                 let saved = self.saved_id.load(Ordering::Acquire);
                 let now = dbmon_proto::now_ms();
                 let busy = inflight.lock().unwrap_or_else(|e| e.into_inner()).clone();
@@ -360,6 +456,9 @@ impl Alerting {
                 _ = tick.tick() => {}
                 _ = shutdown.changed() => return,
             }
+            if !self.sends() {
+                continue;
+            }
             let alerts = self.engine().firing_for(&receiver.name);
             if alerts.is_empty() {
                 continue;
@@ -370,11 +469,46 @@ impl Alerting {
         }
     }
 
+    /// The state to show: this server's, or, with a shared store on a
+    /// server that does not send, the sender's as last saved.
+    /// Waits at most a few seconds for the database, then shows this
+    /// server's own state.
+    pub async fn snapshot(&self) -> Doc {
+        if let StateStore::Shared(sh) = &self.store
+            && !*sh.leader.borrow()
+            && self.engine().rules().next().is_some()
+        {
+            match tokio::time::timeout(Duration::from_secs(3), sh.load()).await {
+                Ok(Ok(Some(bytes))) => {
+                    if let Ok(doc) = serde_json::from_slice::<Doc>(&bytes) {
+                        return doc;
+                    }
+                }
+                Ok(Ok(None)) => return Doc::default(),
+                Ok(Err(why)) => {
+                    tracing::debug!(error = %why, "cannot read the sender's alerting state")
+                }
+                Err(_) => tracing::debug!("the shared store did not answer within 3s"),
+            }
+        }
+        self.local()
+    }
+
+    /// This server's own state, without asking anyone (for `/healthz` and
+    /// `/metrics`, which must answer while the database does not: with a
+    /// shared store, the sender's show the deliveries).
+    pub fn local(&self) -> Doc {
+        self.engine().doc.clone()
+    }
+
     /// Alerts of the clusters in `scope` (None: all).
-    pub fn alerts(&self, scope: Option<&BTreeSet<String>>) -> Vec<dbmon_proto::v1::Alert> {
+    pub fn alerts_in(
+        &self,
+        doc: &Doc,
+        scope: Option<&BTreeSet<String>>,
+    ) -> Vec<dbmon_proto::v1::Alert> {
         let e = self.engine();
-        e.doc
-            .alerts
+        doc.alerts
             .values()
             .filter(|a| scope.is_none_or(|s| s.contains(&a.cluster)))
             .map(|a| dbmon_proto::v1::Alert {
@@ -410,28 +544,25 @@ impl Alerting {
     }
 
     /// Every receiver with its delivery health.
-    pub fn receivers(&self) -> Vec<ReceiverView> {
-        let e = self.engine();
+    pub fn receivers_in(&self, doc: &Doc) -> Vec<ReceiverView> {
         self.receivers
             .values()
             .map(|r| ReceiverView {
                 name: r.name.clone(),
                 kind: r.kind(),
-                health: e.doc.receivers.get(&r.name).cloned().unwrap_or_default(),
-                queued: e.doc.outbox.iter().filter(|n| n.receiver == r.name).count(),
+                health: doc.receivers.get(&r.name).cloned().unwrap_or_default(),
+                queued: doc.outbox.iter().filter(|n| n.receiver == r.name).count(),
             })
             .collect()
     }
 
     /// Counts of alerts by state.
-    pub fn counts(&self) -> BTreeMap<&'static str, usize> {
-        let e = self.engine();
+    pub fn counts_in(doc: &Doc) -> BTreeMap<&'static str, usize> {
         let mut out = BTreeMap::from([("pending", 0), ("firing", 0), ("resolved", 0)]);
-        for a in e.doc.alerts.values() {
+        for a in doc.alerts.values() {
             *out.entry(a.state.as_str()).or_default() += 1;
         }
-        let muted = e
-            .doc
+        let muted = doc
             .alerts
             .values()
             .filter(|a| a.state == AlertState::Firing && a.muted_by.is_some())
@@ -440,21 +571,43 @@ impl Alerting {
         out
     }
 
-    pub fn add_silence(&self, s: Silence) -> Silence {
-        let s = self.engine().add_silence(s);
-        self.wake_delivery.notify_one();
-        s
+    /// Adds a silence; with a shared store any server may, and the sender
+    /// picks it up within a second.
+    pub async fn add_silence(&self, mut s: Silence) -> Result<Silence, String> {
+        s.id = format!("s-{:012x}", rand::random::<u64>() >> 16);
+        if let StateStore::Shared(sh) = &self.store {
+            sh.put_silence(&s).await?;
+        }
+        self.engine().put_silence(s.clone());
+        Ok(s)
     }
 
-    pub fn silences(&self) -> Vec<Silence> {
-        self.engine().doc.silences.clone()
+    /// Every silence kept (in force, and ended within a day).
+    pub async fn silences(&self) -> Result<Vec<Silence>, String> {
+        match &self.store {
+            StateStore::Shared(sh) => sh.silences().await,
+            _ => Ok(self.engine().doc.silences.clone()),
+        }
     }
 
-    pub fn expire_silence(&self, id: &str, by: &str) -> Option<Silence> {
-        self.engine().expire_silence(id, by, dbmon_proto::now_ms())
+    /// Ends a silence now; None when there is no such silence.
+    pub async fn expire_silence(&self, id: &str, by: &str) -> Result<Option<Silence>, String> {
+        let now = dbmon_proto::now_ms();
+        let Some(mut s) = self.silences().await?.into_iter().find(|s| s.id == id) else {
+            return Ok(None);
+        };
+        if s.expired_at_ms.is_none() && s.ends_at_ms > now {
+            s.expired_at_ms = Some(now);
+            s.expired_by = Some(by.to_string());
+        }
+        if let StateStore::Shared(sh) = &self.store {
+            sh.put_silence(&s).await?;
+        }
+        self.engine().put_silence(s.clone());
+        Ok(Some(s))
     }
 
-    /// The mute reason of one cluster's alerts, for `status` views.
+    /// Why the state could not be saved last, if it could not.
     pub fn state_saved_error(&self) -> Option<String> {
         self.last_save_error
             .lock()

@@ -614,24 +614,33 @@ impl Engine {
             .collect()
     }
 
-    /// Adds a silence; its id.
-    pub fn add_silence(&mut self, mut s: Silence) -> Silence {
-        self.doc.next_id += 1;
-        s.id = format!("s{:06}", self.doc.next_id);
-        self.doc.silences.push(s.clone());
+    /// Adds a silence, or replaces the one with its id.
+    pub fn put_silence(&mut self, s: Silence) {
+        match self.doc.silences.iter_mut().find(|x| x.id == s.id) {
+            Some(x) => *x = s,
+            None => self.doc.silences.push(s),
+        }
         self.dirty = true;
-        s
     }
 
-    /// Ends a silence now.
-    pub fn expire_silence(&mut self, id: &str, by: &str, now_ms: i64) -> Option<Silence> {
-        let s = self.doc.silences.iter_mut().find(|s| s.id == id)?;
-        if s.expired_at_ms.is_none() && s.ends_at_ms > now_ms {
-            s.expired_at_ms = Some(now_ms);
-            s.expired_by = Some(by.to_string());
+    /// The silences as the shared store holds them.
+    pub fn set_silences(&mut self, mut list: Vec<Silence>) {
+        list.sort_by(|a, b| a.id.cmp(&b.id));
+        let mut mine = self.doc.silences.clone();
+        mine.sort_by(|a, b| a.id.cmp(&b.id));
+        if mine != list {
+            self.doc.silences = list;
             self.dirty = true;
         }
-        Some(s.clone())
+    }
+
+    /// Starts from a saved state (a new sender taking over), keeping only
+    /// what the configured rules know.
+    pub fn replace_doc(&mut self, mut doc: Doc) {
+        doc.alerts.retain(|_, a| self.rules.contains_key(&a.rule));
+        doc.groups.retain(|_, g| self.rules.contains_key(&g.rule));
+        self.doc = doc;
+        self.dirty = false;
     }
 
     /// Drops silences that ended more than a day ago.
@@ -727,8 +736,8 @@ mod tests {
     #[test]
     fn a_silenced_alert_is_recorded_but_not_sent_and_notifies_when_the_silence_ends() {
         let mut e = Engine::new(&[rule(0, 0, 60, 3600)], &[], Doc::default());
-        e.add_silence(Silence {
-            id: String::new(),
+        e.put_silence(Silence {
+            id: "s1".into(),
             cluster: "c".into(),
             node: String::new(),
             check: String::new(),
