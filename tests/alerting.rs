@@ -434,6 +434,21 @@ fn silences_are_for_operators_within_their_clusters_and_maintenance_follows_its_
     let table = String::from_utf8_lossy(&stack.client(&["alerts"]).stdout).to_string();
     assert!(table.contains("silenced by oscar"), "{table}");
     assert!(table.contains("disk swap"), "{table}");
+    // `status` and `get cluster` say so too.
+    let status = String::from_utf8_lossy(&stack.client(&["status"]).stdout).to_string();
+    let line_a = status
+        .lines()
+        .find(|l| l.starts_with("a "))
+        .unwrap_or_default();
+    assert!(
+        line_a.contains("1 firing: Down; silenced by oscar"),
+        "{status}"
+    );
+    let get_c = String::from_utf8_lossy(&stack.client(&["get", "cluster", "c"]).stdout).to_string();
+    assert!(
+        get_c.contains("alerts: 1 firing: Down; in maintenance patch-window until"),
+        "{get_c}"
+    );
 
     // A receiver that never answers fails visibly, alone: b's hook was
     // served, and reports keep coming in.
@@ -496,16 +511,22 @@ fn silences_are_for_operators_within_their_clusters_and_maintenance_follows_its_
 }
 
 #[test]
-fn mail_over_starttls_names_the_cluster() {
+fn mail_over_starttls_and_slack_name_the_cluster() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let pki = dir.path().join("pki");
+    // Slack's incoming webhook is an HTTPS POST of {"text": ...}; its URL
+    // is the secret, given by file.
+    let slack = Hook::start(&[]);
+    let slack_url = secret_file(dir.path(), "slack-url", &slack.url);
     let yaml = format!(
         "{x}\
          receivers:\n  - name: mail\n    email:\n      smarthost: 127.0.0.1:{port}\n      tls: starttls\n      ca_file: {ca}\n      from: dbmon@example.com\n      to: [oncall@example.com]\n\
-         alerts:\n  - for: 0s\n    group_wait: 0s\n    receivers: [mail]\n",
+         \x20 - name: chat\n    slack: {{url: {{file: {slack_url}}}}}\n\
+         alerts:\n  - for: 0s\n    group_wait: 0s\n    receivers: [mail, chat]\n",
         x = dead_cluster("mailtest"),
         ca = pki.join("ca.crt").display(),
+        slack_url = slack_url.display(),
     );
     let mut stack = start_server(dir.path(), &yaml);
     let smtp = Smtp::start(
@@ -529,6 +550,26 @@ fn mail_over_starttls_names_the_cluster() {
     );
     assert!(mail.contains("To: oncall@example.com"), "{mail}");
     assert!(mail.contains("cluster mailtest is unavailable"), "{mail}");
+    let text = slack
+        .wait_for(Duration::from_secs(20), "the Slack message", |_| true)
+        .json();
+    let text = text["text"].as_str().unwrap_or_default().to_string();
+    assert!(
+        text.starts_with("*[FIRING] ClusterUnhealthy on cluster mailtest (1 firing)*"),
+        "{text}"
+    );
+    assert!(
+        text.contains("cluster mailtest is unavailable: 0 of 1 nodes up"),
+        "{text}"
+    );
+    assert!(
+        text.contains("up crit on 127.0.0.1:"),
+        "the worst check's sentence: {text}"
+    );
+    assert!(
+        !stack.server_log().contains(&slack.url),
+        "the Slack URL is a secret and never logged"
+    );
 }
 
 /// `dbmon-client` against any server of the deployment.

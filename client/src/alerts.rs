@@ -321,3 +321,41 @@ pub async fn silence(target: &Target, what: SilenceWhat) -> Result<()> {
     }
     Ok(())
 }
+
+/// One phrase per cluster with alerts: what fires and what mutes it
+/// ("2 firing: ClusterUnhealthy, CheckFailing; silenced by alice (s-…) until …").
+/// Empty when the server has no alerting or the token may not read it.
+pub async fn notes(target: &Target, clusters: Vec<String>) -> BTreeMap<String, String> {
+    let Ok(channel) = channel(target).await else {
+        return BTreeMap::new();
+    };
+    let Ok(interceptor) = session::interceptor(&target.server) else {
+        return BTreeMap::new();
+    };
+    let mut client = AlertsClient::with_interceptor(channel, interceptor);
+    let Ok(resp) = client.list_alerts(ListAlertsRequest { clusters }).await else {
+        return BTreeMap::new();
+    };
+    notes_of(&resp.into_inner().alerts)
+}
+
+/// The phrase of each cluster, from its alerts.
+pub fn notes_of(alerts: &[Alert]) -> BTreeMap<String, String> {
+    let mut by: BTreeMap<&str, Vec<&Alert>> = BTreeMap::new();
+    for a in alerts.iter().filter(|a| a.state == "firing") {
+        by.entry(&a.cluster).or_default().push(a);
+    }
+    by.into_iter()
+        .map(|(cluster, list)| {
+            let mut names: Vec<&str> = list.iter().map(|a| a.rule.as_str()).collect();
+            names.sort();
+            names.dedup();
+            let mut note = format!("{} firing: {}", list.len(), names.join(", "));
+            if let Some(m) = list.iter().find(|a| !a.muted_by.is_empty()) {
+                note.push_str("; ");
+                note.push_str(&m.muted_by);
+            }
+            (cluster.to_string(), note)
+        })
+        .collect()
+}

@@ -530,14 +530,20 @@ async fn status(target: &Target, output: Format) -> Result<()> {
         .into_inner();
     let now = resp.server_time_ms;
     let summaries = summarize(&resp.latest, now);
+    let notes = alerts::notes(target, Vec::new()).await;
     match output {
         Format::Table if summaries.is_empty() => {
             println!("no reports yet: no collector has published to {server}");
         }
-        Format::Table => print!("{}", view::status_table(&summaries, now)),
+        Format::Table => print!("{}", view::status_table(&summaries, now, &notes)),
         f => {
-            let views: Vec<ClusterView> =
-                summaries.iter().map(|s| ClusterView::new(s, now)).collect();
+            let views: Vec<ClusterView> = summaries
+                .iter()
+                .map(|s| ClusterView {
+                    alerts: notes.get(&s.cluster).cloned(),
+                    ..ClusterView::new(s, now)
+                })
+                .collect();
             print_structured(&views, f)?;
         }
     }
@@ -571,17 +577,32 @@ async fn get_cluster(target: &Target, name: &str, output: Format) -> Result<()> 
     let resp = cluster_reports(target, name).await?;
     let now = resp.server_time_ms;
     let summary = summarize(&resp.latest, now).remove(0);
+    let note = alerts::notes(target, vec![name.to_string()])
+        .await
+        .remove(name);
     match output {
         Format::Table => {
+            let health = if summary.stale {
+                format!(
+                    "{} (stale: nothing new from its collector)",
+                    health_name(summary.health)
+                )
+            } else {
+                health_name(summary.health).to_string()
+            };
             println!(
-                "{}  {}  health: {}  nodes up: {}/{}  newest report: {} ago\n",
+                "{}  {}  health: {}  nodes up: {}/{}  newest report: {} ago",
                 summary.cluster,
                 summary.kind,
-                health_name(summary.health),
+                health,
                 summary.nodes_up,
                 summary.nodes_total,
                 view::age(now - summary.newest_ms)
             );
+            if let Some(n) = &note {
+                println!("alerts: {n}");
+            }
+            println!();
             print!("{}", view::reports_table(&resp.latest));
             let changes: Vec<&Report> = resp
                 .history
@@ -609,7 +630,10 @@ async fn get_cluster(target: &Target, name: &str, output: Format) -> Result<()> 
             }
             print_structured(
                 &Detail {
-                    summary: ClusterView::new(&summary, now),
+                    summary: ClusterView {
+                        alerts: note,
+                        ..ClusterView::new(&summary, now)
+                    },
                     checks: resp.latest.iter().map(ReportView::new).collect(),
                     history: resp.history.iter().map(ReportView::new).collect(),
                 },
@@ -647,6 +671,27 @@ impl State {
 async fn watch(target: &Target, clusters: Vec<String>, output: Format) -> Result<()> {
     let server = target.server.as_str();
     let live = output == Format::Table && std::io::stdout().is_terminal();
+    // The live table also says which alerts fire and what mutes them,
+    // refreshed every few seconds beside the stream.
+    let live_notes: std::sync::Arc<std::sync::Mutex<BTreeMap<String, String>>> =
+        std::sync::Arc::default();
+    if live {
+        let (notes, target, clusters) = (
+            live_notes.clone(),
+            Target {
+                server: target.server.clone(),
+                ca: target.ca.clone(),
+            },
+            clusters.clone(),
+        );
+        tokio::spawn(async move {
+            loop {
+                let n = alerts::notes(&target, clusters.clone()).await;
+                *notes.lock().unwrap_or_else(|e| e.into_inner()) = n;
+                tokio::time::sleep(Duration::from_secs(5)).await;
+            }
+        });
+    }
     let mut state = State::default();
     let mut recent: Vec<String> = Vec::new();
     let mut backoff = Duration::from_millis(500);
@@ -739,7 +784,8 @@ async fn watch(target: &Target, clusters: Vec<String>, output: Format) -> Result
                         println!("{line}");
                     } else if !live {
                         println!("-- {} ({} reports) --", snap.reason, state.latest.len());
-                        print!("{}", view::status_table(&summaries, now));
+                        let notes = alerts::notes(target, clusters.clone()).await;
+                        print!("{}", view::status_table(&summaries, now, &notes));
                     }
                 }
                 Some(watch_event::Event::Report(_)) | Some(watch_event::Event::Batch(_)) => {
@@ -786,7 +832,8 @@ async fn watch(target: &Target, clusters: Vec<String>, output: Format) -> Result
                 None => {}
             }
             if live {
-                redraw(&state, &recent, server, now);
+                let notes = live_notes.lock().unwrap_or_else(|e| e.into_inner()).clone();
+                redraw(&state, &recent, server, now, &notes);
             }
             std::io::stdout().flush()?;
         }
@@ -794,7 +841,13 @@ async fn watch(target: &Target, clusters: Vec<String>, output: Format) -> Result
     }
 }
 
-fn redraw(state: &State, recent: &[String], server: &str, now: i64) {
+fn redraw(
+    state: &State,
+    recent: &[String],
+    server: &str,
+    now: i64,
+    notes: &BTreeMap<String, String>,
+) {
     let names: std::collections::BTreeSet<&String> = state.latest.keys().map(|k| &k.0).collect();
     let summaries: Vec<_> = names.iter().filter_map(|c| state.summary(c, now)).collect();
     let mut out = String::from("\x1b[H\x1b[2J");
@@ -802,7 +855,7 @@ fn redraw(state: &State, recent: &[String], server: &str, now: i64) {
         "dbmon watch: {server}  ({})\n\n",
         view::timestamp(now)
     ));
-    out.push_str(&view::status_table(&summaries, now));
+    out.push_str(&view::status_table(&summaries, now, notes));
     if !recent.is_empty() {
         out.push_str("\nrecent problems:\n");
         for l in recent {

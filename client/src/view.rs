@@ -54,6 +54,9 @@ pub struct ClusterView {
     /// Seconds since the newest report was observed.
     pub age_s: f64,
     pub worst: Vec<ReportView>,
+    /// Firing alerts and what mutes them, when any fire.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub alerts: Option<String>,
 }
 
 impl ClusterView {
@@ -67,6 +70,7 @@ impl ClusterView {
             stale: s.stale,
             age_s: (now_ms - s.newest_ms).max(0) as f64 / 1000.0,
             worst: s.worst.iter().map(ReportView::new).collect(),
+            alerts: None,
         }
     }
 }
@@ -98,8 +102,13 @@ pub fn short(r: &Report) -> String {
     format!("{who}{} {}", r.check, status_name(r.status()))
 }
 
-/// The status table of `dbmon-client status`.
-pub fn status_table(summaries: &[ClusterSummary], now_ms: i64) -> String {
+/// The status table of `dbmon-client status`; `notes` says, per cluster,
+/// which alerts fire and what mutes them.
+pub fn status_table(
+    summaries: &[ClusterSummary],
+    now_ms: i64,
+    notes: &std::collections::BTreeMap<String, String>,
+) -> String {
     let mut rows = vec![vec![
         "CLUSTER".to_string(),
         "KIND".into(),
@@ -108,6 +117,9 @@ pub fn status_table(summaries: &[ClusterSummary], now_ms: i64) -> String {
         "AGE".into(),
         "WORST CHECKS".into(),
     ]];
+    if !notes.is_empty() {
+        rows[0].push("ALERTS".into());
+    }
     for s in summaries {
         let worst: Vec<String> = s.worst.iter().take(3).map(short).collect();
         let more = s.worst.len().saturating_sub(3);
@@ -131,6 +143,10 @@ pub fn status_table(summaries: &[ClusterSummary], now_ms: i64) -> String {
             age(now_ms - s.newest_ms),
             worst,
         ]);
+        if !notes.is_empty() {
+            let note = notes.get(&s.cluster).cloned().unwrap_or_else(|| "-".into());
+            rows.last_mut().expect("pushed above").push(note);
+        }
     }
     table(&rows)
 }
