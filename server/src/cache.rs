@@ -57,6 +57,16 @@ impl Stored {
         &self.cluster
     }
 
+    /// Cluster, node and check, shared with every report that names them.
+    pub fn key(&self) -> (Arc<str>, Arc<str>, Arc<str>) {
+        (self.cluster.clone(), self.node.clone(), self.check.clone())
+    }
+
+    /// The wire status (`dbmon.v1.Status`).
+    pub fn status(&self) -> i32 {
+        self.status
+    }
+
     /// True when `clusters` is empty (all) or names this report's cluster.
     pub fn in_clusters(&self, clusters: &[String]) -> bool {
         clusters.is_empty() || clusters.iter().any(|c| **c == *self.cluster)
@@ -373,12 +383,17 @@ impl Cache {
     }
 
     fn latest_of(inner: &Inner, clusters: &[String]) -> Vec<Report> {
-        let mut names: Vec<&String> = inner
-            .clusters
-            .keys()
-            .filter(|c| clusters.is_empty() || clusters.contains(c))
-            .collect();
+        let mut names: Vec<&String> = if clusters.is_empty() {
+            inner.clusters.keys().collect()
+        } else {
+            // Asked by name: look each up rather than scan every cluster.
+            clusters
+                .iter()
+                .filter_map(|c| inner.clusters.get_key_value(c).map(|(k, _)| k))
+                .collect()
+        };
         names.sort();
+        names.dedup();
         names
             .into_iter()
             .flat_map(|c| {

@@ -71,6 +71,28 @@ pub struct Alerting {
     pub last_save_error: Mutex<Option<String>>,
 }
 
+/// The last status of every (cluster, node, check), so that a report that
+/// only repeats its status (most of them) costs a lookup, not a judgement
+/// of its cluster. Values and sentences in annotations catch up at the
+/// full pass every few seconds.
+#[derive(Default)]
+pub struct StatusMemory(std::collections::HashMap<ReportKey, i32>);
+
+/// Cluster, node and check of a report, shared with the cache.
+type ReportKey = (Arc<str>, Arc<str>, Arc<str>);
+
+impl StatusMemory {
+    /// Marks the report's cluster changed if its status is new.
+    pub fn note(&mut self, e: &crate::cache::Entry, changed: &mut BTreeSet<String>) {
+        let status = e.report.status();
+        if self.0.insert(e.report.key(), status) != Some(status)
+            && !changed.contains(e.report.cluster())
+        {
+            changed.insert(e.report.cluster().to_string());
+        }
+    }
+}
+
 /// What the Alerts and Silences services and `/metrics` show of a receiver.
 pub struct ReceiverView {
     pub name: String,
@@ -169,6 +191,7 @@ impl Alerting {
         let mut last_full = tokio::time::Instant::now();
         let mut was_leader = false;
         let mut last_silences: Option<tokio::time::Instant> = None;
+        let mut statuses = StatusMemory::default();
         loop {
             let mut changed: BTreeSet<String> = BTreeSet::new();
             tokio::select! {
@@ -178,16 +201,14 @@ impl Alerting {
                 }
                 _ = tick.tick() => {}
                 r = rx.recv() => match r {
-                    Ok(e) => { changed.insert(e.report.cluster().to_string()); }
+                    Ok(e) => statuses.note(&e, &mut changed),
                     Err(broadcast::error::RecvError::Lagged(_)) => full = true,
                     Err(broadcast::error::RecvError::Closed) => return,
                 },
             }
             loop {
                 match rx.try_recv() {
-                    Ok(e) => {
-                        changed.insert(e.report.cluster().to_string());
-                    }
+                    Ok(e) => statuses.note(&e, &mut changed),
                     Err(broadcast::error::TryRecvError::Lagged(_)) => full = true,
                     Err(_) => break,
                 }

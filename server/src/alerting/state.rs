@@ -16,6 +16,7 @@ use super::rules::Condition;
 use dbmon_config::{AlertRule, MaintenanceWindow};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::Arc;
 
 /// The outbox holds at most this many notifications per receiver; past it
 /// the oldest is dropped, counted and logged (a receiver down for days).
@@ -176,11 +177,24 @@ pub struct Doc {
 
 /// The rules and windows, and the state they act on.
 pub struct Engine {
-    rules: BTreeMap<String, AlertRule>,
+    rules: BTreeMap<String, Arc<AlertRule>>,
     windows: Vec<MaintenanceWindow>,
     pub doc: Doc,
     /// Something changed since the last save.
     pub dirty: bool,
+}
+
+/// Separates the parts of an alert's key; no rule or cluster name holds it.
+const SEP: char = '\u{1f}';
+
+/// The key of an alert in [`Doc::alerts`]: rule, cluster, fingerprint. So a
+/// group's alerts, and a cluster's alerts under one rule, are neighbours.
+pub fn alert_key(rule: &str, cluster: &str, fingerprint: &str) -> String {
+    format!("{rule}{SEP}{cluster}{SEP}{fingerprint}")
+}
+
+fn group_prefix(rule: &str, cluster: &str) -> String {
+    format!("{rule}{SEP}{cluster}{SEP}")
 }
 
 fn format_ms(ms: i64) -> String {
@@ -189,35 +203,92 @@ fn format_ms(ms: i64) -> String {
         .unwrap_or_else(|_| ms.to_string())
 }
 
+/// Why notifications about `a` are muted at `now_ms`, if they are.
+fn mute_reason(
+    silences: &[Silence],
+    windows: &[MaintenanceWindow],
+    a: &Alert,
+    now_ms: i64,
+) -> Option<String> {
+    if let Some(s) = silences
+        .iter()
+        .filter(|s| s.active(now_ms) && s.matches(a))
+        .max_by_key(|s| s.ends_at_ms)
+    {
+        return Some(format!(
+            "silenced by {} ({}) until {}: {}",
+            s.created_by,
+            s.id,
+            format_ms(s.ends_at_ms),
+            s.comment
+        ));
+    }
+    if windows.is_empty() {
+        return None;
+    }
+    let now = jiff::Timestamp::from_millisecond(now_ms).ok()?;
+    windows
+        .iter()
+        .filter(|w| w.covers(&a.cluster))
+        .filter_map(|w| w.active_until(now).map(|end| (w, end)))
+        .max_by_key(|(_, end)| *end)
+        .map(|(w, end)| {
+            format!(
+                "in maintenance {} until {}",
+                w.name,
+                format_ms(end.as_millisecond())
+            )
+        })
+}
+
+fn sent(a: &Alert, status: AlertState) -> SentAlert {
+    SentAlert {
+        fingerprint: a.fingerprint.clone(),
+        status,
+        labels: a.labels.clone(),
+        annotations: a.annotations.clone(),
+        starts_at_ms: a.fired_at_ms.unwrap_or(a.active_since_ms),
+        ends_at_ms: if status == AlertState::Resolved {
+            a.resolved_at_ms
+        } else {
+            None
+        },
+    }
+}
+
+fn severity(a: &Alert) -> &str {
+    a.labels.get("severity").map(String::as_str).unwrap_or("")
+}
+
 impl Engine {
-    pub fn new(rules: &[AlertRule], windows: &[MaintenanceWindow], mut doc: Doc) -> Engine {
-        let rules: BTreeMap<String, AlertRule> =
-            rules.iter().map(|r| (r.name.clone(), r.clone())).collect();
-        // Alerts of rules no longer configured are dropped with their groups.
-        doc.alerts.retain(|_, a| rules.contains_key(&a.rule));
-        doc.groups.retain(|_, g| rules.contains_key(&g.rule));
-        Engine {
-            rules,
+    pub fn new(rules: &[AlertRule], windows: &[MaintenanceWindow], doc: Doc) -> Engine {
+        let mut e = Engine {
+            rules: rules
+                .iter()
+                .map(|r| (r.name.clone(), Arc::new(r.clone())))
+                .collect(),
             windows: windows.to_vec(),
-            doc,
+            doc: Doc::default(),
             dirty: false,
-        }
+        };
+        e.replace_doc(doc);
+        e
     }
 
     pub fn rules(&self) -> impl Iterator<Item = &AlertRule> {
-        self.rules.values()
+        self.rules.values().map(|r| &**r)
     }
 
     pub fn rule(&self, name: &str) -> Option<&AlertRule> {
-        self.rules.get(name)
+        self.rules.get(name).map(|r| &**r)
     }
 
     /// Applies what the rules found in `cluster` now.
     pub fn observe(&mut self, cluster: &str, conditions: Vec<Condition>, now_ms: i64) {
         let mut seen = BTreeSet::new();
         for c in conditions {
-            seen.insert(c.fingerprint.clone());
-            match self.doc.alerts.get_mut(&c.fingerprint) {
+            let key = alert_key(&c.rule, &c.cluster, &c.fingerprint);
+            match self.doc.alerts.get_mut(&key) {
                 Some(a) => {
                     match a.state {
                         AlertState::Pending => {}
@@ -243,7 +314,7 @@ impl Engine {
                 }
                 None => {
                     self.doc.alerts.insert(
-                        c.fingerprint.clone(),
+                        key.clone(),
                         Alert {
                             fingerprint: c.fingerprint,
                             rule: c.rule,
@@ -264,77 +335,52 @@ impl Engine {
                     self.dirty = true;
                 }
             }
+            seen.insert(key);
         }
+        // The cluster's alerts the rules no longer find: each rule's range.
         let mut gone = Vec::new();
-        for (fp, a) in self.doc.alerts.iter_mut() {
-            if a.cluster != cluster || seen.contains(fp) {
-                continue;
-            }
-            match a.state {
-                // A flap shorter than `for`: never fired, never told.
-                AlertState::Pending => gone.push(fp.clone()),
-                AlertState::Firing => {
-                    if a.good_since_ms.is_none() {
-                        a.good_since_ms = Some(now_ms);
-                        self.dirty = true;
-                    }
+        for rule in self.rules.keys() {
+            let prefix = group_prefix(rule, cluster);
+            for (key, a) in self.doc.alerts.range_mut(prefix.clone()..) {
+                if !key.starts_with(&prefix) {
+                    break;
                 }
-                AlertState::Resolved => {}
+                if seen.contains(key) {
+                    continue;
+                }
+                match a.state {
+                    // A flap shorter than `for`: never fired, never told.
+                    AlertState::Pending => gone.push(key.clone()),
+                    AlertState::Firing => {
+                        if a.good_since_ms.is_none() {
+                            a.good_since_ms = Some(now_ms);
+                            self.dirty = true;
+                        }
+                    }
+                    AlertState::Resolved => {}
+                }
             }
         }
-        for fp in gone {
-            self.doc.alerts.remove(&fp);
+        for key in gone {
+            self.doc.alerts.remove(&key);
             self.dirty = true;
         }
-    }
-
-    /// Why notifications about `a` are muted at `now_ms`, if they are.
-    fn mute_reason(&self, a: &Alert, now_ms: i64) -> Option<String> {
-        if let Some(s) = self
-            .doc
-            .silences
-            .iter()
-            .filter(|s| s.active(now_ms) && s.matches(a))
-            .max_by_key(|s| s.ends_at_ms)
-        {
-            return Some(format!(
-                "silenced by {} ({}) until {}: {}",
-                s.created_by,
-                s.id,
-                format_ms(s.ends_at_ms),
-                s.comment
-            ));
-        }
-        let now = jiff::Timestamp::from_millisecond(now_ms).ok()?;
-        self.windows
-            .iter()
-            .filter(|w| w.covers(&a.cluster))
-            .filter_map(|w| w.active_until(now).map(|end| (w, end)))
-            .max_by_key(|(_, end)| *end)
-            .map(|(w, end)| {
-                format!(
-                    "in maintenance {} until {}",
-                    w.name,
-                    format_ms(end.as_millisecond())
-                )
-            })
     }
 
     /// Moves timers on, groups what changed and queues the notifications
     /// that are due. Returns how many were queued.
     pub fn tick(&mut self, now_ms: i64) -> usize {
-        // 1. Alert states.
-        let fps: Vec<String> = self.doc.alerts.keys().cloned().collect();
-        for fp in &fps {
-            let muted = {
-                let a = &self.doc.alerts[fp];
-                self.mute_reason(a, now_ms)
-            };
-            let Some(a) = self.doc.alerts.get_mut(fp) else {
-                continue;
-            };
+        // 1. Alert states, in one pass.
+        let (silences, windows) = (&self.doc.silences, &self.windows);
+        let quiet = windows.is_empty() && silences.iter().all(|s| !s.active(now_ms));
+        for a in self.doc.alerts.values_mut() {
             let Some(rule) = self.rules.get(&a.rule) else {
                 continue;
+            };
+            let muted = if quiet {
+                None
+            } else {
+                mute_reason(silences, windows, a, now_ms)
             };
             if a.muted_by != muted {
                 a.muted_by = muted;
@@ -360,19 +406,32 @@ impl Engine {
                 _ => {}
             }
         }
-        // 2. Groups.
-        let mut keys: BTreeSet<(String, String)> = self
-            .doc
-            .alerts
-            .values()
-            .map(|a| (a.rule.clone(), a.cluster.clone()))
-            .collect();
-        keys.extend(
-            self.doc
-                .groups
-                .values()
-                .map(|g| (g.rule.clone(), g.cluster.clone())),
-        );
+        // 2. Groups: those with alerts (neighbours in the map) and those
+        // that told of alerts now gone.
+        let mut keys: Vec<(String, String)> = Vec::new();
+        for a in self.doc.alerts.values() {
+            if keys
+                .last()
+                .is_none_or(|(r, c)| *r != a.rule || *c != a.cluster)
+            {
+                keys.push((a.rule.clone(), a.cluster.clone()));
+            }
+        }
+        for g in self.doc.groups.values() {
+            if !self
+                .doc
+                .alerts
+                .contains_key(&group_prefix(&g.rule, &g.cluster))
+                && self
+                    .doc
+                    .alerts
+                    .range(group_prefix(&g.rule, &g.cluster)..)
+                    .next()
+                    .is_none_or(|(k, _)| !k.starts_with(&group_prefix(&g.rule, &g.cluster)))
+            {
+                keys.push((g.rule.clone(), g.cluster.clone()));
+            }
+        }
         let mut queued = 0;
         for (rule_name, cluster) in keys {
             queued += self.flush_group(&rule_name, &cluster, now_ms);
@@ -385,85 +444,119 @@ impl Engine {
             return 0;
         };
         let key = format!("{rule_name}/{cluster}");
-        let mut group = self.doc.groups.remove(&key).unwrap_or_else(|| Group {
-            rule: rule_name.to_string(),
-            cluster: cluster.to_string(),
-            ..Group::default()
-        });
-        let members: Vec<&Alert> = self
-            .doc
-            .alerts
-            .values()
-            .filter(|a| a.rule == rule_name && a.cluster == cluster)
-            .collect();
-        let firing: BTreeMap<String, String> = members
-            .iter()
-            .filter(|a| a.state == AlertState::Firing && a.muted_by.is_none())
-            .map(|a| {
-                (
-                    a.fingerprint.clone(),
-                    a.labels.get("severity").cloned().unwrap_or_default(),
-                )
-            })
-            .collect();
-        let resolved: Vec<&Alert> = members
-            .iter()
-            .copied()
-            .filter(|a| {
-                a.state == AlertState::Resolved && group.sent_firing.contains_key(&a.fingerprint)
-            })
-            .collect();
-        // Resolved alerts nobody was told about are done.
-        let untold: Vec<String> = members
-            .iter()
-            .filter(|a| {
-                a.state == AlertState::Resolved && !group.sent_firing.contains_key(&a.fingerprint)
-            })
-            .map(|a| a.fingerprint.clone())
-            .collect();
-        let needs = firing != group.sent_firing || !resolved.is_empty();
-        let due = if needs {
-            match group.last_flush_ms {
-                None => {
-                    let first = *group.first_ready_ms.get_or_insert(now_ms);
-                    Some(first + rule.group_wait.as_millis() as i64)
+        let prefix = group_prefix(rule_name, cluster);
+        let members = || {
+            self.doc
+                .alerts
+                .range(prefix.clone()..)
+                .take_while(|(k, _)| k.starts_with(&prefix))
+                .map(|(_, a)| a)
+        };
+        let group = self.doc.groups.get(&key);
+        let sent_firing = group.map(|g| &g.sent_firing);
+        let told = |a: &Alert| sent_firing.is_some_and(|s| s.contains_key(&a.fingerprint));
+        // What the group would say differs from what it said last?
+        let mut firing_now = 0usize;
+        let mut changed = false;
+        let mut resolved_untold = false;
+        let mut any = false;
+        for a in members() {
+            any = true;
+            match a.state {
+                AlertState::Firing if a.muted_by.is_none() => {
+                    firing_now += 1;
+                    if sent_firing
+                        .and_then(|s| s.get(&a.fingerprint))
+                        .map(String::as_str)
+                        != Some(severity(a))
+                    {
+                        changed = true;
+                    }
                 }
+                AlertState::Resolved => {
+                    if told(a) {
+                        changed = true;
+                    } else {
+                        resolved_untold = true;
+                    }
+                }
+                _ => {}
+            }
+        }
+        let said = sent_firing.map_or(0, |s| s.len());
+        let needs = changed || firing_now != said;
+        if !needs && !resolved_untold && !any && said == 0 {
+            // Nothing held, nothing told: the group is gone.
+            if self.doc.groups.remove(&key).is_some() {
+                self.dirty = true;
+            }
+            return 0;
+        }
+        let last_flush = group.and_then(|g| g.last_flush_ms);
+        let first_ready = group.and_then(|g| g.first_ready_ms);
+        let due = if needs {
+            match last_flush {
+                None => Some(first_ready.unwrap_or(now_ms) + rule.group_wait.as_millis() as i64),
                 Some(t) => Some(t + rule.group_interval.as_millis() as i64),
             }
         } else {
-            group.first_ready_ms = None;
-            match (firing.is_empty(), group.last_flush_ms) {
-                (false, Some(t)) => Some(t + rule.repeat_interval.as_millis() as i64),
+            match (firing_now > 0, last_flush) {
+                (true, Some(t)) => Some(t + rule.repeat_interval.as_millis() as i64),
                 _ => None,
             }
         };
+        let flush = due.is_some_and(|d| now_ms >= d);
+        if !flush && !resolved_untold {
+            // Only the group_wait clock may need starting.
+            let want = if needs && last_flush.is_none() {
+                Some(first_ready.unwrap_or(now_ms))
+            } else {
+                None
+            };
+            if group.and_then(|g| g.first_ready_ms) != want {
+                let g = self.group_mut(&key, rule_name, cluster);
+                g.first_ready_ms = want;
+                self.dirty = true;
+            }
+            return 0;
+        }
+        // Flush (or only forget resolved alerts nobody was told about).
+        let mut done: Vec<String> = Vec::new();
         let mut queued = 0;
-        let mut done: Vec<String> = untold;
-        if due.is_some_and(|d| now_ms >= d) {
-            let mut alerts: Vec<SentAlert> = members
-                .iter()
-                .filter(|a| firing.contains_key(&a.fingerprint))
-                .map(|a| SentAlert {
-                    fingerprint: a.fingerprint.clone(),
-                    status: AlertState::Firing,
-                    labels: a.labels.clone(),
-                    annotations: a.annotations.clone(),
-                    starts_at_ms: a.fired_at_ms.unwrap_or(a.active_since_ms),
-                    ends_at_ms: None,
-                })
-                .collect();
+        if flush {
+            let mut alerts: Vec<SentAlert> = Vec::new();
+            let mut firing: BTreeMap<String, String> = BTreeMap::new();
+            for (k, a) in self
+                .doc
+                .alerts
+                .range(prefix.clone()..)
+                .take_while(|(k, _)| k.starts_with(&prefix))
+            {
+                match a.state {
+                    AlertState::Firing if a.muted_by.is_none() => {
+                        firing.insert(a.fingerprint.clone(), severity(a).to_string());
+                        alerts.push(sent(a, AlertState::Firing));
+                    }
+                    AlertState::Resolved => done.push(k.clone()),
+                    _ => {}
+                }
+            }
             let any_firing = !alerts.is_empty();
             if rule.send_resolved {
-                alerts.extend(resolved.iter().map(|a| SentAlert {
-                    fingerprint: a.fingerprint.clone(),
-                    status: AlertState::Resolved,
-                    labels: a.labels.clone(),
-                    annotations: a.annotations.clone(),
-                    starts_at_ms: a.fired_at_ms.unwrap_or(a.active_since_ms),
-                    ends_at_ms: a.resolved_at_ms,
-                }));
+                for (k, a) in self
+                    .doc
+                    .alerts
+                    .range(prefix.clone()..)
+                    .take_while(|(k, _)| k.starts_with(&prefix))
+                {
+                    if a.state == AlertState::Resolved
+                        && sent_firing.is_some_and(|s| s.contains_key(&a.fingerprint))
+                    {
+                        let _ = k;
+                        alerts.push(sent(a, AlertState::Resolved));
+                    }
+                }
             }
-            done.extend(resolved.iter().map(|a| a.fingerprint.clone()));
             if !alerts.is_empty() {
                 for receiver in &rule.receivers {
                     self.doc.next_id += 1;
@@ -486,27 +579,62 @@ impl Engine {
                     self.enqueue(n);
                     queued += 1;
                 }
-                group.last_flush_ms = Some(now_ms);
             }
-            group.sent_firing = firing;
-            group.first_ready_ms = None;
-            self.dirty = true;
-        }
-        for fp in done {
-            self.doc.alerts.remove(&fp);
-            self.dirty = true;
-        }
-        let idle = group.sent_firing.is_empty()
-            && group.first_ready_ms.is_none()
-            && !self
+            let sent_something = !alerts.is_empty();
+            let g = self.group_mut(&key, rule_name, cluster);
+            if sent_something {
+                g.last_flush_ms = Some(now_ms);
+            }
+            g.sent_firing = firing;
+            g.first_ready_ms = None;
+        } else {
+            // Not due: resolved alerts that were never told are done.
+            for (k, a) in self
                 .doc
                 .alerts
-                .values()
-                .any(|a| a.rule == rule_name && a.cluster == cluster);
-        if !idle {
-            self.doc.groups.insert(key, group);
+                .range(prefix.clone()..)
+                .take_while(|(k, _)| k.starts_with(&prefix))
+            {
+                if a.state == AlertState::Resolved
+                    && !sent_firing.is_some_and(|s| s.contains_key(&a.fingerprint))
+                {
+                    done.push(k.clone());
+                }
+            }
         }
+        for k in done {
+            self.doc.alerts.remove(&k);
+        }
+        // Everything told and gone: the group ends (a new incident starts
+        // with group_wait again).
+        let empty = self
+            .doc
+            .alerts
+            .range(prefix.clone()..)
+            .next()
+            .is_none_or(|(k, _)| !k.starts_with(&prefix));
+        if empty
+            && self
+                .doc
+                .groups
+                .get(&key)
+                .is_some_and(|g| g.sent_firing.is_empty())
+        {
+            self.doc.groups.remove(&key);
+        }
+        self.dirty = true;
         queued
+    }
+
+    fn group_mut(&mut self, key: &str, rule: &str, cluster: &str) -> &mut Group {
+        self.doc
+            .groups
+            .entry(key.to_string())
+            .or_insert_with(|| Group {
+                rule: rule.to_string(),
+                cluster: cluster.to_string(),
+                ..Group::default()
+            })
     }
 
     fn enqueue(&mut self, n: Notification) {
@@ -547,7 +675,11 @@ impl Engine {
         n.attempts += 1;
         let attempts = n.attempts;
         let receiver = n.receiver.clone();
-        let fps: Vec<String> = n.alerts.iter().map(|a| a.fingerprint.clone()).collect();
+        let fps: Vec<String> = n
+            .alerts
+            .iter()
+            .map(|a| alert_key(&n.rule, &n.cluster, &a.fingerprint))
+            .collect();
         let health = self.doc.receivers.entry(receiver.clone()).or_default();
         let outcome = match &result {
             Ok(()) => {
@@ -637,7 +769,12 @@ impl Engine {
     /// Starts from a saved state (a new sender taking over), keeping only
     /// what the configured rules know.
     pub fn replace_doc(&mut self, mut doc: Doc) {
-        doc.alerts.retain(|_, a| self.rules.contains_key(&a.rule));
+        let alerts = std::mem::take(&mut doc.alerts);
+        doc.alerts = alerts
+            .into_values()
+            .filter(|a| self.rules.contains_key(&a.rule))
+            .map(|a| (alert_key(&a.rule, &a.cluster, &a.fingerprint), a))
+            .collect();
         doc.groups.retain(|_, g| self.rules.contains_key(&g.rule));
         self.doc = doc;
         self.dirty = false;
