@@ -86,7 +86,7 @@ fn per_report(c: &mut Criterion) {
     // Every cluster's 30 reports; one check crit in every tenth cluster.
     let per = 3 * CHECKS;
     let full: Vec<Report> = (0..CLUSTERS * per)
-        .map(|i| report(i, i / per, i % per == 4 && (i / per) % 10 == 0))
+        .map(|i| report(i, i / per, i % per == 4 && (i / per).is_multiple_of(10)))
         .collect();
     // Steady state: a cache holding every cluster; one poll of one cluster
     // (3 nodes x 10 checks = 30 reports) at a time.
