@@ -129,7 +129,7 @@ pub enum TokenWhat {
         /// Expires after this long, like 30m or 1h.
         #[arg(long)]
         ttl: Option<String>,
-        /// Only these operations: read, watch, sessions (comma-separated or repeated).
+        /// Only these operations: read, watch, sessions, silence (comma-separated or repeated).
         #[arg(long)]
         ops: Vec<String>,
     },
