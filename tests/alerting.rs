@@ -4,6 +4,7 @@
 //! signature, and to a real SMTP server over STARTTLS; silences by people
 //! signed in with passkeys; a server killed with SIGKILL while an alert
 //! fires.
+#![allow(clippy::unwrap_used)] // a failed unwrap is a failed test or benchmark
 
 mod support;
 

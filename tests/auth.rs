@@ -1,6 +1,7 @@
 //! People's logins end to end: `dbmon user add`, a passkey registered over
 //! HTTPS, `dbmon-client login`, and the macaroon checked on every call of
 //! the real server over TLS, with the code each bad token gets.
+#![allow(clippy::unwrap_used)] // a failed unwrap is a failed test or benchmark
 
 mod support;
 

@@ -2,6 +2,7 @@
 //! DevTools protocol with a virtual authenticator, trusting the deployment's
 //! CA through its certificate store, opens an invite and registers a
 //! passkey, then completes a `dbmon-client login`, and the CLI's token works.
+#![allow(clippy::unwrap_used)] // a failed unwrap is a failed test or benchmark
 
 mod support;
 

@@ -1,6 +1,7 @@
 //! Collector → server → two clients at once: `status` (table and JSON) and
 //! `watch` (line mode), plus `get cluster`, the server's own /metrics, and
 //! what a client says when there is no server.
+#![allow(clippy::unwrap_used)] // a failed unwrap is a failed test or benchmark
 
 mod support;
 

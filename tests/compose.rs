@@ -3,6 +3,7 @@
 //! it, a cluster member stops, a collector is cut off and comes back,
 //! strangers cannot publish, a certificate is replaced in place, and
 //! deploy/down.sh leaves nothing behind.
+#![allow(clippy::unwrap_used)] // a failed unwrap is a failed test or benchmark
 
 mod support;
 

@@ -1,5 +1,6 @@
 //! `dbmon config check` on bad files: each error names the file, line,
 //! column and field, and says what is expected.
+#![allow(clippy::unwrap_used)] // a failed unwrap is a failed test or benchmark
 
 mod support;
 

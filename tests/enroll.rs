@@ -2,6 +2,7 @@
 //! checked against a CA pin), renew them over a live stream without losing
 //! a report, and refuse to start on a certificate problem with one line
 //! saying what to do.
+#![allow(clippy::unwrap_used)] // a failed unwrap is a failed test or benchmark
 
 mod support;
 

@@ -2,6 +2,7 @@
 //! certificates (`--client-cert-auth`), watched by a collector that shows
 //! its certificate; the same cluster without it gives a clear error
 //! report, not a crash.
+#![allow(clippy::unwrap_used)] // a failed unwrap is a failed test or benchmark
 
 mod support;
 

@@ -1,5 +1,6 @@
 //! The Kubernetes manifests pass the Kubernetes schemas (strict), and the
 //! dbmon configurations they carry pass `dbmon config check`.
+#![allow(clippy::unwrap_used)] // a failed unwrap is a failed test or benchmark
 
 mod support;
 

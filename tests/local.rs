@@ -1,6 +1,7 @@
 //! `dbmon local`, the README's first command: a local etcd cluster, server
 //! and collector in one process, seen healthy by a client, and gone after
 //! SIGTERM.
+#![allow(clippy::unwrap_used)] // a failed unwrap is a failed test or benchmark
 
 mod support;
 

@@ -2,6 +2,7 @@
 //! what the server has not acknowledged, sends it again in order when the
 //! server answers, the server drops what it already had, and a watching
 //! client ends up with every report once, in order.
+#![allow(clippy::unwrap_used)] // a failed unwrap is a failed test or benchmark
 
 mod support;
 

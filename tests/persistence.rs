@@ -1,6 +1,7 @@
 //! The embedded store: a server killed with SIGKILL comes back with its
 //! reports, the collector replays what was not yet on disk, and a watching
 //! client resumes without a gap.
+#![allow(clippy::unwrap_used)] // a failed unwrap is a failed test or benchmark
 
 mod support;
 

@@ -1,4 +1,5 @@
 //! `dbmon pki`: files, modes, refusal to overwrite, list, inspect, revoke.
+#![allow(clippy::unwrap_used)] // a failed unwrap is a failed test or benchmark
 
 mod support;
 

@@ -2,6 +2,7 @@
 //! one reaches a Watch on the other, both number it the same, a watch can
 //! resume on the other server where it left off, and a restarted server
 //! comes back with what the database holds.
+#![allow(clippy::unwrap_used)] // a failed unwrap is a failed test or benchmark
 
 mod support;
 

@@ -1,6 +1,7 @@
 //! Mutual TLS between collectors and the server, over real sockets: every
 //! way a certificate can be wrong is refused with its own reason, and the
 //! right one gets in.
+#![allow(clippy::unwrap_used)] // a failed unwrap is a failed test or benchmark
 
 mod support;
 

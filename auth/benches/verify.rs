@@ -1,5 +1,6 @@
 //! Verifying a macaroon, as every people RPC does, against decoding the
 //! same token (the least any check must do) as the baseline.
+#![allow(clippy::unwrap_used)] // a failed unwrap is a failed test or benchmark
 
 use criterion::{Criterion, black_box, criterion_group, criterion_main};
 use dbmon_auth::caveat::Caveat;

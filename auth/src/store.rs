@@ -88,7 +88,9 @@ pub struct Invite {
     pub expires_ms: i64,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// A login. Its `Debug` leaves the root key out: any `{:?}` in a log line
+/// would otherwise print what mints tokens.
+#[derive(Clone, Serialize, Deserialize)]
 pub struct Session {
     /// The macaroon root key (hex, 32 bytes).
     pub root_key: String,
@@ -100,6 +102,20 @@ pub struct Session {
     pub expires_ms: i64,
     #[serde(default)]
     pub revoked_ms: Option<i64>,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("root_key", &"<redacted>")
+            .field("user", &self.user)
+            .field("credential", &self.credential)
+            .field("peer", &self.peer)
+            .field("created_ms", &self.created_ms)
+            .field("expires_ms", &self.expires_ms)
+            .field("revoked_ms", &self.revoked_ms)
+            .finish()
+    }
 }
 
 pub fn sha256_hex(s: &str) -> String {
@@ -249,12 +265,25 @@ impl Backend for FileBackend {
     }
 }
 
-/// The state document in its backend, and an in-memory copy of it.
-#[derive(Debug, Clone)]
+/// The state document in its backend, and an in-memory copy of it. Its
+/// `Debug` names the place and counts, never keys or hashes.
+#[derive(Clone)]
 pub struct AuthStore {
     backend: Arc<dyn Backend>,
     /// The state as last read, and its version ("" when there was none).
     inner: Arc<RwLock<(State, String)>>,
+}
+
+impl std::fmt::Debug for AuthStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let inner = self.inner.read().unwrap_or_else(|e| e.into_inner());
+        f.debug_struct("AuthStore")
+            .field("place", &self.backend.place())
+            .field("users", &inner.0.users.len())
+            .field("invites", &inner.0.invites.len())
+            .field("logins", &inner.0.sessions.len())
+            .finish()
+    }
 }
 
 impl AuthStore {
@@ -538,6 +567,39 @@ mod tests {
         std::fs::write(&path, b"{not json").unwrap();
         let e = AuthStore::open(&dir).unwrap_err().to_string();
         assert!(e.contains("not a dbmon auth store"), "{e}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Every type that holds a root key, an invite secret or a token prints
+    /// none of them with `{:?}`.
+    #[test]
+    fn debug_prints_no_secret() {
+        crate::init();
+        let dir = std::env::temp_dir().join(format!("dbmon-auth-debug-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let store = AuthStore::open(&dir).unwrap();
+        let invite = store
+            .add_user("alice", Role::Viewer, vec![], 60_000)
+            .unwrap();
+        let verifier = crate::Verifier::new(store.clone());
+        let (login, token) = verifier
+            .new_login("alice", "cred", "127.0.0.1", 60_000)
+            .unwrap();
+        let state = store.snapshot();
+        let root_key = state.sessions[&login].root_key.clone();
+        let shown = [
+            format!("{:?}", state.sessions[&login]),
+            format!("{state:?}"),
+            format!("{store:?}"),
+            format!("{verifier:?}"),
+        ];
+        for s in &shown {
+            for secret in [&root_key, &invite, &token] {
+                assert!(!s.contains(secret.as_str()), "a secret in {s}");
+            }
+        }
+        assert!(shown[0].contains("<redacted>"));
+        assert!(shown[2].contains("logins: 1"), "{}", shown[2]);
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

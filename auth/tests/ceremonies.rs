@@ -1,4 +1,5 @@
 //! WebAuthn ceremonies in process, with a software authenticator.
+#![allow(clippy::unwrap_used)] // a failed unwrap is a failed test or benchmark
 
 use dbmon_auth::limit::Limiter;
 use dbmon_auth::passkey::{AuthError, Passkeys, Poll};

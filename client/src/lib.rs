@@ -699,29 +699,27 @@ async fn watch(target: &Target, clusters: Vec<String>, output: Format) -> Result
     // Where to resume after a lost connection: the last position received.
     let mut last_position = 0u64;
     loop {
+        // A refusal of the token ends the watch (retrying cannot help);
+        // anything else is retried once a stream has worked.
         let attempt = async {
-            let mut client = connect(target).await?;
-            let stream = client
+            let mut client = connect(target).await.map_err(|e| (None, e))?;
+            client
                 .watch(WatchRequest {
                     clusters: clusters.clone(),
                     after_position: last_position,
                 })
                 .await
-                .map_err(|s| rpc_error(server, s))?
-                .into_inner();
-            Ok::<_, anyhow::Error>(stream)
+                .map(tonic::Response::into_inner)
+                .map_err(|s| (Some(s.code()), rpc_error(server, s)))
         }
         .await;
         let mut stream = match attempt {
             Ok(s) => s,
-            Err(e) if !connected_once => return Err(e),
-            Err(e)
-                if e.to_string().contains("Unauthenticated")
-                    || e.to_string().contains("PermissionDenied") =>
-            {
+            Err((_, e)) if !connected_once => return Err(e),
+            Err((Some(tonic::Code::Unauthenticated | tonic::Code::PermissionDenied), e)) => {
                 return Err(e);
             }
-            Err(e) => {
+            Err((_, e)) => {
                 eprintln!("{e}; retrying in {}", humantime::format_duration(backoff));
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(5));

@@ -2,6 +2,7 @@
 //! payloads (tests/fixtures/PROVENANCE.md), served at their real paths by
 //! HTTP servers on loopback, one per node. Variants are one-line edits of the
 //! real payload, each described where it is made.
+#![allow(clippy::unwrap_used)] // a failed unwrap is a failed test or benchmark
 
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
@@ -481,7 +482,10 @@ async fn a_wrong_password_and_an_exposed_password_file_are_reported() {
     let (url, _t) = serve(node.clone()).await;
 
     // SAFETY: only this test reads this variable.
-    unsafe { std::env::set_var("DBMON_TEST_WRONG_PASSWORD", "nope") };
+    #[allow(unsafe_code)]
+    unsafe {
+        std::env::set_var("DBMON_TEST_WRONG_PASSWORD", "nope")
+    };
     let yaml = cluster_yaml(
         std::slice::from_ref(&url),
         "    auth:\n      username: dbmon\n      password: {env: DBMON_TEST_WRONG_PASSWORD}\n",

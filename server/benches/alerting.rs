@@ -10,6 +10,7 @@
 //!    on loopback has the notification (`for: 0s`, `group_wait: 0s`), over
 //!    many events, p50/p99/max printed. This is the server's share; the
 //!    collector's poll interval comes on top.
+#![allow(clippy::unwrap_used)] // a failed unwrap is a failed test or benchmark
 
 use criterion::{BatchSize, Criterion, black_box};
 use dbmon_config::{

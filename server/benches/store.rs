@@ -2,6 +2,7 @@
 //! it frees them): in the embedded store (redb, group commits) and in the
 //! shared store (a PostgreSQL server from Debian's packages, started here,
 //! syncing to disk), against the cache alone (no store) as the baseline.
+#![allow(clippy::unwrap_used)] // a failed unwrap is a failed test or benchmark
 
 #[path = "../../tests/support/postgres.rs"]
 #[allow(dead_code)]

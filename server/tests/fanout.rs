@@ -1,6 +1,7 @@
 //! Fan-out under a slow subscriber: ingest and a fast subscriber go on at
 //! full speed, and the slow one is told to resync instead of silently
 //! missing reports.
+#![allow(clippy::unwrap_used)] // a failed unwrap is a failed test or benchmark
 
 use dbmon_config::Config;
 use dbmon_proto::Report;

@@ -1,6 +1,8 @@
 //! Shared by the end-to-end tests: real `dbmon` and `dbmon-client`
 //! processes on loopback, and waiting for conditions with deadlines.
 #![allow(dead_code)]
+// Test helpers: a failed unwrap is a failed test, with its message.
+#![allow(clippy::unwrap_used)]
 
 pub mod postgres;
 pub mod receivers;

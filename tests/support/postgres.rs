@@ -2,6 +2,8 @@
 //! port, with a database `dbmon` owned by user `dbmon`. PostgreSQL refuses
 //! to run as root; when the tests do, it runs as the `postgres` account the
 //! package created.
+// Signals and the effective user id come from libc.
+#![allow(unsafe_code)]
 
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
