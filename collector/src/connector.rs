@@ -102,6 +102,18 @@ pub fn fmt_num(v: f64) -> String {
     }
 }
 
+/// Bytes in a readable unit.
+pub fn bytes(b: f64) -> String {
+    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
+    let mut v = b;
+    let mut i = 0;
+    while v >= 1024.0 && i < UNITS.len() - 1 {
+        v /= 1024.0;
+        i += 1;
+    }
+    format!("{} {}", fmt_num(v), UNITS[i])
+}
+
 /// The node label used in reports: `host:port` of the node's base URL.
 pub fn node_label(url: &url::Url) -> String {
     match (url.host_str(), url.port_or_known_default()) {

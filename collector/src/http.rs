@@ -118,3 +118,11 @@ pub fn excerpt(body: &str) -> String {
         format!("{s:?}")
     }
 }
+
+/// `base` joined with a path, keeping any path prefix of the base URL.
+pub fn join(base: &url::Url, path: &str) -> url::Url {
+    let mut u = base.clone();
+    let prefix = u.path().trim_end_matches('/').to_string();
+    u.set_path(&format!("{prefix}/{path}"));
+    u
+}

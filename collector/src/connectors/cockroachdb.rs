@@ -13,9 +13,10 @@
 //!
 //! Default thresholds follow CockroachDB's own alerting rules.
 
-use crate::connector::{Connector, ConnectorError, Observation, check, fmt_num, node_label};
-use crate::connectors::etcd::{bytes, join};
-use crate::http::{excerpt, fetch};
+use crate::connector::{
+    Connector, ConnectorError, Observation, bytes, check, fmt_num, node_label,
+};
+use crate::http::{excerpt, fetch, join};
 use crate::prom::Metrics;
 use crate::window::CounterWindow;
 use dbmon_config::{CheckSpec, ClusterConfig, Direction};

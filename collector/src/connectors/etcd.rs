@@ -6,8 +6,10 @@
 //! `/health`: a member cut off from the others may still say healthy for a
 //! while.
 
-use crate::connector::{Connector, ConnectorError, Observation, check, fmt_num, node_label};
-use crate::http::{excerpt, fetch};
+use crate::connector::{
+    Connector, ConnectorError, Observation, bytes, check, fmt_num, node_label,
+};
+use crate::http::{excerpt, fetch, join};
 use crate::prom::Metrics;
 use crate::window::CounterWindow;
 use dbmon_config::{CheckSpec, ClusterConfig, Direction};
@@ -343,22 +345,3 @@ impl Etcd {
     }
 }
 
-/// `base` joined with a path, keeping any path prefix of the base URL.
-pub(crate) fn join(base: &url::Url, path: &str) -> url::Url {
-    let mut u = base.clone();
-    let prefix = u.path().trim_end_matches('/').to_string();
-    u.set_path(&format!("{prefix}/{path}"));
-    u
-}
-
-/// Bytes in a readable unit.
-pub(crate) fn bytes(b: f64) -> String {
-    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
-    let mut v = b;
-    let mut i = 0;
-    while v >= 1024.0 && i < UNITS.len() - 1 {
-        v /= 1024.0;
-        i += 1;
-    }
-    format!("{} {}", fmt_num(v), UNITS[i])
-}
