@@ -55,7 +55,9 @@ fn the_readme_lists_every_check_of_the_registry_with_its_defaults() {
             }
             for w in &want {
                 if !default.contains(w.as_str()) {
-                    problems.push(format!("{key:?}: the README says {default:?}, expected {w:?}"));
+                    problems.push(format!(
+                        "{key:?}: the README says {default:?}, expected {w:?}"
+                    ));
                 }
             }
             if want.is_empty() && !default.is_empty() {

@@ -13,9 +13,7 @@
 //!
 //! Default thresholds follow CockroachDB's own alerting rules.
 
-use crate::connector::{
-    Connector, ConnectorError, Observation, bytes, check, fmt_num, node_label,
-};
+use crate::connector::{Connector, ConnectorError, Observation, bytes, check, fmt_num, node_label};
 use crate::http::{excerpt, fetch, join};
 use crate::prom::Metrics;
 use crate::window::CounterWindow;

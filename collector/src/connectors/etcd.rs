@@ -6,9 +6,7 @@
 //! `/health`: a member cut off from the others may still say healthy for a
 //! while.
 
-use crate::connector::{
-    Connector, ConnectorError, Observation, bytes, check, fmt_num, node_label,
-};
+use crate::connector::{Connector, ConnectorError, Observation, bytes, check, fmt_num, node_label};
 use crate::http::{excerpt, fetch, join};
 use crate::prom::Metrics;
 use crate::window::CounterWindow;
@@ -344,4 +342,3 @@ impl Etcd {
         out.into_iter().map(|o| o.with_latency(latency)).collect()
     }
 }
-
