@@ -226,16 +226,13 @@ impl Validator<'_> {
         let loc = inner.location().unwrap_or(Location::UNKNOWN);
         let mut message = inner.to_string();
         for (from, to) in [
-            (
-                "unexpected event: expected sequence start",
-                "expected a list",
-            ),
-            (
-                "unexpected event: expected mapping start",
-                "expected a mapping of fields",
-            ),
+            ("expected sequence start", "expected a list"),
+            ("expected mapping start", "expected a mapping of fields"),
         ] {
-            if message.starts_with(from) {
+            if message
+                .trim_start_matches("unexpected event: ")
+                .starts_with(from)
+            {
                 message = to.to_string();
             }
         }
