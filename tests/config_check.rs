@@ -379,6 +379,13 @@ fn a_good_config_and_the_shipped_example_pass() {
 }
 
 #[test]
+fn sections_left_empty_are_empty() {
+    let (code, stdout, _) = check("clusters:\nreceivers:\nalerts:\nmaintenance:\n");
+    assert_eq!(code, 0, "{stdout}");
+    assert!(stdout.contains("ok (0 clusters, 0 alert rules"), "{stdout}");
+}
+
+#[test]
 fn a_missing_file_is_named() {
     let out = Command::new(DBMON)
         .args(["config", "check", "/nonexistent/dbmon.yaml"])

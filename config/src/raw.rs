@@ -77,13 +77,13 @@ struct Whole {
     server: Option<RawServer>,
     collector: Option<RawCollector>,
     client: Option<RawClient>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_empty")]
     clusters: Vec<RawCluster>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_empty")]
     receivers: Vec<RawReceiver>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_empty")]
     alerts: Vec<RawRule>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_empty")]
     maintenance: Vec<RawWindow>,
 }
 
@@ -94,14 +94,24 @@ struct Outline {
     server: Option<Spanned<IgnoredAny>>,
     collector: Option<Spanned<IgnoredAny>>,
     client: Option<Spanned<IgnoredAny>>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_empty")]
     clusters: Vec<Spanned<IgnoredAny>>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_empty")]
     receivers: Vec<Spanned<IgnoredAny>>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_empty")]
     alerts: Vec<Spanned<IgnoredAny>>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_empty")]
     maintenance: Vec<Spanned<IgnoredAny>>,
+}
+
+/// A top-level list left empty (`clusters:` with nothing after it) is an
+/// empty list, not an error.
+fn null_as_empty<'de, D, T>(d: D) -> Result<Vec<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<Vec<T>>::deserialize(d).map(Option::unwrap_or_default)
 }
 
 /// Reads the document; None when nothing of it could be read (the error is

@@ -4,7 +4,8 @@
 
 use crate::alerting::Alerting;
 use crate::alerting::state::Silence;
-use crate::service::{peer_of, scoped};
+use crate::auth::scoped;
+use crate::peer::peer_of;
 use dbmon_proto::v1::alerts_server::Alerts;
 use dbmon_proto::v1::silences_server::Silences;
 use dbmon_proto::v1::{

@@ -9,7 +9,7 @@
 //! `Unauthenticated` (no valid token) or `PermissionDenied` (a valid token
 //! that does not allow the call), each with an audit line.
 
-use crate::service::peer_from;
+use crate::peer::peer_from;
 use dbmon_auth::passkey::{Passkeys, Poll};
 use dbmon_auth::perms::Access;
 use dbmon_auth::store::now_ms;
@@ -388,5 +388,17 @@ pub async fn watch_store(auth: PeopleAuth, mut shutdown: watch::Receiver<bool>) 
             }
             Err(e) => tracing::error!(error = %e, "auth store refresh failed"),
         }
+    }
+}
+
+/// The clusters a people request may see, as the cache takes them (empty:
+/// all), from the caller's grant and what it asked for.
+pub fn scoped(grant: &dbmon_auth::Grant, asked: &[String]) -> Result<Vec<String>, Status> {
+    match grant.scope(asked).map_err(|d| status_of(&d))? {
+        None => Ok(Vec::new()),
+        Some(s) if s.is_empty() => Err(Status::permission_denied(
+            "this token's cluster scope is empty (its caveats and the user's clusters share none); ask for a token that names a cluster you may see",
+        )),
+        Some(s) => Ok(s.into_iter().collect()),
     }
 }

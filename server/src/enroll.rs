@@ -44,7 +44,7 @@ impl Enroll for Enrollment {
         &self,
         request: Request<JoinRequest>,
     ) -> Result<Response<CertificateResponse>, Status> {
-        let peer = crate::service::peer_of(&request);
+        let peer = crate::peer::peer_of(&request);
         let Some(signer) = &self.signer else {
             return Err(Status::failed_precondition(
                 "this server does not enroll collectors: set server.pki_dir to a directory holding ca.key",

@@ -14,11 +14,13 @@ pub mod auth;
 pub mod cache;
 pub mod enroll;
 pub mod http;
+pub mod peer;
 pub mod report_store;
 pub mod service;
 pub mod shared;
 pub mod shared_auth;
 pub mod store;
+pub mod subscribers;
 pub mod web;
 
 use dbmon_config::{Config, ServerConfig};

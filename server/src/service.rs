@@ -1,21 +1,23 @@
 //! The gRPC services: `Ingest` for collectors, `Monitor` for clients.
 
-use crate::cache::{Cache, Resume};
+use crate::auth::scoped;
+use crate::cache::Cache;
+use crate::peer::peer_of;
 use dbmon_pki::transport::PeerInfo;
 use dbmon_pki::{Identity, Role};
 use dbmon_proto::v1::ingest_server::Ingest;
 use dbmon_proto::v1::monitor_server::Monitor;
 use dbmon_proto::v1::{CertificateRequest, CertificateResponse};
 use dbmon_proto::v1::{
-    ListReportsRequest, ListReportsResponse, PublishAck, PublishRequest, ReportBatch, Snapshot,
-    WatchEvent, WatchRequest, publish_request, watch_event,
+    ListReportsRequest, ListReportsResponse, PublishAck, PublishRequest, WatchRequest,
+    publish_request,
 };
 use dbmon_proto::{Report, Status as ReportStatus};
 use std::collections::BTreeMap;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use tokio::sync::{broadcast, mpsc, watch};
+use tokio::sync::{mpsc, watch};
 use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
 
@@ -36,34 +38,6 @@ pub struct Services {
     pub signer: Option<Arc<crate::enroll::Signer>>,
     /// People's logins: open Watch streams end when theirs is revoked.
     pub auth: crate::auth::PeopleAuth,
-}
-
-/// The peer's address, from TLS or plain TCP connection info.
-pub fn peer_of<T>(request: &Request<T>) -> String {
-    peer_from(request.extensions())
-}
-
-/// The peer's address from a request's extensions.
-pub fn peer_from(ext: &http::Extensions) -> String {
-    ext.get::<PeerInfo>()
-        .map(|p| p.addr)
-        .or_else(|| {
-            ext.get::<tonic::transport::server::TcpConnectInfo>()
-                .and_then(|i| i.remote_addr())
-        })
-        .map_or_else(|| "unknown".into(), |a| a.to_string())
-}
-
-/// The clusters a people request may see, as the cache takes them (empty:
-/// all), from the caller's grant and what it asked for.
-pub(crate) fn scoped(grant: &dbmon_auth::Grant, asked: &[String]) -> Result<Vec<String>, Status> {
-    match grant.scope(asked).map_err(|d| crate::auth::status_of(&d))? {
-        None => Ok(Vec::new()),
-        Some(s) if s.is_empty() => Err(Status::permission_denied(
-            "this token's cluster scope is empty (its caveats and the user's clusters share none); ask for a token that names a cluster you may see",
-        )),
-        Some(s) => Ok(s.into_iter().collect()),
-    }
 }
 
 /// The collector identity of the caller's certificate. Without TLS (the
@@ -306,207 +280,12 @@ impl Monitor for Services {
         }))
     }
 
-    type WatchStream = BoxStream<WatchEvent>;
+    type WatchStream = crate::subscribers::WatchStream;
 
     async fn watch(
         &self,
         request: Request<WatchRequest>,
     ) -> Result<Response<Self::WatchStream>, Status> {
-        let peer = peer_of(&request);
-        let grant = crate::auth::grant_of(&request)?;
-        let req = request.into_inner();
-        let clusters = scoped(&grant, &req.clusters)?;
-        // The stream's login is watched by a task of its own, which says
-        // when it ends (revoked, user removed, expired). The stream's loop
-        // then polls one private channel instead of the revocation signal
-        // all streams share.
-        let (end_tx, mut ended_rx) = tokio::sync::oneshot::channel::<dbmon_auth::Denied>();
-        tokio::spawn(crate::auth::watch_login(
-            self.auth.clone(),
-            grant.clone(),
-            end_tx,
-        ));
-        // A position another server gave (sharing the store) may be ahead
-        // of this one's reading by a moment: wait for it, briefly.
-        if req.after_position > 0 && self.store.shared() {
-            self.cache
-                .wait_position(req.after_position, std::time::Duration::from_secs(2))
-                .await;
-        }
-        // A snapshot (and why), or the entries to catch up on.
-        let (mut rx, start, position) = if req.after_position == 0 {
-            let (rx, entries, pos) = self.cache.subscribe_entries(&clusters);
-            (rx, Resume::Resync("initial".into(), entries), pos)
-        } else {
-            self.cache.resume(&clusters, req.after_position)
-        };
-        // Small: the real queue is the broadcast ring; this only decouples.
-        let (tx, out) = mpsc::channel::<Result<WatchEvent, Status>>(16);
-        let cache = self.cache.clone();
-        tracing::debug!(%peer, ?clusters, "watch started");
-        tokio::spawn(async move {
-            match start {
-                Resume::Resync(reason, entries) => {
-                    if !send_snapshot(&tx, &entries, position, &reason).await {
-                        return;
-                    }
-                }
-                Resume::From(entries) => {
-                    tracing::debug!(%peer, after = req.after_position, catching_up = entries.len(), "watch resumed");
-                    for chunk in entries.chunks(MAX_BATCH) {
-                        let last = chunk.last().map_or(position, |e| e.position);
-                        let mut reports: Vec<Report> =
-                            chunk.iter().map(|e| e.report.to_report()).collect();
-                        let event = if reports.len() == 1 {
-                            watch_event::Event::Report(reports.remove(0))
-                        } else {
-                            watch_event::Event::Batch(ReportBatch { reports })
-                        };
-                        if tx
-                            .send(Ok(WatchEvent {
-                                event: Some(event),
-                                position: last,
-                            }))
-                            .await
-                            .is_err()
-                        {
-                            return;
-                        }
-                    }
-                }
-            }
-            let ended = |d: dbmon_auth::Denied| {
-                dbmon_auth::audit(
-                    "watch_closed",
-                    &grant.user,
-                    &grant.login,
-                    &peer,
-                    &d.to_string(),
-                );
-                Err(crate::auth::status_of(&d))
-            };
-            loop {
-                let next = tokio::select! {
-                    n = rx.recv() => n,
-                    _ = tx.closed() => return,
-                    d = &mut ended_rx => {
-                        if let Ok(d) = d {
-                            let _ = tx.send(ended(d)).await;
-                        }
-                        return;
-                    }
-                };
-                match next {
-                    Ok(e) if e.position <= position => continue,
-                    Ok(e) => {
-                        let wanted = |e: &crate::cache::Entry| e.report.in_clusters(&clusters);
-                        // Whatever else is already waiting goes in the same message.
-                        let mut batch = Vec::new();
-                        let mut last = e.position;
-                        if wanted(&e) {
-                            batch.push(e.report.to_report());
-                        }
-                        let mut lagged = None;
-                        while batch.len() < MAX_BATCH {
-                            match rx.try_recv() {
-                                Ok(more) => {
-                                    last = more.position;
-                                    if wanted(&more) {
-                                        batch.push(more.report.to_report());
-                                    }
-                                }
-                                Err(broadcast::error::TryRecvError::Lagged(n)) => {
-                                    lagged = Some(n);
-                                    break;
-                                }
-                                Err(_) => break,
-                            }
-                        }
-                        if !batch.is_empty() {
-                            let event = if batch.len() == 1 {
-                                watch_event::Event::Report(batch.remove(0))
-                            } else {
-                                watch_event::Event::Batch(ReportBatch { reports: batch })
-                            };
-                            if tx
-                                .send(Ok(WatchEvent {
-                                    event: Some(event),
-                                    position: last,
-                                }))
-                                .await
-                                .is_err()
-                            {
-                                return;
-                            }
-                        }
-                        if let Some(n) = lagged {
-                            tracing::warn!(%peer, missed = n, "watch subscriber fell behind; resynchronizing");
-                            let (latest, pos) = cache.snapshot_entries(&clusters);
-                            if !send_snapshot(
-                                &tx,
-                                &latest,
-                                pos,
-                                &format!("resync: fell {n} reports behind"),
-                            )
-                            .await
-                            {
-                                return;
-                            }
-                        }
-                        continue;
-                    }
-                    Err(broadcast::error::RecvError::Lagged(n)) => {
-                        tracing::warn!(%peer, missed = n, "watch subscriber fell behind; resynchronizing");
-                        let (latest, pos) = cache.snapshot_entries(&clusters);
-                        let reason = format!("resync: fell {n} reports behind");
-                        if !send_snapshot(&tx, &latest, pos, &reason).await {
-                            return;
-                        }
-                        continue;
-                    }
-                    Err(broadcast::error::RecvError::Closed) => return,
-                }
-            }
-        });
-        Ok(Response::new(Box::pin(
-            tokio_stream::wrappers::ReceiverStream::new(out),
-        )))
+        crate::subscribers::open(self, request).await
     }
-}
-
-/// Most reports sent in one Watch message.
-pub const MAX_BATCH: usize = 64;
-
-/// Reports per snapshot part: bounds what one subscriber holds in its queue.
-pub const SNAPSHOT_PART: usize = 500;
-
-/// Sends a snapshot in parts, copying reports one part at a time; false if
-/// the subscriber is gone.
-async fn send_snapshot(
-    tx: &mpsc::Sender<Result<WatchEvent, Status>>,
-    entries: &[Arc<crate::cache::Entry>],
-    position: u64,
-    reason: &str,
-) -> bool {
-    let parts = entries.len().div_ceil(SNAPSHOT_PART).max(1);
-    for part in 0..parts {
-        let chunk = entries
-            .iter()
-            .skip(part * SNAPSHOT_PART)
-            .take(SNAPSHOT_PART);
-        let event = WatchEvent {
-            event: Some(watch_event::Event::Snapshot(Snapshot {
-                latest: chunk.map(|e| e.report.to_report()).collect(),
-                reason: reason.to_string(),
-                server_time_ms: dbmon_proto::now_ms(),
-                part: part as u32,
-                last: part + 1 == parts,
-            })),
-            position,
-        };
-        if tx.send(Ok(event)).await.is_err() {
-            return false;
-        }
-    }
-    true
 }

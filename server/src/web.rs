@@ -9,7 +9,7 @@
 //! Policy), may not be framed, and are never cached. The API takes JSON only
 //! (so a cross-site form cannot post to it), at most 64 KiB.
 
-use crate::service::peer_from;
+use crate::peer::peer_from;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Path, Request, State};
