@@ -17,6 +17,21 @@ use std::time::Duration;
 use support::receivers::{Alertmanager, Answer, Hit, Hook, Smtp};
 use support::*;
 
+/// `dbmon-client silence add` as the holder of `token`.
+fn silence_add(
+    stack: &Stack,
+    token: &str,
+    cluster: &str,
+    duration: &str,
+    comment: Option<&str>,
+) -> std::process::Output {
+    let mut args = vec!["silence", "add", "--cluster", cluster, "--for", duration];
+    if let Some(c) = comment {
+        args.extend(["--comment", c]);
+    }
+    stack.client_as(token, &args)
+}
+
 fn secret_file(dir: &Path, name: &str, value: &str) -> std::path::PathBuf {
     let p = dir.join(name);
     std::fs::write(&p, value).unwrap();
@@ -321,80 +336,29 @@ fn silences_are_for_operators_within_their_clusters_and_maintenance_follows_its_
     let viewer = stack.person("vera", "viewer", &[]);
     let operator = stack.person("oscar", "operator", &["a"]);
 
-    let out = stack.client_as(
-        &viewer.token,
-        &[
-            "silence",
-            "add",
-            "--cluster",
-            "a",
-            "--for",
-            "1h",
-            "--comment",
-            "x",
-        ],
-    );
+    let out = silence_add(&stack, &viewer.token, "a", "1h", Some("x"));
     assert!(!out.status.success());
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("PermissionDenied"),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let out = stack.client_as(
-        &operator.token,
-        &[
-            "silence",
-            "add",
-            "--cluster",
-            "b",
-            "--for",
-            "1h",
-            "--comment",
-            "x",
-        ],
-    );
+    let out = silence_add(&stack, &operator.token, "b", "1h", Some("x"));
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains("PermissionDenied") && err.contains("\"b\""),
         "{err}"
     );
-    let out = stack.client_as(
-        &operator.token,
-        &["silence", "add", "--cluster", "a", "--for", "1h"],
-    );
+    let out = silence_add(&stack, &operator.token, "a", "1h", None);
     assert!(!out.status.success(), "a silence needs a comment");
-    let out = stack.client_as(
-        &operator.token,
-        &[
-            "silence",
-            "add",
-            "--cluster",
-            "a",
-            "--for",
-            "30d",
-            "--comment",
-            "x",
-        ],
-    );
+    let out = silence_add(&stack, &operator.token, "a", "30d", Some("x"));
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("server.max_silence"),
         "longer than the maximum: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let out = stack.client_as(
-        &operator.token,
-        &[
-            "silence",
-            "add",
-            "--cluster",
-            "a",
-            "--for",
-            "1h",
-            "--comment",
-            "disk swap",
-        ],
-    );
+    let out = silence_add(&stack, &operator.token, "a", "1h", Some("disk swap"));
     assert!(
         out.status.success(),
         "{}",

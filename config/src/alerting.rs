@@ -596,81 +596,7 @@ impl Validator<'_> {
         names: &mut BTreeMap<String, u64>,
     ) -> Option<AlertRule> {
         let before = self.errors.len();
-        let when_word = r
-            .when
-            .as_ref()
-            .map(|w| w.value.as_str())
-            .unwrap_or("health");
-        let when = match when_word {
-            "health" => {
-                if let Some(s) = &r.severity {
-                    self.err(
-                        s,
-                        &format!("{field}.severity"),
-                        "severity is for `when: check` rules; a health rule takes `health:`",
-                    );
-                }
-                let mut states = Vec::new();
-                for h in r.health.iter().flat_map(|h| h.value.iter()) {
-                    match h.value.as_str() {
-                        "degraded" => states.push(HealthState::Degraded),
-                        "unavailable" => states.push(HealthState::Unavailable),
-                        "unknown" => states.push(HealthState::Unknown),
-                        other => self.err(
-                            h,
-                            &format!("{field}.health"),
-                            format!("{other:?}: expected degraded, unavailable or unknown"),
-                        ),
-                    }
-                }
-                if states.is_empty() {
-                    states = vec![
-                        HealthState::Degraded,
-                        HealthState::Unavailable,
-                        HealthState::Unknown,
-                    ];
-                }
-                states.sort();
-                states.dedup();
-                AlertWhen::Health(states)
-            }
-            "check" => {
-                if let Some(h) = &r.health {
-                    self.err(
-                        h,
-                        &format!("{field}.health"),
-                        "health is for `when: health` rules; a check rule takes `severity:`",
-                    );
-                }
-                let mut levels = Vec::new();
-                for s in r.severity.iter().flat_map(|s| s.value.iter()) {
-                    match s.value.as_str() {
-                        "warn" | "warning" => levels.push(Severity::Warn),
-                        "crit" | "critical" => levels.push(Severity::Crit),
-                        other => self.err(
-                            s,
-                            &format!("{field}.severity"),
-                            format!("{other:?}: expected warn or crit"),
-                        ),
-                    }
-                }
-                if levels.is_empty() {
-                    levels = vec![Severity::Warn, Severity::Crit];
-                }
-                levels.sort();
-                levels.dedup();
-                AlertWhen::Check(levels)
-            }
-            other => {
-                let w = r.when.as_ref().expect("a word other than the default");
-                self.err(
-                    w,
-                    &format!("{field}.when"),
-                    format!("{other:?}: expected health or check"),
-                );
-                AlertWhen::Health(Vec::new())
-            }
-        };
+        let when = self.rule_when(&r, field);
         let name = match &r.name {
             Some(n) => {
                 if !crate::cluster::valid_name(&n.value) {
@@ -750,14 +676,118 @@ impl Validator<'_> {
             .as_ref()
             .and_then(|s| self.flag(s, &format!("{field}.send_resolved")))
             .unwrap_or(true);
-        if r.receivers.value.is_empty() {
+        self.rule_receivers(&r.receivers, field, receivers);
+        if self.errors.len() > before {
+            return None;
+        }
+        Some(AlertRule {
+            name,
+            when,
+            matchers,
+            for_,
+            resolve_after,
+            repeat_interval,
+            send_resolved,
+            group_wait,
+            group_interval,
+            receivers: r.receivers.value.into_iter().map(|s| s.value).collect(),
+        })
+    }
+
+    /// What makes a rule fire: `when:` with its `health:` or `severity:`.
+    fn rule_when(&mut self, r: &RawRule, field: &str) -> AlertWhen {
+        let when_word = r
+            .when
+            .as_ref()
+            .map(|w| w.value.as_str())
+            .unwrap_or("health");
+        match when_word {
+            "health" => {
+                if let Some(s) = &r.severity {
+                    self.err(
+                        s,
+                        &format!("{field}.severity"),
+                        "severity is for `when: check` rules; a health rule takes `health:`",
+                    );
+                }
+                let mut states = Vec::new();
+                for h in r.health.iter().flat_map(|h| h.value.iter()) {
+                    match h.value.as_str() {
+                        "degraded" => states.push(HealthState::Degraded),
+                        "unavailable" => states.push(HealthState::Unavailable),
+                        "unknown" => states.push(HealthState::Unknown),
+                        other => self.err(
+                            h,
+                            &format!("{field}.health"),
+                            format!("{other:?}: expected degraded, unavailable or unknown"),
+                        ),
+                    }
+                }
+                if states.is_empty() {
+                    states = vec![
+                        HealthState::Degraded,
+                        HealthState::Unavailable,
+                        HealthState::Unknown,
+                    ];
+                }
+                states.sort();
+                states.dedup();
+                AlertWhen::Health(states)
+            }
+            "check" => {
+                if let Some(h) = &r.health {
+                    self.err(
+                        h,
+                        &format!("{field}.health"),
+                        "health is for `when: health` rules; a check rule takes `severity:`",
+                    );
+                }
+                let mut levels = Vec::new();
+                for s in r.severity.iter().flat_map(|s| s.value.iter()) {
+                    match s.value.as_str() {
+                        "warn" | "warning" => levels.push(Severity::Warn),
+                        "crit" | "critical" => levels.push(Severity::Crit),
+                        other => self.err(
+                            s,
+                            &format!("{field}.severity"),
+                            format!("{other:?}: expected warn or crit"),
+                        ),
+                    }
+                }
+                if levels.is_empty() {
+                    levels = vec![Severity::Warn, Severity::Crit];
+                }
+                levels.sort();
+                levels.dedup();
+                AlertWhen::Check(levels)
+            }
+            other => {
+                let w = r.when.as_ref().expect("a word other than the default");
+                self.err(
+                    w,
+                    &format!("{field}.when"),
+                    format!("{other:?}: expected health or check"),
+                );
+                AlertWhen::Health(Vec::new())
+            }
+        }
+    }
+
+    /// Each receiver a rule names must exist.
+    fn rule_receivers(
+        &mut self,
+        names: &Spanned<Vec<Spanned<String>>>,
+        field: &str,
+        receivers: &BTreeMap<String, u64>,
+    ) {
+        if names.value.is_empty() {
             self.err(
-                &r.receivers,
+                names,
                 &format!("{field}.receivers"),
                 "expected at least one receiver name",
             );
         }
-        for (j, name) in r.receivers.value.iter().enumerate() {
+        for (j, name) in names.value.iter().enumerate() {
             if !receivers.contains_key(&name.value) {
                 let known: Vec<&str> = receivers.keys().map(String::as_str).collect();
                 self.err(
@@ -775,21 +805,6 @@ impl Validator<'_> {
                 );
             }
         }
-        if self.errors.len() > before {
-            return None;
-        }
-        Some(AlertRule {
-            name,
-            when,
-            matchers,
-            for_,
-            resolve_after,
-            repeat_interval,
-            send_resolved,
-            group_wait,
-            group_interval,
-            receivers: r.receivers.value.into_iter().map(|s| s.value).collect(),
-        })
     }
 
     fn window(&mut self, w: RawWindow, field: &str) -> Option<MaintenanceWindow> {

@@ -197,6 +197,19 @@ fn group_prefix(rule: &str, cluster: &str) -> String {
     format!("{rule}{SEP}{cluster}{SEP}")
 }
 
+/// The alerts under `prefix` (one group, or one rule in one cluster).
+fn in_group<'a>(
+    alerts: &'a BTreeMap<String, Alert>,
+    prefix: &'a str,
+) -> impl Iterator<Item = (&'a String, &'a Alert)> {
+    alerts
+        .range::<str, _>((
+            std::ops::Bound::Included(prefix),
+            std::ops::Bound::Unbounded,
+        ))
+        .take_while(move |(k, _)| k.starts_with(prefix))
+}
+
 fn format_ms(ms: i64) -> String {
     jiff::Timestamp::from_millisecond(ms)
         .map(|t| t.strftime("%Y-%m-%d %H:%M:%SZ").to_string())
@@ -418,17 +431,8 @@ impl Engine {
             }
         }
         for g in self.doc.groups.values() {
-            if !self
-                .doc
-                .alerts
-                .contains_key(&group_prefix(&g.rule, &g.cluster))
-                && self
-                    .doc
-                    .alerts
-                    .range(group_prefix(&g.rule, &g.cluster)..)
-                    .next()
-                    .is_none_or(|(k, _)| !k.starts_with(&group_prefix(&g.rule, &g.cluster)))
-            {
+            let prefix = group_prefix(&g.rule, &g.cluster);
+            if in_group(&self.doc.alerts, &prefix).next().is_none() {
                 keys.push((g.rule.clone(), g.cluster.clone()));
             }
         }
@@ -445,13 +449,7 @@ impl Engine {
         };
         let key = format!("{rule_name}/{cluster}");
         let prefix = group_prefix(rule_name, cluster);
-        let members = || {
-            self.doc
-                .alerts
-                .range(prefix.clone()..)
-                .take_while(|(k, _)| k.starts_with(&prefix))
-                .map(|(_, a)| a)
-        };
+        let members = || in_group(&self.doc.alerts, &prefix).map(|(_, a)| a);
         let group = self.doc.groups.get(&key);
         let sent_firing = group.map(|g| &g.sent_firing);
         let told = |a: &Alert| sent_firing.is_some_and(|s| s.contains_key(&a.fingerprint));
@@ -526,12 +524,7 @@ impl Engine {
         if flush {
             let mut alerts: Vec<SentAlert> = Vec::new();
             let mut firing: BTreeMap<String, String> = BTreeMap::new();
-            for (k, a) in self
-                .doc
-                .alerts
-                .range(prefix.clone()..)
-                .take_while(|(k, _)| k.starts_with(&prefix))
-            {
+            for (k, a) in in_group(&self.doc.alerts, &prefix) {
                 match a.state {
                     AlertState::Firing if a.muted_by.is_none() => {
                         firing.insert(a.fingerprint.clone(), severity(a).to_string());
@@ -543,12 +536,7 @@ impl Engine {
             }
             let any_firing = !alerts.is_empty();
             if rule.send_resolved {
-                for (k, a) in self
-                    .doc
-                    .alerts
-                    .range(prefix.clone()..)
-                    .take_while(|(k, _)| k.starts_with(&prefix))
-                {
+                for (k, a) in in_group(&self.doc.alerts, &prefix) {
                     if a.state == AlertState::Resolved
                         && sent_firing.is_some_and(|s| s.contains_key(&a.fingerprint))
                     {
@@ -589,12 +577,7 @@ impl Engine {
             g.first_ready_ms = None;
         } else {
             // Not due: resolved alerts that were never told are done.
-            for (k, a) in self
-                .doc
-                .alerts
-                .range(prefix.clone()..)
-                .take_while(|(k, _)| k.starts_with(&prefix))
-            {
+            for (k, a) in in_group(&self.doc.alerts, &prefix) {
                 if a.state == AlertState::Resolved
                     && !sent_firing.is_some_and(|s| s.contains_key(&a.fingerprint))
                 {
@@ -607,12 +590,7 @@ impl Engine {
         }
         // Everything told and gone: the group ends (a new incident starts
         // with group_wait again).
-        let empty = self
-            .doc
-            .alerts
-            .range(prefix.clone()..)
-            .next()
-            .is_none_or(|(k, _)| !k.starts_with(&prefix));
+        let empty = in_group(&self.doc.alerts, &prefix).next().is_none();
         if empty
             && self
                 .doc
