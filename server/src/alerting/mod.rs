@@ -71,6 +71,23 @@ pub struct Alerting {
     pub last_save_error: Mutex<Option<String>>,
 }
 
+/// Whether and since when this server sends, with a shared store.
+#[derive(Default)]
+struct Leading {
+    since: Option<tokio::time::Instant>,
+    silences_read: Option<tokio::time::Instant>,
+}
+
+/// What the evaluation task does this round, with a shared store.
+enum Lead {
+    /// Another server sends: nothing to judge here.
+    Follow,
+    /// This server just became the sender: judge every cluster.
+    Began,
+    /// This server sends, as before.
+    Goes,
+}
+
 /// The last status of every (cluster, node, check), so that a report that
 /// only repeats its status (most of them) costs a lookup, not a judgement
 /// of its cluster. Values and sentences in annotations catch up at the
@@ -189,8 +206,7 @@ impl Alerting {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut full = true;
         let mut last_full = tokio::time::Instant::now();
-        let mut was_leader = false;
-        let mut last_silences: Option<tokio::time::Instant> = None;
+        let mut leading = Leading::default();
         let mut statuses = StatusMemory::default();
         loop {
             let mut changed: BTreeSet<String> = BTreeSet::new();
@@ -216,55 +232,12 @@ impl Alerting {
             if last_full.elapsed() >= FULL_PASS {
                 full = true;
             }
-            // With a shared store only the sender judges; on becoming it,
-            // it starts from the state the previous sender saved.
+            // With a shared store only the sender judges.
             if let StateStore::Shared(sh) = &self.store {
-                let leader = *sh.leader.borrow();
-                if !leader {
-                    was_leader = false;
-                    continue;
-                }
-                if !was_leader {
-                    match sh.load().await {
-                        Ok(doc) => {
-                            let doc = match doc {
-                                Some(bytes) => serde_json::from_slice(&bytes).unwrap_or_else(|e| {
-                                    tracing::error!(error = %e, "the alerting state in the shared store cannot be read; starting from none");
-                                    Doc::default()
-                                }),
-                                None => Doc::default(),
-                            };
-                            let mut e = self.engine();
-                            e.replace_doc(doc);
-                            self.saved_id.store(e.doc.next_id, Ordering::Release);
-                        }
-                        Err(why) => {
-                            tracing::warn!(error = %why, "cannot read the alerting state from the shared store; will try again");
-                            continue;
-                        }
-                    }
-                    was_leader = true;
-                    last_silences = None;
-                    full = true;
-                }
-                if last_silences
-                    .is_none_or(|t: tokio::time::Instant| t.elapsed() >= Duration::from_secs(1))
-                {
-                    match sh.silences().await {
-                        Ok(list) => {
-                            let now = dbmon_proto::now_ms();
-                            let (keep, old): (Vec<Silence>, Vec<Silence>) =
-                                list.into_iter().partition(|s| {
-                                    now - s.expired_at_ms.unwrap_or(s.ends_at_ms) < 86_400_000
-                                });
-                            let _ = sh
-                                .forget_silences(&old.into_iter().map(|s| s.id).collect::<Vec<_>>())
-                                .await;
-                            self.engine().set_silences(keep);
-                        }
-                        Err(why) => tracing::debug!(error = %why, "cannot read silences"),
-                    }
-                    last_silences = Some(tokio::time::Instant::now());
+                match self.lead(sh, &mut leading).await {
+                    Lead::Follow => continue,
+                    Lead::Began => full = true,
+                    Lead::Goes => {}
                 }
             }
             let now = dbmon_proto::now_ms();
@@ -291,6 +264,54 @@ impl Alerting {
             }
             self.save().await;
         }
+    }
+
+    /// With a shared store: whether this server sends now. On becoming the
+    /// sender it starts from the state the previous one saved; while it
+    /// sends, it reads the silences every second.
+    async fn lead(&self, sh: &shared::SharedAlerting, leading: &mut Leading) -> Lead {
+        if !*sh.leader.borrow() {
+            leading.since = None;
+            return Lead::Follow;
+        }
+        let began = leading.since.is_none();
+        if began {
+            let doc = match sh.load().await {
+                Ok(Some(bytes)) => serde_json::from_slice(&bytes).unwrap_or_else(|e| {
+                    tracing::error!(error = %e, "the alerting state in the shared store cannot be read; starting from none");
+                    Doc::default()
+                }),
+                Ok(None) => Doc::default(),
+                Err(why) => {
+                    tracing::warn!(error = %why, "cannot read the alerting state from the shared store; will try again");
+                    return Lead::Follow;
+                }
+            };
+            let mut e = self.engine();
+            e.replace_doc(doc);
+            self.saved_id.store(e.doc.next_id, Ordering::Release);
+            leading.since = Some(tokio::time::Instant::now());
+            leading.silences_read = None;
+        }
+        if leading
+            .silences_read
+            .is_none_or(|t| t.elapsed() >= Duration::from_secs(1))
+        {
+            match sh.silences().await {
+                Ok(list) => {
+                    let now = dbmon_proto::now_ms();
+                    let (keep, old): (Vec<Silence>, Vec<Silence>) = list
+                        .into_iter()
+                        .partition(|s| now - s.expired_at_ms.unwrap_or(s.ends_at_ms) < 86_400_000);
+                    let old: Vec<String> = old.into_iter().map(|s| s.id).collect();
+                    let _ = sh.forget_silences(&old).await;
+                    self.engine().set_silences(keep);
+                }
+                Err(why) => tracing::debug!(error = %why, "cannot read silences"),
+            }
+            leading.silences_read = Some(tokio::time::Instant::now());
+        }
+        if began { Lead::Began } else { Lead::Goes }
     }
 
     /// Judges the reports (grouped by cluster, as `latest` returns them).

@@ -269,6 +269,50 @@ fn sent(a: &Alert, status: AlertState) -> SentAlert {
     }
 }
 
+/// What a group holds against what it last said.
+struct Look {
+    /// Firing alerts not muted.
+    firing_now: usize,
+    /// An alert fired, changed severity, or resolved after being told.
+    changed: bool,
+    /// An alert resolved that nobody was told of.
+    resolved_untold: bool,
+    /// The group holds any alert.
+    any: bool,
+}
+
+fn look<'a>(
+    members: impl Iterator<Item = &'a Alert>,
+    sent_firing: Option<&BTreeMap<String, String>>,
+) -> Look {
+    let told = |a: &Alert| sent_firing.is_some_and(|s| s.contains_key(&a.fingerprint));
+    let mut l = Look {
+        firing_now: 0,
+        changed: false,
+        resolved_untold: false,
+        any: false,
+    };
+    for a in members {
+        l.any = true;
+        match a.state {
+            AlertState::Firing if a.muted_by.is_none() => {
+                l.firing_now += 1;
+                if sent_firing
+                    .and_then(|s| s.get(&a.fingerprint))
+                    .map(String::as_str)
+                    != Some(severity(a))
+                {
+                    l.changed = true;
+                }
+            }
+            AlertState::Resolved if told(a) => l.changed = true,
+            AlertState::Resolved => l.resolved_untold = true,
+            _ => {}
+        }
+    }
+    l
+}
+
 fn severity(a: &Alert) -> &str {
     a.labels.get("severity").map(String::as_str).unwrap_or("")
 }
@@ -449,38 +493,17 @@ impl Engine {
         };
         let key = format!("{rule_name}/{cluster}");
         let prefix = group_prefix(rule_name, cluster);
-        let members = || in_group(&self.doc.alerts, &prefix).map(|(_, a)| a);
         let group = self.doc.groups.get(&key);
         let sent_firing = group.map(|g| &g.sent_firing);
-        let told = |a: &Alert| sent_firing.is_some_and(|s| s.contains_key(&a.fingerprint));
-        // What the group would say differs from what it said last?
-        let mut firing_now = 0usize;
-        let mut changed = false;
-        let mut resolved_untold = false;
-        let mut any = false;
-        for a in members() {
-            any = true;
-            match a.state {
-                AlertState::Firing if a.muted_by.is_none() => {
-                    firing_now += 1;
-                    if sent_firing
-                        .and_then(|s| s.get(&a.fingerprint))
-                        .map(String::as_str)
-                        != Some(severity(a))
-                    {
-                        changed = true;
-                    }
-                }
-                AlertState::Resolved => {
-                    if told(a) {
-                        changed = true;
-                    } else {
-                        resolved_untold = true;
-                    }
-                }
-                _ => {}
-            }
-        }
+        let Look {
+            firing_now,
+            changed,
+            resolved_untold,
+            any,
+        } = look(
+            in_group(&self.doc.alerts, &prefix).map(|(_, a)| a),
+            sent_firing,
+        );
         let said = sent_firing.map_or(0, |s| s.len());
         let needs = changed || firing_now != said;
         if !needs && !resolved_untold && !any && said == 0 {
@@ -519,72 +542,19 @@ impl Engine {
             return 0;
         }
         // Flush (or only forget resolved alerts nobody was told about).
-        let mut done: Vec<String> = Vec::new();
-        let mut queued = 0;
-        if flush {
-            let mut alerts: Vec<SentAlert> = Vec::new();
-            let mut firing: BTreeMap<String, String> = BTreeMap::new();
-            for (k, a) in in_group(&self.doc.alerts, &prefix) {
-                match a.state {
-                    AlertState::Firing if a.muted_by.is_none() => {
-                        firing.insert(a.fingerprint.clone(), severity(a).to_string());
-                        alerts.push(sent(a, AlertState::Firing));
-                    }
-                    AlertState::Resolved => done.push(k.clone()),
-                    _ => {}
-                }
-            }
-            let any_firing = !alerts.is_empty();
-            if rule.send_resolved {
-                for (k, a) in in_group(&self.doc.alerts, &prefix) {
-                    if a.state == AlertState::Resolved
-                        && sent_firing.is_some_and(|s| s.contains_key(&a.fingerprint))
-                    {
-                        let _ = k;
-                        alerts.push(sent(a, AlertState::Resolved));
-                    }
-                }
-            }
-            if !alerts.is_empty() {
-                for receiver in &rule.receivers {
-                    self.doc.next_id += 1;
-                    let n = Notification {
-                        id: self.doc.next_id,
-                        receiver: receiver.clone(),
-                        rule: rule_name.to_string(),
-                        cluster: cluster.to_string(),
-                        created_ms: now_ms,
-                        status: if any_firing {
-                            AlertState::Firing
-                        } else {
-                            AlertState::Resolved
-                        },
-                        alerts: alerts.clone(),
-                        attempts: 0,
-                        next_attempt_ms: now_ms,
-                        last_error: None,
-                    };
-                    self.enqueue(n);
-                    queued += 1;
-                }
-            }
-            let sent_something = !alerts.is_empty();
-            let g = self.group_mut(&key, rule_name, cluster);
-            if sent_something {
-                g.last_flush_ms = Some(now_ms);
-            }
-            g.sent_firing = firing;
-            g.first_ready_ms = None;
+        let (queued, done) = if flush {
+            self.send_group(&rule, cluster, now_ms)
         } else {
             // Not due: resolved alerts that were never told are done.
-            for (k, a) in in_group(&self.doc.alerts, &prefix) {
-                if a.state == AlertState::Resolved
-                    && !sent_firing.is_some_and(|s| s.contains_key(&a.fingerprint))
-                {
-                    done.push(k.clone());
-                }
-            }
-        }
+            let done = in_group(&self.doc.alerts, &prefix)
+                .filter(|(_, a)| {
+                    a.state == AlertState::Resolved
+                        && !sent_firing.is_some_and(|s| s.contains_key(&a.fingerprint))
+                })
+                .map(|(k, _)| k.clone())
+                .collect();
+            (0, done)
+        };
         for k in done {
             self.doc.alerts.remove(&k);
         }
@@ -602,6 +572,72 @@ impl Engine {
         }
         self.dirty = true;
         queued
+    }
+
+    /// Says what the group holds now: one notification per receiver (when
+    /// there is anything to say) and the group's record of it. Returns how
+    /// many were queued and the keys of the resolved alerts now done.
+    fn send_group(&mut self, rule: &AlertRule, cluster: &str, now_ms: i64) -> (usize, Vec<String>) {
+        let key = format!("{}/{cluster}", rule.name);
+        let prefix = group_prefix(&rule.name, cluster);
+        let told: BTreeSet<String> = self
+            .doc
+            .groups
+            .get(&key)
+            .map(|g| g.sent_firing.keys().cloned().collect())
+            .unwrap_or_default();
+        let mut alerts: Vec<SentAlert> = Vec::new();
+        let mut resolved: Vec<SentAlert> = Vec::new();
+        let mut firing: BTreeMap<String, String> = BTreeMap::new();
+        let mut done = Vec::new();
+        for (k, a) in in_group(&self.doc.alerts, &prefix) {
+            match a.state {
+                AlertState::Firing if a.muted_by.is_none() => {
+                    firing.insert(a.fingerprint.clone(), severity(a).to_string());
+                    alerts.push(sent(a, AlertState::Firing));
+                }
+                AlertState::Resolved => {
+                    if rule.send_resolved && told.contains(&a.fingerprint) {
+                        resolved.push(sent(a, AlertState::Resolved));
+                    }
+                    done.push(k.clone());
+                }
+                _ => {}
+            }
+        }
+        let status = if alerts.is_empty() {
+            AlertState::Resolved
+        } else {
+            AlertState::Firing
+        };
+        alerts.extend(resolved);
+        let mut queued = 0;
+        if !alerts.is_empty() {
+            for receiver in &rule.receivers {
+                self.doc.next_id += 1;
+                let n = Notification {
+                    id: self.doc.next_id,
+                    receiver: receiver.clone(),
+                    rule: rule.name.clone(),
+                    cluster: cluster.to_string(),
+                    created_ms: now_ms,
+                    status,
+                    alerts: alerts.clone(),
+                    attempts: 0,
+                    next_attempt_ms: now_ms,
+                    last_error: None,
+                };
+                self.enqueue(n);
+                queued += 1;
+            }
+        }
+        let g = self.group_mut(&key, &rule.name, cluster);
+        if !alerts.is_empty() {
+            g.last_flush_ms = Some(now_ms);
+        }
+        g.sent_firing = firing;
+        g.first_ready_ms = None;
+        (queued, done)
     }
 
     fn group_mut(&mut self, key: &str, rule: &str, cluster: &str) -> &mut Group {
