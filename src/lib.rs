@@ -2,3 +2,4 @@
 //! local clusters on loopback (`dbmon local`).
 
 pub mod local;
+pub mod operator;
