@@ -180,9 +180,10 @@ pub fn renew_at(validity: (i64, i64)) -> i64 {
     from + (to - from) * 2 / 3
 }
 
-/// Keeps the collector's certificate fresh until shutdown: reloads it and
-/// the trust bundle when their files change (or on SIGHUP), and renews it
-/// over the mutual TLS link at two thirds of its lifetime.
+/// Keeps the collector's certificate fresh until shutdown: the shared
+/// reloader picks up changed files (or SIGHUP), and this task sleeps until
+/// two thirds of the certificate's lifetime, then renews it over the mutual
+/// TLS link (every 5 seconds until that works).
 pub async fn maintain(link: Link, dir: PathBuf, id: String, mut shutdown: watch::Receiver<bool>) {
     let Link::Tls {
         identity, trust, ..
@@ -190,30 +191,24 @@ pub async fn maintain(link: Link, dir: PathBuf, id: String, mut shutdown: watch:
     else {
         return;
     };
-    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+    let mut reloads =
+        dbmon_pki::reload::CertificateReloader::new(identity.clone(), trust.clone(), "collector")
+            .spawn(shutdown.clone());
     let mut retry_after = 0i64;
     loop {
-        let forced = tokio::select! {
-            _ = tokio::time::sleep(Duration::from_secs(1)) => false,
-            _ = async { match hup.as_mut() { Some(h) => { h.recv().await; } None => std::future::pending().await } } => true,
+        let now = dbmon_proto::now_ms() / 1000;
+        let due = renew_at(identity.validity()).max(retry_after);
+        let wait = Duration::from_secs(due.saturating_sub(now).max(0) as u64);
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            // A new certificate on disk moves the renewal time.
+            r = reloads.changed() => {
+                if r.is_err() {
+                    return;
+                }
+                continue;
+            }
             _ = shutdown.changed() => return,
-        };
-        let reloaded = if forced {
-            identity.reload().map(|_| true)
-        } else {
-            identity.reload_if_changed()
-        };
-        match reloaded {
-            Ok(true) => {
-                tracing::info!(certificate = %identity.cert_path().display(), "collector certificate reloaded")
-            }
-            Ok(false) => {}
-            Err(e) => {
-                tracing::error!(error = %e, "new collector certificate refused; keeping the current one")
-            }
-        }
-        if let Err(e) = trust.reload_if_changed() {
-            tracing::error!(error = %e, "new trust bundle refused; keeping the current one");
         }
         let now = dbmon_proto::now_ms() / 1000;
         if now < renew_at(identity.validity()) || now < retry_after {

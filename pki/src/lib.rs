@@ -8,6 +8,8 @@
 //! - [`tokens`]: one-time join tokens for enrolling collectors without copying keys.
 //! - [`tls`]: rustls configurations for the server and the collector, with
 //!   certificates reloaded from disk while connections stay up.
+//! - [`reload`]: one reloader of certificate and trust for server and
+//!   collector, on file change or SIGHUP, publishing each reload.
 //! - [`pem`]: reading PEM material given to dbmon, with errors that say what to do.
 //!
 //! File names in a PKI directory (as CockroachDB's `cockroach cert`):
@@ -20,6 +22,7 @@ pub mod ca;
 pub mod files;
 pub mod identity;
 pub mod pem;
+pub mod reload;
 pub mod tls;
 pub mod tokens;
 pub mod transport;

@@ -385,11 +385,8 @@ pub async fn serve_deployment(
     };
     let (a, b) = match tls {
         Some((identity, trust, _)) => {
-            tokio::spawn(reload_loop(
-                identity.clone(),
-                trust.clone(),
-                shutdown.clone(),
-            ));
+            dbmon_pki::reload::CertificateReloader::new(identity.clone(), trust.clone(), "server")
+                .spawn(shutdown.clone());
             let people_cfg = Arc::new(dbmon_pki::tls::client_facing(identity.clone())?);
             let collector_cfg = Arc::new(dbmon_pki::tls::collector_facing(identity, trust)?);
             let people_in = dbmon_pki::transport::incoming(people, people_cfg, "people");
@@ -417,43 +414,4 @@ pub async fn serve_deployment(
         tracing::error!(error = %e, "HTTP endpoint failed");
     }
     Ok(())
-}
-
-/// Reloads the certificate, trust bundle and revocation list when their
-/// files change (checked every second) or at once on SIGHUP. A broken new
-/// file is refused and the old material kept.
-async fn reload_loop(
-    identity: Arc<ReloadingIdentity>,
-    trust: Arc<Trust>,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
-    loop {
-        let forced = tokio::select! {
-            _ = tokio::time::sleep(Duration::from_secs(1)) => false,
-            _ = async { match hup.as_mut() { Some(h) => { h.recv().await; } None => std::future::pending().await } } => true,
-            _ = shutdown.changed() => return,
-        };
-        let id = if forced {
-            identity.reload().map(|_| true)
-        } else {
-            identity.reload_if_changed()
-        };
-        match id {
-            Ok(true) => {
-                tracing::info!(certificate = %identity.cert_path().display(), identity = %identity.identity(), "server certificate reloaded")
-            }
-            Ok(false) => {}
-            Err(e) => {
-                tracing::error!(error = %e, "new server certificate refused; keeping the current one")
-            }
-        }
-        match trust.reload_if_changed() {
-            Ok(true) => tracing::info!("trust bundle or revocation list reloaded"),
-            Ok(false) => {}
-            Err(e) => {
-                tracing::error!(error = %e, "new trust bundle or revocation list refused; keeping the current one")
-            }
-        }
-    }
 }

@@ -1,0 +1,107 @@
+//! One reloader of certificates for the server and the collector: it
+//! watches a certificate with its key and a trust bundle (with its
+//! revocation list), reloads them when their files change (checked every
+//! second) or at once on SIGHUP, and publishes every reload through a
+//! `tokio::sync::watch` channel. The rustls configurations read the current
+//! material on each handshake, so open connections stay up and new ones use
+//! the new files; a broken new file is refused and the old one kept.
+
+use crate::tls::{ReloadingIdentity, Trust};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// How often the files' modification times are looked at.
+const CHECK_EVERY: Duration = Duration::from_secs(1);
+
+/// What was reloaded, as published to subscribers.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Reloads {
+    /// Times the certificate was reloaded.
+    pub certificate: u64,
+    /// Times the trust bundle or revocation list was reloaded.
+    pub trust: u64,
+}
+
+/// Watches one identity and one trust bundle.
+pub struct CertificateReloader {
+    identity: Arc<ReloadingIdentity>,
+    trust: Arc<Trust>,
+    /// Names the owner in logs: "server", "collector".
+    owner: &'static str,
+}
+
+impl CertificateReloader {
+    pub fn new(
+        identity: Arc<ReloadingIdentity>,
+        trust: Arc<Trust>,
+        owner: &'static str,
+    ) -> CertificateReloader {
+        CertificateReloader {
+            identity,
+            trust,
+            owner,
+        }
+    }
+
+    /// Runs until `shutdown` turns true; the receiver sees every reload.
+    pub fn spawn(self, mut shutdown: watch::Receiver<bool>) -> watch::Receiver<Reloads> {
+        let (tx, rx) = watch::channel(Reloads::default());
+        tokio::spawn(async move {
+            let mut hup =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+            loop {
+                let forced = tokio::select! {
+                    _ = tokio::time::sleep(CHECK_EVERY) => false,
+                    _ = async {
+                        match hup.as_mut() {
+                            Some(h) => { h.recv().await; }
+                            None => std::future::pending().await,
+                        }
+                    } => true,
+                    _ = shutdown.changed() => return,
+                };
+                let mut now = *tx.borrow();
+                if self.check(forced, &mut now) {
+                    tx.send_replace(now);
+                }
+            }
+        });
+        rx
+    }
+
+    /// Reloads what changed (everything when `forced`); true when anything
+    /// was reloaded.
+    fn check(&self, forced: bool, counts: &mut Reloads) -> bool {
+        let owner = self.owner;
+        let mut any = false;
+        let id = if forced {
+            self.identity.reload().map(|_| true)
+        } else {
+            self.identity.reload_if_changed()
+        };
+        match id {
+            Ok(true) => {
+                counts.certificate += 1;
+                any = true;
+                tracing::info!(owner, certificate = %self.identity.cert_path().display(), identity = %self.identity.identity(), "{owner} certificate reloaded");
+            }
+            Ok(false) => {}
+            Err(e) => {
+                tracing::error!(owner, error = %e, "new {owner} certificate refused; keeping the current one")
+            }
+        }
+        match self.trust.reload_if_changed() {
+            Ok(true) => {
+                counts.trust += 1;
+                any = true;
+                tracing::info!(owner, "trust bundle or revocation list reloaded");
+            }
+            Ok(false) => {}
+            Err(e) => {
+                tracing::error!(owner, error = %e, "new trust bundle or revocation list refused; keeping the current one")
+            }
+        }
+        any
+    }
+}
