@@ -681,6 +681,49 @@ fn parse_nodes(body: &str) -> Result<Membership, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    /// Any JSON value, a few levels deep.
+    fn json() -> impl Strategy<Value = serde_json::Value> {
+        let leaf = prop_oneof![
+            Just(serde_json::Value::Null),
+            any::<bool>().prop_map(serde_json::Value::from),
+            any::<i64>().prop_map(serde_json::Value::from),
+            any::<f64>().prop_map(|f| serde_json::json!(f)),
+            "\\PC{0,12}".prop_map(serde_json::Value::from),
+        ];
+        leaf.prop_recursive(3, 24, 4, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4).prop_map(serde_json::Value::from),
+                prop::collection::btree_map("[a-zA-Z0-9_]{0,8}", inner, 0..4)
+                    .prop_map(|m| serde_json::Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// Any answer of /_status/nodes: a membership or a reason, never a
+        /// panic; the members counted are the nodes listed at most.
+        #[test]
+        fn any_nodes_answer_is_judged_or_refused(
+            nodes in prop::collection::vec((json(), json()), 0..6),
+            liveness in prop::collection::btree_map("[0-9]{1,2}|\\PC{0,4}", json(), 0..6),
+            junk in "\\PC{0,40}",
+        ) {
+            let body = serde_json::json!({
+                "nodes": nodes.iter().map(|(id, extra)| serde_json::json!({"desc": {"nodeId": id}, "x": extra})).collect::<Vec<_>>(),
+                "livenessByNodeId": liveness,
+            })
+            .to_string();
+            match parse_nodes(&body) {
+                Ok(m) => prop_assert!(m.members <= nodes.len()),
+                Err(e) => prop_assert!(!e.is_empty()),
+            }
+            prop_assert!(parse_nodes(&junk).is_err() || serde_json::from_str::<serde_json::Value>(&junk).is_ok());
+        }
+    }
 
     #[test]
     fn earliest_certificate_of_a_real_v22_node() {
