@@ -55,3 +55,109 @@ fn crates_depend_only_downward() {
         "dependency rules of ARCHITECTURE.md broken: {wrong:?}"
     );
 }
+
+/// The top-level modules of a crate and the ones each names (`crate::x`),
+/// outside comments and test modules.
+fn module_uses(src: &std::path::Path) -> std::collections::BTreeMap<String, BTreeSet<String>> {
+    let mut out: std::collections::BTreeMap<String, BTreeSet<String>> = Default::default();
+    let mut stack = vec![src.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{dir:?}: {e}")) {
+            let path = entry.expect("dir entry").path();
+            if path.is_dir() {
+                stack.push(path);
+                continue;
+            }
+            if path.extension().is_none_or(|e| e != "rs") {
+                continue;
+            }
+            let rel = path.strip_prefix(src).expect("under src");
+            let first = rel.components().next().expect("a component");
+            let module = first
+                .as_os_str()
+                .to_string_lossy()
+                .trim_end_matches(".rs")
+                .to_string();
+            if module == "lib" || module == "main" {
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).expect("read source");
+            let code = text.split("#[cfg(test)]").next().unwrap_or_default();
+            let uses = out.entry(module.clone()).or_default();
+            for line in code.lines().filter(|l| !l.trim_start().starts_with("//")) {
+                for (i, _) in line.match_indices("crate::") {
+                    let rest = &line[i + "crate::".len()..];
+                    let names: Vec<&str> = if let Some(group) = rest.strip_prefix('{') {
+                        group
+                            .split('}')
+                            .next()
+                            .unwrap_or_default()
+                            .split(',')
+                            .map(|n| n.trim().split("::").next().unwrap_or_default())
+                            .collect()
+                    } else {
+                        vec![
+                            rest.split(|c: char| !c.is_alphanumeric() && c != '_')
+                                .next()
+                                .unwrap_or_default(),
+                        ]
+                    };
+                    for n in names {
+                        if !n.is_empty() && n != module {
+                            uses.insert(n.to_string());
+                        }
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+/// A circle of modules, if any: a path that comes back to its start.
+fn circle(uses: &std::collections::BTreeMap<String, BTreeSet<String>>) -> Option<Vec<String>> {
+    fn visit(
+        m: &str,
+        uses: &std::collections::BTreeMap<String, BTreeSet<String>>,
+        path: &mut Vec<String>,
+        done: &mut BTreeSet<String>,
+    ) -> Option<Vec<String>> {
+        if let Some(i) = path.iter().position(|p| p == m) {
+            let mut c = path[i..].to_vec();
+            c.push(m.to_string());
+            return Some(c);
+        }
+        if done.contains(m) {
+            return None;
+        }
+        path.push(m.to_string());
+        for next in uses.get(m).into_iter().flatten() {
+            if uses.contains_key(next)
+                && let Some(c) = visit(next, uses, path, done)
+            {
+                return Some(c);
+            }
+        }
+        path.pop();
+        done.insert(m.to_string());
+        None
+    }
+    let mut done = BTreeSet::new();
+    uses.keys()
+        .find_map(|m| visit(m, uses, &mut Vec::new(), &mut done))
+}
+
+/// Inside these crates, modules name each other one way only. (The config
+/// crate is left out: its reader names each section's raw type and the
+/// sections share the reader's raw scalars, by design.)
+#[test]
+fn modules_have_no_circles() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut found = Vec::new();
+    for krate in ["server", "collector", "auth", "pki", "client", "proto"] {
+        if let Some(c) = circle(&module_uses(&root.join(krate).join("src"))) {
+            found.push(format!("{krate}: {}", c.join(" -> ")));
+        }
+    }
+    assert!(found.is_empty(), "module circles:\n{}", found.join("\n"));
+}

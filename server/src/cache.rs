@@ -125,6 +125,21 @@ impl Names {
     }
 }
 
+/// A report as a store gives it back at start: its server position, its
+/// collector's epoch, the report.
+pub struct Record {
+    pub position: u64,
+    pub epoch: u64,
+    pub report: Report,
+}
+
+/// Where ingested entries go to be kept: the embedded store's writer. The
+/// cache calls it under its write lock, so entries arrive in position
+/// order; it must not block.
+pub trait EntrySink: Send + Sync {
+    fn push(&self, entry: Arc<Entry>, epoch: u64);
+}
+
 /// What happened to an ingested report.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Ingested {
@@ -155,7 +170,7 @@ struct Inner {
 pub struct Cache {
     inner: RwLock<Inner>,
     /// Where ingested entries are written, when the server has a store.
-    persist: Option<Arc<crate::store::Persist>>,
+    sink: Option<Arc<dyn EntrySink>>,
 
     events: broadcast::Sender<Arc<Entry>>,
     history_per_cluster: usize,
@@ -173,7 +188,7 @@ impl Cache {
         let (events, _) = broadcast::channel(subscriber_queue.max(1));
         Cache {
             inner: RwLock::new(Inner::default()),
-            persist: None,
+            sink: None,
             events,
             history_per_cluster: history_per_cluster.max(1),
             max_age_ms: None,
@@ -183,17 +198,17 @@ impl Cache {
         }
     }
 
-    /// A cache that writes every ingested report to `persist`, starting
+    /// A cache that writes every ingested report to `sink`, starting
     /// from `records` (what the store held, in position order).
     pub fn restored(
         history_per_cluster: usize,
         subscriber_queue: usize,
-        persist: Arc<crate::store::Persist>,
-        records: Vec<crate::store::Record>,
+        sink: Arc<dyn EntrySink>,
+        records: Vec<Record>,
     ) -> Self {
         let mut cache = Cache::new(history_per_cluster, subscriber_queue);
         cache.load(records);
-        cache.persist = Some(persist);
+        cache.sink = Some(sink);
         cache
     }
 
@@ -202,14 +217,14 @@ impl Cache {
     pub fn from_records(
         history_per_cluster: usize,
         subscriber_queue: usize,
-        records: Vec<crate::store::Record>,
+        records: Vec<Record>,
     ) -> Self {
         let mut cache = Cache::new(history_per_cluster, subscriber_queue);
         cache.load(records);
         cache
     }
 
-    fn load(&mut self, records: Vec<crate::store::Record>) {
+    fn load(&mut self, records: Vec<Record>) {
         let (history, window) = (self.history_per_cluster, self.resume_window);
         let inner = self.inner.get_mut().unwrap_or_else(|p| p.into_inner());
         for r in records {
@@ -264,10 +279,6 @@ impl Cache {
             inner.recent.pop_front();
         }
         dropped
-    }
-
-    pub fn persist(&self) -> Option<&Arc<crate::store::Persist>> {
-        self.persist.as_ref()
     }
 
     /// The current (last assigned) position.
@@ -369,7 +380,7 @@ impl Cache {
             self.history_per_cluster,
             self.resume_window,
         );
-        if let Some(p) = &self.persist {
+        if let Some(p) = &self.sink {
             p.push(entry.clone(), epoch);
         }
         let position = entry.position;

@@ -176,6 +176,49 @@ async fn bind(addr: SocketAddr, what: &'static str) -> Result<TcpListener, Serve
         .map_err(|error| ServerError::Bind { addr, what, error })
 }
 
+/// The store the configuration names, opened.
+enum Opened {
+    Shared(Arc<shared::Shared>, Box<shared::SharedConfig>),
+    Embedded(Arc<store::Persist>),
+    /// Memory only; why, when a store was configured but cannot be used.
+    Memory(Option<String>),
+}
+
+/// Opens the configured store and builds the cache from what it holds.
+async fn open_store(cfg: &ServerConfig) -> Result<(cache::Cache, Opened), ServerError> {
+    let (history, queue) = (cfg.history_per_cluster, cfg.subscriber_queue);
+    match (&cfg.shared_store, &cfg.store) {
+        (Some(sh), _) => {
+            let shared_cfg = shared_config(cfg, sh)?;
+            let target = shared_cfg.target.clone();
+            let (shared, records) = shared::open(shared_cfg.clone())
+                .await
+                .map_err(ServerError::Shared)?;
+            let restored = records.len();
+            let c = cache::Cache::from_records(history, queue, records);
+            tracing::info!(store = %target, restored, position = c.position(), "reports restored from the shared store");
+            Ok((c, Opened::Shared(shared, Box::new(shared_cfg))))
+        }
+        (None, None) => Ok((cache::Cache::new(history, queue), Opened::Memory(None))),
+        (None, Some(path)) => match store::Persist::open(path) {
+            Ok((persist, records)) => {
+                let restored = records.len();
+                let c = cache::Cache::restored(history, queue, persist.clone(), records);
+                tracing::info!(store = %path.display(), restored, position = c.position(), "reports restored from the store");
+                Ok((c, Opened::Embedded(persist)))
+            }
+            Err(e) if e.fatal => Err(ServerError::Store(e)),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot open the store; serving from memory only: reports will not survive a restart");
+                Ok((
+                    cache::Cache::new(history, queue),
+                    Opened::Memory(Some(e.to_string())),
+                ))
+            }
+        },
+    }
+}
+
 /// Serves until `shutdown` turns true, with no alert rules.
 pub async fn serve(cfg: ServerConfig, shutdown: watch::Receiver<bool>) -> Result<(), ServerError> {
     serve_deployment(
@@ -250,65 +293,27 @@ pub async fn serve_deployment(
         revocations: watch::channel(0).0,
     };
     tokio::spawn(auth::watch_store(people_auth.clone(), shutdown.clone()));
-    let mut unavailable = None;
-    let mut shared_store = None;
-    let cache = match (&cfg.shared_store, &cfg.store) {
-        (Some(sh), _) => {
-            let shared_cfg = shared_config(&cfg, sh)?;
-            let target = shared_cfg.target.clone();
-            let (shared, records) = shared::open(shared_cfg)
-                .await
-                .map_err(ServerError::Shared)?;
-            let restored = records.len();
-            let c =
-                cache::Cache::from_records(cfg.history_per_cluster, cfg.subscriber_queue, records);
-            tracing::info!(store = %target, restored, position = c.position(), "reports restored from the shared store");
-            shared_store = Some(shared);
-            c
-        }
-        (None, None) => cache::Cache::new(cfg.history_per_cluster, cfg.subscriber_queue),
-        (None, Some(path)) => match store::Persist::open(path) {
-            Ok((persist, records)) => {
-                let restored = records.len();
-                let c = cache::Cache::restored(
-                    cfg.history_per_cluster,
-                    cfg.subscriber_queue,
-                    persist,
-                    records,
-                );
-                tracing::info!(store = %path.display(), restored, position = c.position(), "reports restored from the store");
-                c
-            }
-            Err(e) if e.fatal => return Err(ServerError::Store(e)),
-            Err(e) => {
-                tracing::error!(error = %e, "cannot open the store; serving from memory only: reports will not survive a restart");
-                unavailable = Some(e.to_string());
-                cache::Cache::new(cfg.history_per_cluster, cfg.subscriber_queue)
-            }
-        },
-    };
+    let (cache, opened) = open_store(&cfg).await?;
     let cache = Arc::new(cache.with_max_age(cfg.history_max_age));
     tokio::spawn(expire_history(Arc::downgrade(&cache)));
-    let store: Arc<dyn report_store::ReportStore> = match (shared_store, cache.persist()) {
-        (Some(sh), _) => {
-            shared::start_tail(&sh, &cache);
-            sh
-        }
-        (None, Some(p)) => {
-            store::spawn_writer(p.clone(), Arc::downgrade(&cache));
-            p.clone()
-        }
-        (None, None) => Arc::new(report_store::MemoryOnly::new(unavailable)),
-    };
+    // One choice: the store keeps the reports and the alerting state.
+    let (store, alert_state): (Arc<dyn report_store::ReportStore>, alerting::StateStore) =
+        match opened {
+            Opened::Shared(sh, shared_cfg) => {
+                shared::start_tail(&sh, &cache);
+                let alerts = alerting::shared::SharedAlerting::new(*shared_cfg, origin.clone());
+                (sh, alerting::StateStore::Shared(alerts))
+            }
+            Opened::Embedded(p) => {
+                store::spawn_writer(p.clone(), Arc::downgrade(&cache));
+                (p.clone(), alerting::StateStore::Embedded(p))
+            }
+            Opened::Memory(unavailable) => (
+                Arc::new(report_store::MemoryOnly::new(unavailable)),
+                alerting::StateStore::Memory,
+            ),
+        };
     let external_url = cfg.external_url.clone().unwrap_or_else(|| origin.clone());
-    let alert_state = match (&cfg.shared_store, cache.persist()) {
-        (Some(sh), _) => alerting::StateStore::Shared(alerting::shared::SharedAlerting::new(
-            shared_config(&cfg, sh)?,
-            origin.clone(),
-        )),
-        (None, Some(p)) => alerting::StateStore::Embedded(p.clone()),
-        (None, None) => alerting::StateStore::Memory,
-    };
     let alerting = alerting::Alerting::new(
         &deployment.alerting,
         &deployment.clusters,

@@ -286,6 +286,11 @@ impl Monitor for Services {
         &self,
         request: Request<WatchRequest>,
     ) -> Result<Response<Self::WatchStream>, Status> {
-        crate::subscribers::open(self, request).await
+        let sources = crate::subscribers::Sources {
+            cache: &self.cache,
+            shared_store: self.store.shared(),
+            auth: &self.auth,
+        };
+        crate::subscribers::open(sources, request).await
     }
 }

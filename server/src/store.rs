@@ -37,12 +37,7 @@ pub struct StoreError {
     pub fatal: bool,
 }
 
-/// A report as the store returns it.
-pub struct Record {
-    pub position: u64,
-    pub epoch: u64,
-    pub report: dbmon_proto::Report,
-}
+pub use crate::cache::Record;
 
 /// The writer's side, shared with the cache.
 pub struct Persist {
@@ -180,17 +175,21 @@ impl Persist {
         }
         tx.commit().map_err(|e| e.to_string())
     }
+}
 
+impl crate::cache::EntrySink for Persist {
     /// Queues an entry (called under the cache's write lock, so in position
     /// order).
-    pub fn push(&self, entry: Arc<Entry>, epoch: u64) {
+    fn push(&self, entry: Arc<Entry>, epoch: u64) {
         self.pending
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .push((entry, epoch));
         self.wake.notify_one();
     }
+}
 
+impl Persist {
     fn write(&self, batch: &[(Arc<Entry>, u64)], prune: Option<&[u64]>) -> Result<(), String> {
         let tx = self.db.begin_write().map_err(|e| e.to_string())?;
         {

@@ -8,7 +8,6 @@
 use crate::auth::scoped;
 use crate::cache::{Cache, Entry, Resume};
 use crate::peer::peer_of;
-use crate::service::Services;
 use dbmon_proto::Report;
 use dbmon_proto::v1::{ReportBatch, Snapshot, WatchEvent, WatchRequest, watch_event};
 use std::pin::Pin;
@@ -28,9 +27,18 @@ pub type WatchStream = Pin<Box<dyn Stream<Item = Result<WatchEvent, Status>> + S
 
 type Tx = mpsc::Sender<Result<WatchEvent, Status>>;
 
+/// What a Watch needs of the server.
+pub struct Sources<'a> {
+    pub cache: &'a Arc<Cache>,
+    /// Servers share a store: a resume position may come from another one.
+    pub shared_store: bool,
+    /// People's logins, so that a stream ends with its login.
+    pub auth: &'a crate::auth::PeopleAuth,
+}
+
 /// Opens a Watch for the request's grant and clusters.
 pub async fn open(
-    services: &Services,
+    services: Sources<'_>,
     request: Request<WatchRequest>,
 ) -> Result<Response<WatchStream>, Status> {
     let peer = peer_of(&request);
@@ -49,7 +57,7 @@ pub async fn open(
     ));
     // A position another server gave (sharing the store) may be ahead of
     // this one's reading by a moment: wait for it, briefly.
-    if req.after_position > 0 && services.store.shared() {
+    if req.after_position > 0 && services.shared_store {
         services
             .cache
             .wait_position(req.after_position, std::time::Duration::from_secs(2))
