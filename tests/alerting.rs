@@ -43,6 +43,16 @@ fn status_of(h: &Hit) -> String {
     h.json()["status"].as_str().unwrap_or("").to_string()
 }
 
+/// The ids of the firing notifications the hook received (a retry of one
+/// carries the same id).
+fn firing_notifications(hook: &Hook) -> BTreeSet<String> {
+    hook.hits()
+        .iter()
+        .filter(|h| status_of(h) == "firing")
+        .map(|h| h.headers["x-dbmon-notification"].clone())
+        .collect()
+}
+
 fn alertnames(h: &Hit) -> BTreeSet<String> {
     h.json()["alerts"]
         .as_array()
@@ -219,12 +229,7 @@ fn a_killed_etcd_member_reaches_alertmanager_and_a_signed_webhook_and_the_resolv
     let r = resolved.json();
     assert_eq!(r["alerts"][0]["status"], "resolved");
     assert_ne!(r["alerts"][0]["endsAt"], "0001-01-01T00:00:00Z");
-    let firing_ids: BTreeSet<String> = hook
-        .hits()
-        .iter()
-        .filter(|h| status_of(h) == "firing")
-        .map(|h| h.headers["x-dbmon-notification"].clone())
-        .collect();
+    let firing_ids = firing_notifications(&hook);
     assert_eq!(
         firing_ids.len(),
         1,
@@ -682,12 +687,7 @@ fn two_servers_on_one_postgresql_notify_once_and_the_survivor_sends_the_resolve(
         resolved.json()["alerts"][0]["fingerprint"],
         firing.json()["alerts"][0]["fingerprint"]
     );
-    let firing_ids: BTreeSet<String> = hook
-        .hits()
-        .iter()
-        .filter(|h| status_of(h) == "firing")
-        .map(|h| h.headers["x-dbmon-notification"].clone())
-        .collect();
+    let firing_ids = firing_notifications(&hook);
     assert_eq!(
         firing_ids.len(),
         1,
