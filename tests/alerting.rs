@@ -703,3 +703,47 @@ fn two_servers_on_one_postgresql_notify_once_and_the_survivor_sends_the_resolve(
         || other_log().contains("notification delivered"),
     );
 }
+
+#[test]
+fn a_webhook_over_tls_is_verified_against_the_configured_ca() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = dir.path().join("pki");
+    let port = free_port();
+    let url = format!("https://127.0.0.1:{port}/hook");
+    let yaml = format!(
+        "{x}\
+         receivers:\n\
+         \x20 - name: trusted\n    webhook: {{url: {url}, ca_file: {ca}}}\n\
+         \x20 - name: untrusted\n    webhook: {{url: {url}}}\n\
+         alerts:\n  - for: 0s\n    group_wait: 0s\n    receivers: [trusted, untrusted]\n",
+        x = dead_cluster("tlstest"),
+        ca = pki.join("ca.crt").display(),
+    );
+    let mut stack = start_server(dir.path(), &yaml);
+    // The hook serves the deployment's own server certificate (its CA is
+    // in no system store).
+    let hook = Hook::start_tls(port, &pki.join("server.crt"), &pki.join("server.key"), &[]);
+    stack.start_collector();
+    let got = hook.wait_for(Duration::from_secs(30), "a notification over TLS", |h| {
+        status_of(h) == "firing"
+    });
+    assert_eq!(got.json()["receiver"], "trusted");
+    // Without the CA, the same endpoint is refused, and says why.
+    wait_until(
+        Duration::from_secs(30),
+        "the untrusted delivery fails visibly",
+        || {
+            find(&alerts_json(&stack), "ClusterUnhealthy", "tlstest").is_some_and(|a| {
+                a["deliveries"]["untrusted"]
+                    .as_str()
+                    .is_some_and(|d| d.starts_with("failed") && d.contains("certificate"))
+            })
+        },
+    );
+    assert!(
+        hook.hits()
+            .iter()
+            .all(|h| h.json()["receiver"] == "trusted"),
+        "nothing reaches the hook without verifying it"
+    );
+}

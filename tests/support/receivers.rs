@@ -53,7 +53,49 @@ impl Hook {
         std::thread::spawn(move || {
             for conn in listener.incoming().flatten() {
                 let (h, s) = (h.clone(), s.clone());
+                let _ = conn.set_read_timeout(Some(Duration::from_secs(10)));
                 std::thread::spawn(move || serve(conn, &h, &s));
+            }
+        });
+        Hook { url, hits, script }
+    }
+
+    /// The same over TLS with `cert` and `key` (PEM), on `port` of
+    /// 127.0.0.1: the URL is `https://127.0.0.1:PORT/hook`.
+    pub fn start_tls(port: u16, cert: &Path, key: &Path, script: &[Answer]) -> Hook {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+            .expect("read the hook's certificate")
+            .map(|c| c.expect("a PEM certificate"))
+            .collect();
+        let key = PrivateKeyDer::from_pem_file(key).expect("read the hook's key");
+        let config = Arc::new(
+            rustls::ServerConfig::builder_with_provider(Arc::new(
+                rustls::crypto::ring::default_provider(),
+            ))
+            .with_safe_default_protocol_versions()
+            .expect("protocol versions")
+            .with_no_client_auth()
+            .with_single_cert(certs, key)
+            .expect("the hook's certificate and key"),
+        );
+        let listener = TcpListener::bind(("127.0.0.1", port)).expect("bind TLS hook");
+        let url = format!("https://127.0.0.1:{port}/hook");
+        let hits: Arc<Mutex<Vec<Hit>>> = Arc::default();
+        let script = Arc::new(Mutex::new(script.iter().copied().collect::<VecDeque<_>>()));
+        let (h, s) = (hits.clone(), script.clone());
+        std::thread::spawn(move || {
+            for conn in listener.incoming().flatten() {
+                let (h, s, config) = (h.clone(), s.clone(), config.clone());
+                std::thread::spawn(move || {
+                    let _ = conn.set_read_timeout(Some(Duration::from_secs(10)));
+                    let Ok(tls) = rustls::ServerConnection::new(config) else {
+                        return;
+                    };
+                    // A client that refuses the certificate ends here.
+                    serve(rustls::StreamOwned::new(tls, conn), &h, &s);
+                });
             }
         });
         Hook { url, hits, script }
@@ -79,9 +121,8 @@ impl Hook {
     }
 }
 
-fn serve(mut conn: TcpStream, hits: &Mutex<Vec<Hit>>, script: &Mutex<VecDeque<Answer>>) {
-    let _ = conn.set_read_timeout(Some(Duration::from_secs(10)));
-    let mut reader = BufReader::new(conn.try_clone().expect("clone"));
+fn serve(mut conn: impl Read + Write, hits: &Mutex<Vec<Hit>>, script: &Mutex<VecDeque<Answer>>) {
+    let mut reader = BufReader::new(&mut conn);
     let mut line = String::new();
     if reader.read_line(&mut line).unwrap_or(0) == 0 {
         return;
@@ -108,6 +149,7 @@ fn serve(mut conn: TcpStream, hits: &Mutex<Vec<Hit>>, script: &Mutex<VecDeque<An
     if reader.read_exact(&mut body).is_err() {
         return;
     }
+    drop(reader);
     let answer = script
         .lock()
         .unwrap()
@@ -130,10 +172,14 @@ fn serve(mut conn: TcpStream, hits: &Mutex<Vec<Hit>>, script: &Mutex<VecDeque<An
             );
         }
         Answer::Hang => {
-            // Hold the connection open without a word, until the client gives up.
+            // Hold the connection open without a word, until the client
+            // gives up (each read waits out its timeout).
             let mut sink = [0u8; 1];
-            let _ = conn.set_read_timeout(Some(Duration::from_secs(120)));
-            let _ = conn.read(&mut sink);
+            for _ in 0..12 {
+                if matches!(conn.read(&mut sink), Ok(0)) {
+                    break;
+                }
+            }
         }
     }
 }
