@@ -212,7 +212,10 @@ fn a_killed_etcd_member_reaches_alertmanager_and_a_signed_webhook_and_the_resolv
     );
 
     // The server dies without a chance to write anything; restarted, it
-    // knows the alert already fired and says nothing new.
+    // knows the alert already fired and says nothing new. (Before the crash
+    // there may be two firing notifications: killing the leader can make
+    // the cluster unavailable for a moment, and a severity change is news.)
+    let told_before_crash = firing_notifications(&hook);
     stack.crash_and_restart_server();
     wait_until(Duration::from_secs(30), "the alert restored", || {
         let out = stack.client(&["alerts", "-o", "json"]);
@@ -223,7 +226,7 @@ fn a_killed_etcd_member_reaches_alertmanager_and_a_signed_webhook_and_the_resolv
         })
     });
 
-    // The member returns: the resolve arrives, once, after exactly one firing.
+    // The member returns: the resolve arrives.
     etcd.restart(0).expect("restart member");
     let resolved = hook.wait_for(Duration::from_secs(60), "resolve delivered", |h| {
         h.answered == Some(200) && status_of(h) == "resolved"
@@ -231,11 +234,10 @@ fn a_killed_etcd_member_reaches_alertmanager_and_a_signed_webhook_and_the_resolv
     let r = resolved.json();
     assert_eq!(r["alerts"][0]["status"], "resolved");
     assert_ne!(r["alerts"][0]["endsAt"], "0001-01-01T00:00:00Z");
-    let firing_ids = firing_notifications(&hook);
     assert_eq!(
-        firing_ids.len(),
-        1,
-        "one firing notification, no duplicate after the crash"
+        firing_notifications(&hook),
+        told_before_crash,
+        "no firing notification after the crash"
     );
     assert!(
         hook.hits()
@@ -490,7 +492,7 @@ fn silences_are_for_operators_within_their_clusters_and_maintenance_follows_its_
 }
 
 #[test]
-fn mail_over_starttls_and_slack_name_the_cluster() {
+fn mail_over_starttls_with_auth_and_slack_name_the_cluster() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let pki = dir.path().join("pki");
@@ -498,20 +500,27 @@ fn mail_over_starttls_and_slack_name_the_cluster() {
     // is the secret, given by file.
     let slack = Hook::start(&[]);
     let slack_url = secret_file(dir.path(), "slack-url", &slack.url);
+    // The SMTP server requires AUTH over TLS; the password is by reference.
+    let smtp_password = secret_file(dir.path(), "smtp-password", "mail-secret-42\n");
+    let wrong_password = secret_file(dir.path(), "smtp-wrong", "not-it\n");
     let yaml = format!(
         "{x}\
-         receivers:\n  - name: mail\n    email:\n      smarthost: 127.0.0.1:{port}\n      tls: starttls\n      ca_file: {ca}\n      from: dbmon@example.com\n      to: [oncall@example.com]\n\
+         receivers:\n  - name: mail\n    email:\n      smarthost: 127.0.0.1:{port}\n      tls: starttls\n      ca_file: {ca}\n      from: dbmon@example.com\n      to: [oncall@example.com]\n      username: dbmon\n      password: {{file: {smtp_password}}}\n\
+         \x20 - name: mail-wrong\n    email:\n      smarthost: 127.0.0.1:{port}\n      ca_file: {ca}\n      from: dbmon@example.com\n      to: [oncall@example.com]\n      username: dbmon\n      password: {{file: {wrong_password}}}\n\
          \x20 - name: chat\n    slack: {{url: {{file: {slack_url}}}}}\n\
-         alerts:\n  - for: 0s\n    group_wait: 0s\n    receivers: [mail, chat]\n",
+         alerts:\n  - for: 0s\n    group_wait: 0s\n    receivers: [mail, mail-wrong, chat]\n",
         x = dead_cluster("mailtest"),
         ca = pki.join("ca.crt").display(),
         slack_url = slack_url.display(),
+        smtp_password = smtp_password.display(),
+        wrong_password = wrong_password.display(),
     );
     let mut stack = start_server(dir.path(), &yaml);
     let smtp = Smtp::start(
         &dir.path().join("smtp"),
         port,
-        Some((&pki.join("server.crt"), &pki.join("server.key"))),
+        (&pki.join("server.crt"), &pki.join("server.key")),
+        Some(("dbmon", &smtp_password)),
     );
     stack.start_collector();
     wait_until(Duration::from_secs(40), "a mail arrives", || {
@@ -549,6 +558,21 @@ fn mail_over_starttls_and_slack_name_the_cluster() {
         !stack.server_log().contains(&slack.url),
         "the Slack URL is a secret and never logged"
     );
+    // The server refuses a wrong password: that delivery fails, visibly,
+    // and delivers nothing.
+    wait_until(
+        Duration::from_secs(30),
+        "the wrong password refused",
+        || {
+            find(&alerts_json(&stack), "ClusterUnhealthy", "mailtest").is_some_and(|a| {
+                a["deliveries"]["mail-wrong"]
+                    .as_str()
+                    .is_some_and(|d| d.starts_with("failed"))
+            })
+        },
+    );
+    assert_eq!(smtp.mail().len(), 1, "one mail: the right password's");
+    assert!(!stack.server_log().contains("mail-secret-42"));
 }
 
 /// `dbmon-client` against any server of the deployment.

@@ -248,18 +248,23 @@ pub struct Smtp {
 }
 
 impl Smtp {
-    pub fn start(dir: &Path, port: u16, tls: Option<(&Path, &Path)>) -> Smtp {
+    /// On `port` of 127.0.0.1, STARTTLS required with `cert` and `key`;
+    /// with `auth` (user, password file), AUTH required too.
+    pub fn start(dir: &Path, port: u16, tls: (&Path, &Path), auth: Option<(&str, &Path)>) -> Smtp {
         std::fs::create_dir_all(dir).expect("smtp dir");
         let mbox = dir.join("Maildir");
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/smtp_server.py");
         let mut cmd = Command::new("python3");
-        cmd.args(["-m", "aiosmtpd", "-n", "-l"])
-            .arg(format!("127.0.0.1:{port}"));
-        if let Some((cert, key)) = tls {
-            cmd.arg("--tlscert").arg(cert).arg("--tlskey").arg(key);
-        }
-        cmd.args(["-c", "aiosmtpd.handlers.Mailbox"])
+        cmd.arg(script)
+            .arg("127.0.0.1")
+            .arg(port.to_string())
             .arg(&mbox)
-            .stdout(Stdio::null());
+            .arg(tls.0)
+            .arg(tls.1);
+        if let Some((user, password_file)) = auth {
+            cmd.arg(user).arg(password_file);
+        }
+        cmd.stdout(Stdio::null());
         let proc = Proc::spawn(&mut cmd, dir.join("smtp.log"));
         wait_until(Duration::from_secs(20), "SMTP server listening", || {
             TcpStream::connect(("127.0.0.1", port)).is_ok()
