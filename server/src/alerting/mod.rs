@@ -406,6 +406,9 @@ impl Alerting {
     async fn deliver_loop(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
         let inflight: Arc<Mutex<BTreeSet<String>>> = Arc::default();
         loop {
+            // Woken by a save or a finished delivery; otherwise at the
+            // earliest retry (at most a second away, so a new sender notices).
+            let mut next_retry_ms = i64::MAX;
             let due: Vec<state::Notification> = if !self.sends() {
                 Vec::new()
             } else {
@@ -425,8 +428,12 @@ impl Alerting {
                         unknown.push(n.id);
                         continue;
                     }
-                    if n.id <= saved && n.next_attempt_ms <= now && !busy.contains(&n.receiver) {
-                        due.push(n.clone());
+                    if n.id <= saved && !busy.contains(&n.receiver) {
+                        if n.next_attempt_ms <= now {
+                            due.push(n.clone());
+                        } else {
+                            next_retry_ms = next_retry_ms.min(n.next_attempt_ms);
+                        }
                     }
                 }
                 if !unknown.is_empty() {
@@ -479,7 +486,9 @@ impl Alerting {
             }
             tokio::select! {
                 _ = self.wake_delivery.notified() => {}
-                _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+                _ = tokio::time::sleep(Duration::from_millis(
+                    next_retry_ms.saturating_sub(dbmon_proto::now_ms()).clamp(1, 1000) as u64,
+                )) => {}
                 _ = shutdown.changed() => return,
             }
         }
