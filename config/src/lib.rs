@@ -22,6 +22,7 @@ mod client;
 mod cluster;
 mod collector;
 mod error;
+pub mod expr;
 mod raw;
 mod secret;
 mod server;
