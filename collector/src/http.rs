@@ -9,6 +9,13 @@ use std::time::{Duration, Instant};
 /// Builds the client for one cluster. Certificate verification is skipped
 /// only when the cluster says so, and that is logged at every start.
 pub fn client_for(cluster: &ClusterConfig) -> Result<reqwest::Client, ConnectorError> {
+    builder_for(cluster)?
+        .build()
+        .map_err(|e| ConnectorError::Http(format!("{e}")))
+}
+
+/// The client's builder, for a connector that adds settings of its own.
+pub fn builder_for(cluster: &ClusterConfig) -> Result<reqwest::ClientBuilder, ConnectorError> {
     let mut b = reqwest::Client::builder()
         .timeout(cluster.timeout)
         .connect_timeout(cluster.timeout)
@@ -42,7 +49,7 @@ pub fn client_for(cluster: &ClusterConfig) -> Result<reqwest::Client, ConnectorE
         );
         b = b.danger_accept_invalid_certs(true);
     }
-    b.build().map_err(|e| ConnectorError::Http(format!("{e}")))
+    Ok(b)
 }
 
 /// A successful answer: status code and body.

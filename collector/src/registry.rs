@@ -28,6 +28,12 @@ pub static REGISTRY: &[Registration] = &[
         sections: connectors::etcd::SECTIONS,
         build: connectors::etcd::build,
     },
+    Registration {
+        kind: "http",
+        checks: connectors::http::CHECKS,
+        sections: connectors::http::SECTIONS,
+        build: connectors::http::build,
+    },
 ];
 
 /// The registration of `kind`.

@@ -6,7 +6,7 @@
 //! header such as `Authorization`) are only ever given by reference.
 
 use crate::raw::{RawSecret, Scalar};
-use crate::secret::SecretRef;
+use crate::secret::{HeaderValue, SecretRef};
 use crate::validate::Validator;
 use serde::Deserialize;
 use serde_saphyr::Spanned;
@@ -90,12 +90,6 @@ pub enum SmtpTls {
     None,
 }
 
-/// A header value: plain text, or a secret by reference.
-#[derive(Debug, Clone)]
-pub enum HeaderValue {
-    Plain(String),
-    Secret(SecretRef),
-}
 
 /// One alert rule.
 #[derive(Debug, Clone)]
@@ -343,16 +337,6 @@ pub(crate) struct RawWindow {
 }
 
 /// Header names whose values are credentials: never inline.
-fn secret_header(name: &str) -> bool {
-    let n = name.to_ascii_lowercase();
-    n == "authorization"
-        || n == "proxy-authorization"
-        || n == "cookie"
-        || ["token", "secret", "key", "auth", "password"]
-            .iter()
-            .any(|w| n.contains(w))
-}
-
 impl Validator<'_> {
     /// The three alerting sections together: rules name receivers.
     pub(crate) fn alerting(
@@ -432,24 +416,7 @@ impl Validator<'_> {
                 .secret
                 .as_ref()
                 .and_then(|s| self.secret(s, &format!("{f}.secret")));
-            let mut headers = Vec::new();
-            for (name, v) in &w.value.headers {
-                let hf = format!("{f}.headers.{name}");
-                if http_header_name(name).is_none() {
-                    self.err(v, &hf, "not a valid HTTP header name");
-                    continue;
-                }
-                match &v.value {
-                    RawSecret::Inline(text) if !secret_header(name) => {
-                        headers.push((name.clone(), HeaderValue::Plain(text.clone())))
-                    }
-                    _ => {
-                        if let Some(s) = self.secret(v, &hf) {
-                            headers.push((name.clone(), HeaderValue::Secret(s)));
-                        }
-                    }
-                }
-            }
+            let headers = self.headers(&w.value.headers, &f);
             url.map(|url| ReceiverKind::Webhook {
                 url,
                 secret,
@@ -910,14 +877,6 @@ impl Validator<'_> {
             }
         }
     }
-}
-
-fn http_header_name(name: &str) -> Option<()> {
-    (!name.is_empty()
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)))
-    .then_some(())
 }
 
 fn is_loopback_host(host: &str) -> bool {

@@ -5,7 +5,7 @@ use crate::raw::{RawSecret, Scalar};
 use crate::secret::SecretRef;
 use crate::validate::Validator;
 use serde::Deserialize;
-use serde_saphyr::Spanned;
+use serde_saphyr::{Location, Spanned};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -33,6 +33,9 @@ pub struct ClusterConfig {
     /// defaults. Always holds every enabled check of the kind.
     pub checks: BTreeMap<String, CheckConfig>,
     pub labels: BTreeMap<String, String>,
+    /// The requests and checks of a cluster defined in YAML (`kind: http`,
+    /// or a preset); None for kinds whose checks are built in.
+    pub definition: Option<crate::http::Definition>,
 }
 
 /// TLS towards a cluster's nodes.
@@ -117,6 +120,8 @@ pub enum Section {
     ClientCert,
     /// `auth:` username and password.
     Auth,
+    /// `requests:`, and checks defined in YAML rather than built in.
+    Requests,
 }
 
 impl Section {
@@ -125,6 +130,7 @@ impl Section {
             Section::Tls => "tls",
             Section::ClientCert => "tls.cert_file",
             Section::Auth => "auth",
+            Section::Requests => "requests",
         }
     }
 }
@@ -144,15 +150,48 @@ pub trait Catalog {
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawCluster {
     pub(crate) name: Spanned<String>,
-    kind: Spanned<String>,
+    pub(crate) kind: Option<Spanned<String>>,
+    /// A ready-made definition (deploy/presets/NAME.yaml) this entry starts from.
+    pub(crate) preset: Option<Spanned<String>>,
     nodes: Spanned<Vec<Spanned<String>>>,
-    interval: Option<Spanned<String>>,
-    timeout: Option<Spanned<String>>,
+    pub(crate) interval: Option<Spanned<String>>,
+    pub(crate) timeout: Option<Spanned<String>>,
     max_backoff: Option<Spanned<String>>,
     tls: Option<Spanned<RawTls>>,
     auth: Option<Spanned<RawAuth>>,
-    checks: Option<Spanned<BTreeMap<String, Spanned<Option<RawCheck>>>>>,
+    pub(crate) requests: Option<Spanned<BTreeMap<String, Spanned<crate::http::RawRequest>>>>,
+    pub(crate) checks: Option<Spanned<BTreeMap<String, Spanned<Option<RawCheck>>>>>,
     labels: Option<BTreeMap<String, String>>,
+}
+
+impl RawCluster {
+    /// Where the entry says what it is: `kind:`, else `preset:`, else its name.
+    pub(crate) fn kind_location(&self) -> Location {
+        self.kind
+            .as_ref()
+            .or(self.preset.as_ref())
+            .map(|k| k.referenced)
+            .unwrap_or(self.name.referenced)
+    }
+
+    pub(crate) fn kind_name(&self) -> &str {
+        self.kind.as_ref().map(|k| k.value.as_str()).unwrap_or("")
+    }
+
+    pub(crate) fn check_location(&self, name: &str) -> Option<Location> {
+        Some(self.checks.as_ref()?.value.get(name)?.referenced)
+    }
+
+    pub(crate) fn request_named(&self, name: &str) -> Option<&crate::http::RawRequest> {
+        Some(&self.requests.as_ref()?.value.get(name)?.value)
+    }
+
+    pub(crate) fn request_names(&self) -> Vec<&str> {
+        self.requests
+            .as_ref()
+            .map(|r| r.value.keys().map(String::as_str).collect())
+            .unwrap_or_default()
+    }
 }
 
 #[derive(Deserialize)]
@@ -171,12 +210,61 @@ struct RawAuth {
     password: Spanned<RawSecret>,
 }
 
-#[derive(Deserialize, Default)]
+/// A check entry: thresholds of a built-in check, or (`kind: http`) the
+/// whole definition of one.
+#[derive(Deserialize, Default, Clone)]
 #[serde(deny_unknown_fields)]
-struct RawCheck {
-    enabled: Option<Spanned<Scalar>>,
-    warn: Option<Spanned<Scalar>>,
-    crit: Option<Spanned<Scalar>>,
+pub(crate) struct RawCheck {
+    pub(crate) enabled: Option<Spanned<Scalar>>,
+    pub(crate) warn: Option<Spanned<Scalar>>,
+    pub(crate) crit: Option<Spanned<Scalar>>,
+    pub(crate) request: Option<Spanned<String>>,
+    pub(crate) value: Option<Spanned<String>>,
+    pub(crate) unit: Option<Spanned<String>>,
+    pub(crate) cluster: Option<Spanned<String>>,
+    pub(crate) about: Option<Spanned<String>>,
+}
+
+impl RawCheck {
+    /// Fields of `over` replace this entry's.
+    pub(crate) fn overlay(&mut self, over: RawCheck) {
+        macro_rules! take {
+            ($($f:ident),*) => { $( if over.$f.is_some() { self.$f = over.$f; } )* };
+        }
+        take!(enabled, warn, crit, request, value, unit, cluster, about);
+    }
+
+    /// Points every location at `loc` (the `preset:` line).
+    pub(crate) fn relocate(&mut self, loc: Location) {
+        for s in [&mut self.enabled, &mut self.warn, &mut self.crit].into_iter().flatten() {
+            s.referenced = loc;
+        }
+        for s in [
+            &mut self.request,
+            &mut self.value,
+            &mut self.unit,
+            &mut self.cluster,
+            &mut self.about,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            s.referenced = loc;
+        }
+    }
+
+    /// The first field that only a YAML-defined check takes.
+    fn definition_field(&self) -> Option<(&'static str, Location)> {
+        [
+            ("request", &self.request),
+            ("value", &self.value),
+            ("unit", &self.unit),
+            ("cluster", &self.cluster),
+            ("about", &self.about),
+        ]
+        .into_iter()
+        .find_map(|(n, f)| f.as_ref().map(|f| (n, f.referenced)))
+    }
 }
 
 impl Validator<'_> {
@@ -229,16 +317,33 @@ impl Validator<'_> {
                 "expected a name of letters, digits, '-', '_' or '.', 1 to 63 characters",
             );
         }
-        let specs = catalog.checks(&rc.kind.value);
-        if specs.is_none() {
-            let msg = format!(
-                "unknown connector kind {:?}; expected one of: {}",
-                rc.kind.value,
-                catalog.kinds().join(", ")
-            );
-            self.err(&rc.kind, &format!("{field}.kind"), msg);
-        } else {
-            self.sections_used(&rc, field, catalog.sections(&rc.kind.value));
+        let mut rc = rc;
+        if rc.preset.is_some() {
+            crate::presets::apply(self, &mut rc, field);
+        }
+        let kind = rc.kind_name().to_string();
+        let specs = catalog.checks(&kind);
+        let defined = catalog.sections(&kind).contains(&Section::Requests);
+        match &rc.kind {
+            None if rc.preset.is_none() => self.err(
+                &rc.name,
+                &format!("{field}.kind"),
+                format!(
+                    "expected kind: one of {}, or preset: one of {}",
+                    catalog.kinds().join(", "),
+                    crate::presets::names().join(", ")
+                ),
+            ),
+            None => {}
+            Some(k) if specs.is_none() => {
+                let msg = format!(
+                    "unknown connector kind {:?}; expected one of: {}",
+                    k.value,
+                    catalog.kinds().join(", ")
+                );
+                self.err(k, &format!("{field}.kind"), msg);
+            }
+            Some(_) => self.sections_used(&rc, field, catalog.sections(&kind)),
         }
         let mut nodes = Vec::new();
         if rc.nodes.value.is_empty() {
@@ -265,16 +370,17 @@ impl Validator<'_> {
                 password,
             })
         });
-        let checks = match specs {
-            Some(specs) => self.checks(&rc, field, specs),
-            None => BTreeMap::new(),
+        let (checks, definition) = match specs {
+            Some(_) if defined => (BTreeMap::new(), self.definition(&rc, field)),
+            Some(specs) => (self.checks(&rc, field, specs), None),
+            None => (BTreeMap::new(), None),
         };
         if self.errors.len() > before {
             return None;
         }
         Some(ClusterConfig {
             name,
-            kind: rc.kind.value,
+            kind,
             nodes,
             interval: interval?,
             timeout: timeout?,
@@ -283,12 +389,13 @@ impl Validator<'_> {
             auth,
             checks,
             labels: rc.labels.unwrap_or_default(),
+            definition,
         })
     }
 
     /// Sections the kind does not use are errors at their line.
     fn sections_used(&mut self, rc: &RawCluster, field: &str, accepted: &[Section]) {
-        let kind = &rc.kind.value;
+        let kind = rc.kind_name();
         let refuse = |v: &mut Self, loc, section: Section| {
             v.error_at(
                 loc,
@@ -308,6 +415,11 @@ impl Validator<'_> {
                 ),
             );
         };
+        if let Some(r) = &rc.requests
+            && !accepted.contains(&Section::Requests)
+        {
+            refuse(self, r.referenced, Section::Requests);
+        }
         if let Some(a) = &rc.auth
             && !accepted.contains(&Section::Auth)
         {
@@ -405,7 +517,7 @@ impl Validator<'_> {
             let check_field = format!("{field}.checks.{}", spec.name);
             let (enabled, warn, crit, loc) = match over {
                 // `checks` given and this one not listed: not run.
-                Some(None) => (false, None, None, rc.kind.referenced),
+                Some(None) => (false, None, None, rc.kind_location()),
                 Some(Some(o)) => match &o.value {
                     Some(v) => (
                         v.enabled
@@ -422,7 +534,7 @@ impl Validator<'_> {
                     ),
                     None => (true, None, None, o.referenced),
                 },
-                None => (true, None, None, rc.kind.referenced),
+                None => (true, None, None, rc.kind_location()),
             };
             if !enabled {
                 continue;
@@ -456,6 +568,16 @@ impl Validator<'_> {
         }
         if let Some(chosen) = chosen {
             for (name, entry) in &chosen.value {
+                if let Some((f, loc)) = entry.value.as_ref().and_then(RawCheck::definition_field) {
+                    self.error_at(
+                        loc,
+                        format!("{field}.checks.{name}.{f}"),
+                        format!(
+                            "{f}: belongs to checks defined in YAML (kind: http); the checks of kind {:?} are built in and take enabled, warn and crit",
+                            rc.kind_name()
+                        ),
+                    );
+                }
                 if !specs.iter().any(|s| s.name == name) {
                     let known: Vec<&str> = specs.iter().map(|s| s.name).collect();
                     self.err(
@@ -463,7 +585,7 @@ impl Validator<'_> {
                         &format!("{field}.checks.{name}"),
                         format!(
                             "unknown check {name:?} for kind {:?}; expected one of: {}",
-                            rc.kind.value,
+                            rc.kind_name(),
                             known.join(", ")
                         ),
                     );

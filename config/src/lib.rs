@@ -23,13 +23,15 @@ mod cluster;
 mod collector;
 mod error;
 pub mod expr;
+mod http;
+mod presets;
 mod raw;
 mod secret;
 mod server;
 mod validate;
 
 pub use alerting::{
-    AlertRule, AlertWhen, AlertingConfig, EmailConfig, HeaderValue, HealthState, MaintenanceWindow,
+    AlertRule, AlertWhen, AlertingConfig, EmailConfig, HealthState, MaintenanceWindow,
     Matchers, ReceiverConfig, ReceiverKind, Severity, SmtpTls, glob,
 };
 pub use client::ClientConfig;
@@ -38,8 +40,9 @@ pub use cluster::{
     TlsConfig,
 };
 pub use collector::CollectorConfig;
+pub use http::{Aggregate, DefinedCheck, Definition, Format, Request, RequestBody};
 pub use error::{ConfigError, ConfigErrors};
-pub use secret::{SecretError, SecretRef};
+pub use secret::{HeaderValue, SecretError, SecretRef};
 pub use server::{
     AuthSettings, DEFAULT_COLLECTOR_ADDR, DEFAULT_GRPC_ADDR, DEFAULT_HTTP_ADDR, ServerConfig,
     ServerTls, SharedStore,

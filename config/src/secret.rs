@@ -77,3 +77,10 @@ impl SecretRef {
         Ok(value)
     }
 }
+
+/// A header value: plain text, or a secret by reference.
+#[derive(Debug, Clone)]
+pub enum HeaderValue {
+    Plain(String),
+    Secret(SecretRef),
+}

@@ -6,7 +6,8 @@
 
 use crate::error::ConfigError;
 use crate::raw::{RawSecret, Scalar};
-use crate::secret::SecretRef;
+use crate::secret::{HeaderValue, SecretRef};
+use std::collections::BTreeMap;
 use serde_saphyr::{Location, Spanned};
 use std::net::SocketAddr;
 use std::path::Path;
@@ -235,4 +236,51 @@ impl<'a> Validator<'a> {
             },
         }
     }
+
+    /// HTTP headers: a header that carries credentials (Authorization,
+    /// Cookie, anything named token, key, secret...) only by reference.
+    pub(crate) fn headers(
+        &mut self,
+        raw: &BTreeMap<String, Spanned<RawSecret>>,
+        field: &str,
+    ) -> Vec<(String, HeaderValue)> {
+        let mut headers = Vec::new();
+        for (name, v) in raw {
+            let hf = format!("{field}.headers.{name}");
+            if http_header_name(name).is_none() {
+                self.err(v, &hf, "not a valid HTTP header name");
+                continue;
+            }
+            match &v.value {
+                RawSecret::Inline(text) if !secret_header(name) => {
+                    headers.push((name.clone(), HeaderValue::Plain(text.clone())))
+                }
+                _ => {
+                    if let Some(s) = self.secret(v, &hf) {
+                        headers.push((name.clone(), HeaderValue::Secret(s)));
+                    }
+                }
+            }
+        }
+        headers
+    }
 }
+
+fn secret_header(name: &str) -> bool {
+    let n = name.to_ascii_lowercase();
+    n == "authorization"
+        || n == "proxy-authorization"
+        || n == "cookie"
+        || ["token", "secret", "key", "auth", "password"]
+            .iter()
+            .any(|w| n.contains(w))
+}
+
+fn http_header_name(name: &str) -> Option<()> {
+    (!name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)))
+    .then_some(())
+}
+

@@ -2,3 +2,4 @@
 
 pub mod cockroachdb;
 pub mod etcd;
+pub mod http;

@@ -11,7 +11,7 @@
 //! product   := unary (("*" | "/") unary)*
 //! unary     := "-" unary | primary
 //! primary   := NUMBER UNIT? | STRING | true | false | "(" or ")"
-//!            | [STATUS] | [RESPONSE_TIME] | [CERTIFICATE_EXPIRATION] | [NODES]
+//!            | [STATUS] | [RESPONSE_TIME] | [CERTIFICATE_EXPIRATION] | [NODES] | [NOW]
 //!            | [BODY] path | [METRIC] "." NAME ("{" matcher ("," matcher)* "}")?
 //!            | FUNC "(" args ")"
 //! path      := ("." KEY | "[" INDEX "]" | "[" STRING "]")*
@@ -125,6 +125,8 @@ pub enum Place {
     CertificateExpiration,
     /// How many nodes the cluster has in its configuration.
     Nodes,
+    /// The time of the poll, in seconds since 1970 (for timestamps).
+    Now,
     /// The body (text), or a part of the JSON answer.
     Body(Vec<Step>),
     /// Samples of a Prometheus answer.

@@ -466,7 +466,7 @@ impl<'c> Parser<'c> {
     }
 
     fn place(&mut self, p: &str, start: usize) -> Result<Parsed, ExprError> {
-        let needs_answer = !matches!(p, "NODES");
+        let needs_answer = !matches!(p, "NODES" | "NOW");
         if needs_answer && self.ctx.no_answer {
             return Err(ExprError::at(
                 start,
@@ -488,6 +488,7 @@ impl<'c> Parser<'c> {
                 start,
             )),
             "NODES" => Ok((Node::Place(Place::Nodes), Ty::Num(Dim::Plain), start)),
+            "NOW" => Ok((Node::Place(Place::Now), Ty::Num(Dim::Plain), start)),
             "BODY" => {
                 let path = self.path()?;
                 let ty = if path.is_empty() { Ty::Text } else { Ty::Json };
@@ -518,7 +519,7 @@ impl<'c> Parser<'c> {
             other => Err(ExprError::at(
                 start,
                 format!(
-                    "unknown placeholder [{other}]; expected one of [STATUS], [RESPONSE_TIME], [BODY], [METRIC], [CERTIFICATE_EXPIRATION], [NODES]"
+                    "unknown placeholder [{other}]; expected one of [STATUS], [RESPONSE_TIME], [BODY], [METRIC], [CERTIFICATE_EXPIRATION], [NODES], [NOW]"
                 ),
             )),
         }
