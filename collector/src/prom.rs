@@ -40,7 +40,7 @@ impl Metrics {
         body: &str,
         lines: impl Iterator<Item = &'a str>,
     ) -> Result<Metrics, String> {
-        let lines = lines.map(|l| Ok(l.to_string()));
+        let lines = lines.map(|l| Ok(without_empty_labels(l)));
         let scrape = prometheus_parse::Scrape::parse(lines)
             .map_err(|e| format!("not Prometheus text: {e}"))?;
         if scrape.samples.is_empty() && !body.lines().any(looks_like_sample) {
@@ -89,6 +89,17 @@ impl Metrics {
             .iter()
             .filter(move |s| s.metric.starts_with(prefix))
             .filter_map(|s| value(&s.value).map(|v| (s.metric.as_str(), v)))
+    }
+}
+
+/// `name{} 1` as `name 1`: an empty label set is valid exposition text
+/// (Envoy writes it), but the parser skips such lines.
+fn without_empty_labels(line: &str) -> String {
+    match line.find("{}") {
+        Some(i) if !line[..i].contains(char::is_whitespace) && !line.starts_with('#') => {
+            format!("{}{}", &line[..i], &line[i + 2..])
+        }
+        _ => line.to_string(),
     }
 }
 
@@ -161,6 +172,13 @@ mod tests {
             assert_eq!(all.first(name), some.first(name), "{name}");
         }
         assert!(some.first("sys_uptime").is_none(), "not asked for");
+    }
+
+    #[test]
+    fn empty_label_sets_are_read() {
+        let m = Metrics::parse("# TYPE a gauge\na{} 1\nb{x=\"{}\"} 2\n").unwrap();
+        assert_eq!(m.first("a"), Some(1.0));
+        assert_eq!(m.first("b"), Some(2.0));
     }
 
     #[test]

@@ -90,7 +90,6 @@ pub enum SmtpTls {
     None,
 }
 
-
 /// One alert rule.
 #[derive(Debug, Clone)]
 pub struct AlertRule {

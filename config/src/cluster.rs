@@ -236,7 +236,10 @@ impl RawCheck {
 
     /// Points every location at `loc` (the `preset:` line).
     pub(crate) fn relocate(&mut self, loc: Location) {
-        for s in [&mut self.enabled, &mut self.warn, &mut self.crit].into_iter().flatten() {
+        for s in [&mut self.enabled, &mut self.warn, &mut self.crit]
+            .into_iter()
+            .flatten()
+        {
             s.referenced = loc;
         }
         for s in [

@@ -121,9 +121,14 @@ impl RawRequest {
     /// Points every location at `loc` (the `preset:` line).
     pub(crate) fn relocate(&mut self, loc: Location) {
         self.path.referenced = loc;
-        for s in [&mut self.method, &mut self.timeout, &mut self.format, &mut self.max_body]
-            .into_iter()
-            .flatten()
+        for s in [
+            &mut self.method,
+            &mut self.timeout,
+            &mut self.format,
+            &mut self.max_body,
+        ]
+        .into_iter()
+        .flatten()
         {
             s.referenced = loc;
         }
@@ -140,11 +145,7 @@ const METHODS: &[&str] = &["GET", "POST", "PUT", "HEAD", "OPTIONS", "PATCH", "DE
 
 impl Validator<'_> {
     /// The requests and checks of a YAML-defined cluster.
-    pub(crate) fn definition(
-        &mut self,
-        rc: &RawCluster,
-        field: &str,
-    ) -> Option<Definition> {
+    pub(crate) fn definition(&mut self, rc: &RawCluster, field: &str) -> Option<Definition> {
         let before = self.errors.len();
         let mut requests = BTreeMap::new();
         match &rc.requests {
@@ -268,7 +269,11 @@ impl Validator<'_> {
         let before = self.errors.len();
         let r = &raw.value;
         if !crate::cluster::valid_name(name) {
-            self.err(raw, field, "expected a request name of letters, digits, '-', '_' or '.'");
+            self.err(
+                raw,
+                field,
+                "expected a request name of letters, digits, '-', '_' or '.'",
+            );
         }
         let path = r.path.value.trim().to_string();
         if !path.starts_with('/') || path.contains(char::is_whitespace) || path.contains('#') {
@@ -286,7 +291,11 @@ impl Validator<'_> {
                     self.err(
                         m,
                         &format!("{field}.method"),
-                        format!("unknown method {:?}; expected one of: {}", m.value, METHODS.join(", ")),
+                        format!(
+                            "unknown method {:?}; expected one of: {}",
+                            m.value,
+                            METHODS.join(", ")
+                        ),
                     );
                 }
                 up
@@ -395,7 +404,12 @@ impl Validator<'_> {
             slots: *slots,
         };
         let value = raw.value.as_ref().and_then(|v| {
-            self.expression(v, &format!("{field}.value"), |t, c| expr::parse_value(t, c), &mut ctx)
+            self.expression(
+                v,
+                &format!("{field}.value"),
+                |t, c| expr::parse_value(t, c),
+                &mut ctx,
+            )
         });
         if let Some(v) = &value {
             match cluster {
@@ -403,7 +417,11 @@ impl Validator<'_> {
                     self.error_at(
                         raw.value.as_ref().map(|s| s.referenced).unwrap_or(at),
                         format!("{field}.cluster"),
-                        format!("cluster: {} adds up numbers, but the value is {}", cluster.map(Aggregate::name).unwrap_or(""), v.ty.describe()),
+                        format!(
+                            "cluster: {} adds up numbers, but the value is {}",
+                            cluster.map(Aggregate::name).unwrap_or(""),
+                            v.ty.describe()
+                        ),
                     );
                 }
                 Some(Aggregate::CountOk) if !matches!(v.ty, Ty::Bool | Ty::Json) => {
@@ -424,7 +442,9 @@ impl Validator<'_> {
         }
         ctx.value = match (cluster, &value) {
             (Some(Aggregate::Distinct | Aggregate::CountOk), _) => Some(Ty::Num(Dim::Plain)),
-            (Some(_), Some(v)) if v.ty == Ty::Series || v.ty == Ty::Json => Some(Ty::Num(Dim::Plain)),
+            (Some(_), Some(v)) if v.ty == Ty::Series || v.ty == Ty::Json => {
+                Some(Ty::Num(Dim::Plain))
+            }
             (_, Some(v)) if v.ty == Ty::Series => Some(Ty::Num(Dim::Plain)),
             (_, v) => v.as_ref().map(|v| v.ty),
         };
@@ -517,7 +537,10 @@ impl Validator<'_> {
                     self.err(
                         u,
                         &format!("{field}.unit"),
-                        format!("the value is {}, so unit {text:?} does not fit", Ty::Num(dim).describe()),
+                        format!(
+                            "the value is {}, so unit {text:?} does not fit",
+                            Ty::Num(dim).describe()
+                        ),
                     );
                     (text, 1.0)
                 }
@@ -532,7 +555,7 @@ impl Validator<'_> {
             Dim::Duration => written.unwrap_or(("s".into(), 1.0)),
             Dim::Bytes => written.unwrap_or(("B".into(), 1.0)),
             Dim::Percent => ("%".into(), 1.0),
-            Dim::Plain => (String::new(), 1.0),
+            Dim::Plain => written.unwrap_or((String::new(), 1.0)),
         }
     }
 
@@ -557,7 +580,11 @@ impl Validator<'_> {
                 };
                 self.errors.push(crate::ConfigError {
                     file: self.file.to_path_buf(),
-                    line: if loc.line() == 0 { 0 } else { loc.line() + self.line_offset },
+                    line: if loc.line() == 0 {
+                        0
+                    } else {
+                        loc.line() + self.line_offset
+                    },
                     column,
                     field: field.to_string(),
                     message: format!("{} (in {:?})", e.message, s.value),
@@ -582,7 +609,7 @@ fn literal_unit(text: &str, dim: Dim) -> Option<(String, f64)> {
                 j += 1;
             }
             let k = j;
-            while j < chars.len() && chars[j].is_ascii_alphabetic() {
+            while j < chars.len() && (chars[j].is_ascii_alphabetic() || chars[j] == '%') {
                 j += 1;
             }
             let unit: String = chars[k..j].iter().collect();

@@ -31,8 +31,8 @@ mod server;
 mod validate;
 
 pub use alerting::{
-    AlertRule, AlertWhen, AlertingConfig, EmailConfig, HealthState, MaintenanceWindow,
-    Matchers, ReceiverConfig, ReceiverKind, Severity, SmtpTls, glob,
+    AlertRule, AlertWhen, AlertingConfig, EmailConfig, HealthState, MaintenanceWindow, Matchers,
+    ReceiverConfig, ReceiverKind, Severity, SmtpTls, glob,
 };
 pub use client::ClientConfig;
 pub use cluster::{
@@ -40,8 +40,8 @@ pub use cluster::{
     TlsConfig,
 };
 pub use collector::CollectorConfig;
-pub use http::{Aggregate, DefinedCheck, Definition, Format, Request, RequestBody};
 pub use error::{ConfigError, ConfigErrors};
+pub use http::{Aggregate, DefinedCheck, Definition, Format, Request, RequestBody};
 pub use secret::{HeaderValue, SecretError, SecretRef};
 pub use server::{
     AuthSettings, DEFAULT_COLLECTOR_ADDR, DEFAULT_GRPC_ADDR, DEFAULT_HTTP_ADDR, ServerConfig,

@@ -7,8 +7,8 @@
 use crate::error::ConfigError;
 use crate::raw::{RawSecret, Scalar};
 use crate::secret::{HeaderValue, SecretRef};
-use std::collections::BTreeMap;
 use serde_saphyr::{Location, Spanned};
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
@@ -283,4 +283,3 @@ fn http_header_name(name: &str) -> Option<()> {
             .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)))
     .then_some(())
 }
-

@@ -44,11 +44,21 @@ pub struct Rates {
 impl Rates {
     /// Records `v` and returns the per-second increase over `window`,
     /// counting a drop as a counter reset.
-    fn rate(&self, slot: usize, node: &str, v: f64, at: Instant, window: Duration) -> Result<f64, String> {
+    fn rate(
+        &self,
+        slot: usize,
+        node: &str,
+        v: f64,
+        at: Instant,
+        window: Duration,
+    ) -> Result<f64, String> {
         let mut all = self.series.lock().unwrap_or_else(|p| p.into_inner());
         let q = all.entry((slot, node.to_string())).or_default();
         q.push_back((at, v));
-        while q.len() > 2 && q.front().is_some_and(|(t, _)| at.duration_since(*t) > window) {
+        while q.len() > 2
+            && q.front()
+                .is_some_and(|(t, _)| at.duration_since(*t) > window)
+        {
             q.pop_front();
         }
         let (Some(first), Some(last)) = (q.front(), q.back()) else {
@@ -116,7 +126,11 @@ impl<'a> Cx<'a> {
                     }
                     ArithOp::Div => x / y,
                 };
-                let dim = if *op == ArithOp::Div && dx == dy { Dim::Plain } else { dim };
+                let dim = if *op == ArithOp::Div && dx == dy {
+                    Dim::Plain
+                } else {
+                    dim
+                };
                 Ok(Val::Num(v, dim))
             }
             Node::Cmp {
@@ -127,9 +141,7 @@ impl<'a> Cx<'a> {
             } => {
                 let l = self.eval(left)?;
                 let r = self.eval(right)?;
-                self.seen
-                    .borrow_mut()
-                    .push((left_text.clone(), show(&l)));
+                self.seen.borrow_mut().push((left_text.clone(), show(&l)));
                 Ok(Val::Bool(compare(*op, &l, &r)?))
             }
             Node::Call(f, args) => self.call(*f, args),
@@ -273,7 +285,9 @@ fn walk<'a>(mut v: &'a serde_json::Value, path: &[Step]) -> Result<&'a serde_jso
             Step::Index(i) => v.get(*i),
         };
         let shown = match step {
-            Step::Key(k) if k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') => format!(".{k}"),
+            Step::Key(k) if k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') => {
+                format!(".{k}")
+            }
             Step::Key(k) => format!("[{k:?}]"),
             Step::Index(i) => format!("[{i}]"),
         };
@@ -341,7 +355,10 @@ fn list(v: &Val<'_>) -> Result<Vec<f64>, String> {
         Val::Series(s, _) => Ok(s.iter().map(|(_, v)| *v).collect()),
         Val::Json(serde_json::Value::Array(a)) => a
             .iter()
-            .map(|x| x.as_f64().ok_or_else(|| format!("the list holds {}, not only numbers", json_kind(x))))
+            .map(|x| {
+                x.as_f64()
+                    .ok_or_else(|| format!("the list holds {}, not only numbers", json_kind(x)))
+            })
             .collect(),
         other => Err(format!("{} is not a list", show(other))),
     }
@@ -355,10 +372,17 @@ pub fn num(v: &Val<'_>) -> Result<(f64, Dim), String> {
             .as_f64()
             .map(|f| (f, Dim::Plain))
             .ok_or_else(|| "a number out of range".into()),
-        Val::Json(j) => Err(format!("expected a number, found {} {}", json_kind(j), short(&j.to_string()))),
+        Val::Json(j) => Err(format!(
+            "expected a number, found {} {}",
+            json_kind(j),
+            short(&j.to_string())
+        )),
         Val::Series(s, sel) => match s.as_slice() {
             [(_, v)] => Ok((*v, Dim::Plain)),
-            [] => Err(format!("no sample of {} in the answer", describe_selector(sel))),
+            [] => Err(format!(
+                "no sample of {} in the answer",
+                describe_selector(sel)
+            )),
             many => Err(format!(
                 "{} samples match {}; pick one with labels or use sum(), min(), max(), avg() or count()",
                 many.len(),
@@ -402,8 +426,10 @@ fn compare(op: CmpOp, l: &Val<'_>, r: &Val<'_>) -> Result<bool, String> {
                 Some(truth(l)? == truth(r)?)
             }
             (Val::Json(serde_json::Value::Null), _) | (_, Val::Json(serde_json::Value::Null)) => {
-                Some(matches!(l, Val::Json(serde_json::Value::Null))
-                    == matches!(r, Val::Json(serde_json::Value::Null)))
+                Some(
+                    matches!(l, Val::Json(serde_json::Value::Null))
+                        == matches!(r, Val::Json(serde_json::Value::Null)),
+                )
             }
             _ if text(l).is_some() || text(r).is_some() => Some(false),
             _ => None,
@@ -455,7 +481,10 @@ pub fn show_num(n: f64, d: Dim) -> String {
             } else if a < 2.0 * 86400.0 {
                 format!("{sign}{} h", fmt_num((a / 3600.0 * 10.0).round() / 10.0))
             } else {
-                format!("{sign}{} days", fmt_num((a / 86400.0 * 10.0).round() / 10.0))
+                format!(
+                    "{sign}{} days",
+                    fmt_num((a / 86400.0 * 10.0).round() / 10.0)
+                )
             }
         }
         Dim::Bytes => crate::connector::bytes(n),

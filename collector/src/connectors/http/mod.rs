@@ -203,10 +203,11 @@ impl Http {
                 )
             })
         });
-        let metrics = (p.req.format == Format::Prometheus && !p.req.metrics.is_empty()).then(|| {
-            let wanted: Vec<&str> = p.req.metrics.iter().map(String::as_str).collect();
-            Metrics::parse_only(&body, &wanted).map_err(|e| format!("HTTP {status}: {e}"))
-        });
+        let metrics =
+            (p.req.format == Format::Prometheus && !p.req.metrics.is_empty()).then(|| {
+                let wanted: Vec<&str> = p.req.metrics.iter().map(String::as_str).collect();
+                Metrics::parse_only(&body, &wanted).map_err(|e| format!("HTTP {status}: {e}"))
+            });
         Ok(Reply {
             status,
             latency,
@@ -284,7 +285,9 @@ fn implicit_up(node: &str, answers: &Answers) -> Observation {
             return Observation::new(node, UP_CHECK, Status::Crit, format!("{name}: {e}"));
         }
     }
-    let first = answers.iter().find_map(|(n, a)| a.as_ref().ok().map(|r| (n, r)));
+    let first = answers
+        .iter()
+        .find_map(|(n, a)| a.as_ref().ok().map(|r| (n, r)));
     match first {
         Some((name, r)) => Observation::new(
             node,
@@ -342,6 +345,8 @@ impl<'j> Judge<'j> {
         }
     }
 
+    /// One node's value and, unless the check judges the cluster as a
+    /// whole, its conditions.
     fn evaluate<'a>(&self, node: &'a str, answers: &'a Answers) -> NodeResult<'a>
     where
         'j: 'a,
@@ -354,13 +359,23 @@ impl<'j> Judge<'j> {
         let mut cx = self.cx(node, Some(reply));
         let value = match &self.chk.value {
             Some(e) => match cx.eval(&e.root) {
+                // Samples stand for their one value.
+                Ok(v @ Val::Series(..)) => match eval::num(&v) {
+                    Ok((n, d)) => Some(Val::Num(n, d)),
+                    Err(err) => return NodeResult::Unreadable(format!("{}: {err}", e.text.trim())),
+                },
                 Ok(v) => Some(v),
                 Err(err) => return NodeResult::Unreadable(format!("{}: {err}", e.text.trim())),
             },
             None => None,
         };
         cx.value = value.clone();
-        let (status, failed) = match conditions(&cx, self.chk) {
+        let judged = if self.chk.cluster.is_some() {
+            Ok((Status::Ok, None))
+        } else {
+            conditions(&cx, self.chk)
+        };
+        let (status, failed) = match judged {
             Ok(x) => x,
             Err(e) => return NodeResult::Unreadable(e),
         };
@@ -383,9 +398,12 @@ impl<'j> Judge<'j> {
                 };
                 Observation::new(node, self.name, status, e)
             }
-            NodeResult::Unreadable(e) => {
-                Observation::new(node, self.name, Status::Unknown, format!("cannot judge: {e}"))
-            }
+            NodeResult::Unreadable(e) => Observation::new(
+                node,
+                self.name,
+                Status::Unknown,
+                format!("cannot judge: {e}"),
+            ),
             NodeResult::Judged {
                 status,
                 value,
@@ -394,7 +412,8 @@ impl<'j> Judge<'j> {
                 reply,
             } => {
                 let (number, shown) = self.present(value.as_ref(), &seen, reply);
-                let mut o = Observation::new(node, self.name, status, sentence(shown, status, failed));
+                let mut o =
+                    Observation::new(node, self.name, status, sentence(shown, status, failed));
                 if let Some(n) = number {
                     o.value = Some(n);
                     o.unit = self.chk.unit.clone();
@@ -405,7 +424,12 @@ impl<'j> Judge<'j> {
     }
 
     /// The value as reported (number in the check's unit) and as read.
-    fn present(&self, value: Option<&Val<'_>>, seen: &[(String, String)], reply: &Reply) -> (Option<f64>, String) {
+    fn present(
+        &self,
+        value: Option<&Val<'_>>,
+        seen: &[(String, String)],
+        reply: &Reply,
+    ) -> (Option<f64>, String) {
         match value {
             Some(v) => match eval::num(v) {
                 Ok((n, _)) if !matches!(v, Val::Bool(_)) => {
@@ -503,7 +527,12 @@ impl<'j> Judge<'j> {
         let (status, failed) = match conditions(&cx, self.chk) {
             Ok(x) => x,
             Err(e) => {
-                return Observation::new("", self.name, Status::Unknown, format!("cannot judge: {e}"));
+                return Observation::new(
+                    "",
+                    self.name,
+                    Status::Unknown,
+                    format!("cannot judge: {e}"),
+                );
             }
         };
         let scaled = if matches!(agg, Aggregate::Distinct | Aggregate::CountOk) {
@@ -525,7 +554,10 @@ impl<'j> Judge<'j> {
         };
         let mut msg = sentence(what, status, failed);
         if !missing.is_empty() {
-            msg.push_str(&format!("; {read} of {total} nodes read, not {}", missing.join("; ")));
+            msg.push_str(&format!(
+                "; {read} of {total} nodes read, not {}",
+                missing.join("; ")
+            ));
         }
         let mut o = Observation::new("", self.name, status, msg);
         o.value = Some(scaled);
@@ -600,7 +632,11 @@ fn conditions<'a>(
 fn sentence(what: String, status: Status, failed: Option<&Expression>) -> String {
     match (status, failed) {
         (Status::Crit | Status::Warn, Some(c)) => {
-            let word = if status == Status::Crit { "crit" } else { "warn" };
+            let word = if status == Status::Crit {
+                "crit"
+            } else {
+                "warn"
+            };
             format!("{what} ({word}: {})", c.text.trim())
         }
         _ => what,
