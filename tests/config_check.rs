@@ -36,7 +36,7 @@ const CASES: &[(&str, &str, &str)] = &[
     (
         "unknown cluster field",
         "clusters:\n  - name: a\n    kind: etcd\n    nodes: [127.0.0.1:2379]\n    intervl: 5s\n",
-        "FILE:5:5: clusters[0]: unknown field `intervl`, expected one of name, kind, nodes, interval, timeout, max_backoff, tls, auth, checks, labels",
+        "FILE:5:5: clusters[0]: unknown field `intervl`, expected one of name, kind, preset, nodes, interval, timeout, max_backoff, tls, auth, requests, checks, labels",
     ),
     (
         "not a duration",
@@ -51,7 +51,7 @@ const CASES: &[(&str, &str, &str)] = &[
     (
         "unknown kind",
         "clusters:\n  - name: a\n    kind: mongo\n    nodes: [127.0.0.1:2379]\n",
-        "FILE:3:11: clusters[0].kind: unknown connector kind \"mongo\"; expected one of: cockroachdb, etcd",
+        "FILE:3:11: clusters[0].kind: unknown connector kind \"mongo\"; expected one of: cockroachdb, etcd, http",
     ),
     (
         "inline secret",
@@ -111,7 +111,7 @@ const CASES: &[(&str, &str, &str)] = &[
     (
         "missing kind",
         "clusters:\n  - name: a\n    nodes: [127.0.0.1:2379]\n",
-        "FILE:2:5: clusters[0]: missing field `kind`",
+        "FILE:2:11: clusters[0].kind: expected kind: one of cockroachdb, etcd, http, or preset: one of envoy, istio, nats",
     ),
     (
         "broken YAML",

@@ -404,12 +404,7 @@ impl Validator<'_> {
             slots: *slots,
         };
         let value = raw.value.as_ref().and_then(|v| {
-            self.expression(
-                v,
-                &format!("{field}.value"),
-                |t, c| expr::parse_value(t, c),
-                &mut ctx,
-            )
+            self.expression(v, &format!("{field}.value"), expr::parse_value, &mut ctx)
         });
         if let Some(v) = &value {
             match cluster {
@@ -459,7 +454,7 @@ impl Validator<'_> {
                         referenced: s.referenced,
                         defined: s.defined,
                     };
-                    v.expression(&text, &f, |t, c| expr::parse_condition(t, c), &mut ctx)
+                    v.expression(&text, &f, expr::parse_condition, &mut ctx)
                 }
                 other => {
                     v.err(

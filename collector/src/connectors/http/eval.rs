@@ -35,10 +35,13 @@ pub enum Val<'a> {
     Pat(&'a regex::Regex),
 }
 
+/// The samples one `rate()` keeps for one node.
+type History = VecDeque<(Instant, f64)>;
+
 /// Histories of `rate()` per (slot, node).
 #[derive(Default)]
 pub struct Rates {
-    series: Mutex<HashMap<(usize, String), VecDeque<(Instant, f64)>>>,
+    series: Mutex<HashMap<(usize, String), History>>,
 }
 
 impl Rates {
