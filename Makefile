@@ -21,7 +21,7 @@ deps:
 bench: deps
 	deploy/install-deps.sh --bench
 	mkdir -p target
-	cargo bench --locked -p dbmon-collector -p dbmon-proto -p dbmon-server -p dbmon-auth --bench parse --bench spill --bench report --bench cache --bench store --bench verify --bench alerting -- --warm-up-time 1 --measurement-time 3 > target/criterion.txt
+	cargo bench --locked -p dbmon-collector -p dbmon-proto -p dbmon-server -p dbmon-auth --bench parse --bench http_checks --bench spill --bench report --bench cache --bench store --bench verify --bench alerting -- --warm-up-time 1 --measurement-time 3 > target/criterion.txt
 	grep -E "time:|^[a-z_0-9]+/" target/criterion.txt
 	cargo build --release --locked --features load-tool --bin dbmon --bin dbmon-load
 	$$(cargo metadata --no-deps --format-version 1 | sed 's/.*"target_directory":"\([^"]*\)".*/\1/')/release/dbmon-load --out target/bench

@@ -234,7 +234,7 @@ const DEFINITIONS: &[(&str, &str, &str)] = &[
     (
         "a number where a condition belongs",
         "      x: {request: t, value: '[STATUS]', warn: 5}\n",
-        "FILE:10:44: clusters[0].checks.x.warn: expected a condition in quotes, such as \"> 5\"",
+        "FILE:10:48: clusters[0].checks.x.warn: expected a condition in quotes, such as \"> 5\"",
     ),
     (
         "a cluster-wide value without a threshold",

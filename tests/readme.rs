@@ -72,3 +72,42 @@ fn the_readme_lists_every_check_of_the_registry_with_its_defaults() {
     }
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
+
+/// The cluster entries shown under "Connect your cluster" are valid, and so
+/// are the presets and the YAML-defined cluster they show.
+#[test]
+fn the_connect_your_cluster_examples_pass_config_check() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
+        .expect("README.md");
+    let section = readme
+        .split("## Connect your cluster")
+        .nth(1)
+        .expect("a Connect your cluster section")
+        .split("\n## ")
+        .next()
+        .unwrap_or_default();
+    let blocks: Vec<&str> = section
+        .split("```yaml\n")
+        .skip(1)
+        .filter_map(|b| b.split("```").next())
+        .collect();
+    assert_eq!(blocks.len(), 3, "three YAML examples");
+    let mut yaml = String::new();
+    for b in blocks {
+        yaml.push_str(b.trim_start_matches("clusters:\n"));
+    }
+    let yaml = format!("clusters:\n{yaml}");
+    let cfg = dbmon_config::Config::parse(
+        &yaml,
+        std::path::Path::new("README.md"),
+        &dbmon_collector::Registry,
+    )
+    .unwrap_or_else(|e| panic!("{e}\n{yaml}"));
+    let kinds: Vec<&str> = cfg.clusters.iter().map(|c| c.kind.as_str()).collect();
+    assert_eq!(kinds, ["etcd", "http", "http", "http"]);
+    let billing = cfg.clusters.iter().find(|c| c.name == "billing");
+    let def = billing
+        .and_then(|c| c.definition.as_ref())
+        .expect("billing defined");
+    assert_eq!(def.checks.len(), 5);
+}

@@ -245,6 +245,9 @@ async fn json_answers_are_judged_with_paths_functions_and_patterns() {
       latency: {request: status, value: "[RESPONSE_TIME]", warn: "> 1us", crit: "> 1h"}
       version: {request: status, value: "[BODY].version", cluster: distinct, warn: "> 1"}
       total_items: {request: status, value: "sum([BODY].items)", cluster: sum, warn: "> [NODES] * 5"}
+      most_used: {request: status, value: "[BODY].used", cluster: max, crit: "> 95"}
+      least_used: {request: status, value: "[BODY].used", cluster: min, warn: "< 90"}
+      ok_nodes: {request: status, value: "[BODY].used < 90", cluster: count_ok, crit: "< [NODES]"}
 "#,
     ));
     let obs = c.poll().await;
@@ -292,6 +295,17 @@ async fn json_answers_are_judged_with_paths_functions_and_patterns() {
     let o = find(&obs, "", "total_items");
     assert_eq!((o.status, o.value), (Status::Warn, Some(12.0)), "{o:?}");
     assert_eq!(o.message, "sum of 12 (warn: > [NODES] * 5)");
+    let o = find(&obs, "", "most_used");
+    assert_eq!((o.status, o.value), (Status::Crit, Some(97.0)), "{o:?}");
+    let o = find(&obs, "", "least_used");
+    assert_eq!((o.status, o.value), (Status::Warn, Some(81.0)), "{o:?}");
+    let o = find(&obs, "", "ok_nodes");
+    assert_eq!(
+        (o.status, o.value, o.unit.as_str()),
+        (Status::Crit, Some(1.0), "nodes"),
+        "{o:?}"
+    );
+    assert_eq!(o.message, "1 of 2 nodes ok (crit: < [NODES])");
     // No `up` check defined: every node answering every request is up.
     assert_eq!(find(&obs, &na, "up").status, Status::Ok);
     assert_eq!(a.seen("/status")[0].method, "GET");
@@ -531,6 +545,28 @@ async fn secrets_ride_in_headers_and_bodies_and_never_in_sentences() {
         "{e}"
     );
     assert!(!e.to_string().contains("Bearer abc"), "{e}");
+}
+
+#[tokio::test]
+async fn auth_logs_in_with_http_basic() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("password");
+    std::fs::write(&file, "pa55-w0rd-long\n").unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let s = Server::new(&[("/ready", ok("ok"))]);
+    let url = s.start().await;
+    let c = connector(&format!(
+        "clusters:\n  - name: svc\n    kind: http\n    nodes: [{url}]\n    auth: {{username: dbmon, password: {{file: {}}}}}\n    requests:\n      ready: {{path: /ready}}\n    checks:\n      up: {{request: ready, crit: \"[STATUS] != 200\"}}\n",
+        file.display()
+    ));
+    let obs = c.poll().await;
+    assert_eq!(find(&obs, &label(&url), "up").status, Status::Ok);
+    // "dbmon:pa55-w0rd-long" in base64.
+    assert_eq!(
+        s.seen("/ready")[0].headers["authorization"],
+        "Basic ZGJtb246cGE1NS13MHJkLWxvbmc="
+    );
 }
 
 fn unsafe_env(var: &str, value: &str) {

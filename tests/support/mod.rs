@@ -274,12 +274,18 @@ impl Stack {
     }
 
     pub fn start_collector(&mut self) {
+        self.start_collector_with_env(&[]);
+    }
+
+    /// Starts the collector with extra environment variables.
+    pub fn start_collector_with_env(&mut self, env: &[(&str, &str)]) {
         let path = self.dir.join("dbmon.yaml");
         self.collector = Some(Proc::spawn(
             Command::new(DBMON)
                 .arg("collector")
                 .arg("--config")
                 .arg(&path)
+                .envs(env.iter().copied())
                 .stdout(Stdio::null()),
             self.dir.join("collector.log"),
         ));

@@ -35,8 +35,43 @@ pub enum Val<'a> {
     Pat(&'a regex::Regex),
 }
 
-/// The samples one `rate()` keeps for one node.
-type History = VecDeque<(Instant, f64)>;
+/// The samples one `rate()` keeps for one node, and their increase so far
+/// (kept up to date as samples come and go, so a rate costs the same
+/// however many polls the window holds).
+#[derive(Default)]
+struct History {
+    samples: VecDeque<(Instant, f64)>,
+    increase: f64,
+}
+
+/// At most this many samples per rate (a window of polls every 100 ms
+/// holds fewer than 5 minutes' worth).
+const MAX_SAMPLES: usize = 4096;
+
+/// The increase from `a` to `b`; a drop is a counter reset.
+fn step(a: f64, b: f64) -> f64 {
+    if b >= a { b - a } else { b }
+}
+
+impl History {
+    fn push(&mut self, at: Instant, v: f64, window: Duration) {
+        if let Some(&(_, last)) = self.samples.back() {
+            self.increase += step(last, v);
+        }
+        self.samples.push_back((at, v));
+        while self.samples.len() > 2
+            && (self.samples.len() > MAX_SAMPLES
+                || self
+                    .samples
+                    .front()
+                    .is_some_and(|(t, _)| at.duration_since(*t) > window))
+        {
+            if let (Some((_, a)), Some((_, b))) = (self.samples.pop_front(), self.samples.front()) {
+                self.increase -= step(a, *b);
+            }
+        }
+    }
+}
 
 /// Histories of `rate()` per (slot, node).
 #[derive(Default)]
@@ -56,26 +91,16 @@ impl Rates {
         window: Duration,
     ) -> Result<f64, String> {
         let mut all = self.series.lock().unwrap_or_else(|p| p.into_inner());
-        let q = all.entry((slot, node.to_string())).or_default();
-        q.push_back((at, v));
-        while q.len() > 2
-            && q.front()
-                .is_some_and(|(t, _)| at.duration_since(*t) > window)
-        {
-            q.pop_front();
-        }
-        let (Some(first), Some(last)) = (q.front(), q.back()) else {
+        let h = all.entry((slot, node.to_string())).or_default();
+        h.push(at, v, window);
+        let (Some(first), Some(last)) = (h.samples.front(), h.samples.back()) else {
             return Err("rate() has no samples".into());
         };
         let secs = last.0.duration_since(first.0).as_secs_f64();
-        if q.len() < 2 || secs <= 0.0 {
+        if h.samples.len() < 2 || secs <= 0.0 {
             return Err("rate() needs two polls; it is known from the next one".into());
         }
-        let mut increase = 0.0;
-        for (a, b) in q.iter().zip(q.iter().skip(1)) {
-            increase += if b.1 >= a.1 { b.1 - a.1 } else { b.1 };
-        }
-        Ok(increase / secs)
+        Ok(h.increase.max(0.0) / secs)
     }
 }
 
@@ -503,4 +528,45 @@ fn short(t: &str) -> String {
         s.push('…');
     }
     format!("{s:?}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rates_count_resets_and_forget_what_leaves_the_window() {
+        let r = Rates::default();
+        let t0 = Instant::now();
+        let w = Duration::from_secs(60);
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        assert!(r.rate(0, "n", 100.0, at(0), w).is_err(), "one poll");
+        assert_eq!(r.rate(0, "n", 110.0, at(10), w), Ok(1.0));
+        // A restart: from 110 down to 5 counts 5.
+        assert_eq!(r.rate(0, "n", 5.0, at(20), w), Ok(15.0 / 20.0));
+        // Another node and another slot keep their own history.
+        assert!(r.rate(0, "m", 1.0, at(20), w).is_err());
+        assert!(r.rate(1, "n", 1.0, at(20), w).is_err());
+        // 0 s and 10 s leave the window: 20 s → 75 s, +10.
+        assert_eq!(r.rate(0, "n", 15.0, at(75), w), Ok(10.0 / 55.0));
+    }
+
+    #[test]
+    fn a_rate_keeps_a_bounded_history() {
+        let r = Rates::default();
+        let t0 = Instant::now();
+        for i in 0..(MAX_SAMPLES as u64 * 2) {
+            let _ = r.rate(
+                0,
+                "n",
+                i as f64,
+                t0 + Duration::from_millis(i),
+                Duration::from_secs(3600),
+            );
+        }
+        let all = r.series.lock().unwrap();
+        let h = &all[&(0, "n".to_string())];
+        assert_eq!(h.samples.len(), MAX_SAMPLES);
+        assert_eq!(h.increase, (MAX_SAMPLES - 1) as f64);
+    }
 }

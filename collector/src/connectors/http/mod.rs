@@ -97,7 +97,17 @@ pub fn build(cluster: &ClusterConfig) -> Result<Box<dyn Connector>, ConnectorErr
         }
         None => None,
     };
+    // "Bearer abc…": the credential alone may come back too.
+    let words: Vec<String> = secrets
+        .iter()
+        .flat_map(|s| s.split_whitespace().skip(1))
+        .filter(|w| w.len() >= 8)
+        .map(str::to_string)
+        .collect();
+    secrets.extend(words);
     secrets.retain(|s| s.len() >= 4);
+    // Longest first, so a whole value is masked before its parts.
+    secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
     Ok(Box::new(Http {
         client,
         cluster: cluster.clone(),
