@@ -76,7 +76,7 @@ impl History {
 /// Histories of `rate()` per (slot, node).
 #[derive(Default)]
 pub struct Rates {
-    series: Mutex<HashMap<(usize, String), History>>,
+    series: Mutex<HashMap<String, HashMap<usize, History>>>,
 }
 
 impl Rates {
@@ -91,7 +91,13 @@ impl Rates {
         window: Duration,
     ) -> Result<f64, String> {
         let mut all = self.series.lock().unwrap_or_else(|p| p.into_inner());
-        let h = all.entry((slot, node.to_string())).or_default();
+        if !all.contains_key(node) {
+            all.insert(node.to_string(), HashMap::new());
+        }
+        let Some(per_node) = all.get_mut(node) else {
+            return Err("rate() lost its history".into());
+        };
+        let h = per_node.entry(slot).or_default();
         h.push(at, v, window);
         let (Some(first), Some(last)) = (h.samples.front(), h.samples.back()) else {
             return Err("rate() has no samples".into());
@@ -116,8 +122,9 @@ pub struct Cx<'a> {
     pub rates: &'a Rates,
     /// The check's value, for the short form of conditions.
     pub value: Option<Val<'a>>,
-    /// Left sides of the comparisons evaluated, for the sentence.
-    pub seen: RefCell<Vec<(String, String)>>,
+    /// Left sides of the comparisons evaluated, for the sentence; None
+    /// when the sentence will not use them.
+    pub seen: Option<RefCell<Vec<(&'a str, Val<'a>)>>>,
 }
 
 impl<'a> Cx<'a> {
@@ -169,7 +176,9 @@ impl<'a> Cx<'a> {
             } => {
                 let l = self.eval(left)?;
                 let r = self.eval(right)?;
-                self.seen.borrow_mut().push((left_text.clone(), show(&l)));
+                if let Some(seen) = &self.seen {
+                    seen.borrow_mut().push((left_text.as_str(), l.clone()));
+                }
                 Ok(Val::Bool(compare(*op, &l, &r)?))
             }
             Node::Call(f, args) => self.call(*f, args),
@@ -306,22 +315,18 @@ fn json_of(r: &Reply) -> Result<&serde_json::Value, String> {
 
 /// Follows a path; the error names the first step that is missing.
 fn walk<'a>(mut v: &'a serde_json::Value, path: &[Step]) -> Result<&'a serde_json::Value, String> {
-    let mut done = String::from("[BODY]");
-    for step in path {
+    for (n, step) in path.iter().enumerate() {
         let next = match step {
             Step::Key(k) => v.get(k.as_str()),
             Step::Index(i) => v.get(*i),
         };
-        let shown = match step {
-            Step::Key(k) if k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') => {
-                format!(".{k}")
-            }
-            Step::Key(k) => format!("[{k:?}]"),
-            Step::Index(i) => format!("[{i}]"),
-        };
         match next {
-            Some(n) => v = n,
+            Some(next) => v = next,
             None => {
+                // Names are built only for the sentence of a missing step.
+                let done = path_text(&path[..n]);
+                let shown = path_text(std::slice::from_ref(step));
+                let shown = shown.trim_start_matches("[BODY]");
                 let what = match (step, v) {
                     (Step::Index(i), serde_json::Value::Array(a)) => {
                         format!("{done} has {} item(s), so no [{i}]", a.len())
@@ -334,9 +339,24 @@ fn walk<'a>(mut v: &'a serde_json::Value, path: &[Step]) -> Result<&'a serde_jso
                 return Err(what);
             }
         }
-        done.push_str(&shown);
     }
     Ok(v)
+}
+
+/// `[BODY].a["odd key"][0]`.
+fn path_text(path: &[Step]) -> String {
+    let mut out = String::from("[BODY]");
+    for step in path {
+        match step {
+            Step::Key(k) if k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') => {
+                out.push('.');
+                out.push_str(k);
+            }
+            Step::Key(k) => out.push_str(&format!("[{k:?}]")),
+            Step::Index(i) => out.push_str(&format!("[{i}]")),
+        }
+    }
+    out
 }
 
 fn json_kind(v: &serde_json::Value) -> &'static str {
@@ -523,11 +543,10 @@ pub fn show_num(n: f64, d: Dim) -> String {
 
 /// Text for a message: at most 60 characters, quoted.
 fn short(t: &str) -> String {
-    let mut s: String = t.chars().take(60).collect();
-    if t.chars().count() > 60 {
-        s.push('…');
+    match t.char_indices().nth(60) {
+        None => format!("{t:?}"),
+        Some((cut, _)) => format!("{:?}…", &t[..cut]),
     }
-    format!("{s:?}")
 }
 
 #[cfg(test)]
@@ -565,7 +584,7 @@ mod tests {
             );
         }
         let all = r.series.lock().unwrap();
-        let h = &all[&(0, "n".to_string())];
+        let h = &all["n"][&0];
         assert_eq!(h.samples.len(), MAX_SAMPLES);
         assert_eq!(h.increase, (MAX_SAMPLES - 1) as f64);
     }

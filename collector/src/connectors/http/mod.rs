@@ -332,7 +332,7 @@ enum NodeResult<'a> {
     Judged {
         status: Status,
         value: Option<Val<'a>>,
-        seen: Vec<(String, String)>,
+        seen: Vec<(&'a str, Val<'a>)>,
         failed: Option<&'a Expression>,
         reply: &'a Reply,
     },
@@ -351,7 +351,8 @@ impl<'j> Judge<'j> {
             at: self.at,
             rates: self.rates,
             value: None,
-            seen: RefCell::new(Vec::new()),
+            // Only a check without a value tells what its conditions saw.
+            seen: (self.chk.value.is_none()).then(|| RefCell::new(Vec::new())),
         }
     }
 
@@ -392,7 +393,7 @@ impl<'j> Judge<'j> {
         NodeResult::Judged {
             status,
             value,
-            seen: cx.seen.into_inner(),
+            seen: cx.seen.map(RefCell::into_inner).unwrap_or_default(),
             failed,
             reply,
         }
@@ -437,7 +438,7 @@ impl<'j> Judge<'j> {
     fn present(
         &self,
         value: Option<&Val<'_>>,
-        seen: &[(String, String)],
+        seen: &[(&str, Val<'_>)],
         reply: &Reply,
     ) -> (Option<f64>, String) {
         match value {
@@ -456,17 +457,25 @@ impl<'j> Judge<'j> {
                 _ => (None, eval::show(v)),
             },
             None => {
-                let mut parts: Vec<String> = Vec::new();
+                let mut text = String::new();
+                let mut shown: Vec<(&str, String)> = Vec::with_capacity(seen.len());
                 for (l, v) in seen {
-                    let p = format!("{l} = {v}");
-                    if !parts.contains(&p) {
-                        parts.push(p);
+                    let v = eval::show(v);
+                    if shown.iter().any(|(l2, v2)| l2 == l && *v2 == v) {
+                        continue;
                     }
+                    if !text.is_empty() {
+                        text.push_str(", ");
+                    }
+                    text.push_str(l);
+                    text.push_str(" = ");
+                    text.push_str(&v);
+                    shown.push((l, v));
                 }
-                if parts.is_empty() {
-                    parts.push(format!("HTTP {}", reply.status));
+                if text.is_empty() {
+                    text = format!("HTTP {}", reply.status);
                 }
-                (None, parts.join(", "))
+                (None, text)
             }
         }
     }
@@ -591,7 +600,7 @@ impl<'j> Judge<'j> {
                 NodeResult::Judged { failed, seen, .. } => {
                     let why = seen
                         .first()
-                        .map(|(l, v)| format!("{l} = {v}"))
+                        .map(|(l, v)| format!("{l} = {}", eval::show(v)))
                         .or_else(|| failed.map(|f| f.text.trim().to_string()))
                         .unwrap_or_default();
                     out_nodes.push(format!("{node} ({why})"))
