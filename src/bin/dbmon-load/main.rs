@@ -1,0 +1,171 @@
+//! `dbmon-load`: measures dbmon under load, and Prometheus beside it on the
+//! same targets.
+//!
+//! It starts N simulated CockroachDB nodes (HTTP servers replaying a real
+//! captured `/_status/vars`), a real `dbmon server` and `dbmon collector`
+//! over mutual TLS polling them, and M `Watch` subscribers over TLS. It
+//! reports collector CPU per 1,000 polls, peak RSS of server and collector,
+//! ingest rate, delivery latency (observed-at to a subscriber's receipt),
+//! detection latency (a node stops to a subscriber seeing it crit), lost
+//! reports, and the server's memory holding the latest state of many
+//! clusters. When a `prometheus` binary is on PATH it scrapes the same N
+//! targets at the same interval in the same run, with an alert on
+//! `up == 0`, and its CPU, RSS and detection latency are reported beside.
+
+mod measure;
+mod phases;
+mod report;
+mod stack;
+
+use anyhow::{Context, Result};
+use clap::Parser;
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Parser)]
+#[command(
+    name = "dbmon-load",
+    about = "Measure dbmon under load, beside Prometheus"
+)]
+struct Args {
+    /// Simulated cluster nodes (grouped in clusters of 3).
+    #[arg(long, default_value_t = 1000)]
+    nodes: usize,
+    /// Watch subscribers.
+    #[arg(long, default_value_t = 1000)]
+    subscribers: usize,
+    /// Poll (and scrape) interval.
+    #[arg(long, default_value = "10s")]
+    interval: String,
+    /// Measuring window, after the warm-up.
+    #[arg(long, default_value = "60s")]
+    duration: String,
+    /// Clusters whose latest state the server holds in the memory phase.
+    #[arg(long, default_value_t = 10_000)]
+    state_clusters: usize,
+    /// Where results go (JSON, Markdown, SVG).
+    #[arg(long, default_value = "target/bench")]
+    out: PathBuf,
+    /// Reports per second published in the fan-out phase.
+    #[arg(long, default_value_t = 1000)]
+    fanout_rate: u64,
+    /// Skip Prometheus even if it is installed.
+    #[arg(long)]
+    no_prometheus: bool,
+}
+
+fn parse_duration(s: &str) -> Result<Duration> {
+    humantime::parse_duration(s).with_context(|| format!("{s:?} is not a duration"))
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let args = Args::parse();
+    let interval = parse_duration(&args.interval)?;
+    let window = parse_duration(&args.duration)?;
+    let dbmon = stack::dbmon_binary()?;
+    let dir = std::env::temp_dir().join(format!("dbmon-load-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    std::fs::create_dir_all(&args.out)?;
+    eprintln!(
+        "dbmon-load: {} nodes, {} subscribers, interval {:?}, window {:?}",
+        args.nodes, args.subscribers, interval, window
+    );
+
+    let pki = stack::make_pki(&dir)?;
+    let timeout =
+        humantime::format_duration((interval / 2).min(Duration::from_secs(3))).to_string();
+    let nodes = stack::start_nodes(args.nodes).await?;
+    let ports = stack::Ports::pick();
+    let (config, clusters) =
+        stack::write_config(&dir, &pki, &ports, &nodes, &args.interval, &timeout)?;
+    let server_log = dir.join("server.log");
+    let server = stack::spawn(&dbmon, "server", &config, &server_log)?;
+    stack::wait_listening(ports.collectors, "the server", &server_log).await?;
+    let people_url = format!("https://127.0.0.1:{}", ports.people);
+    let collector_url = format!("https://127.0.0.1:{}", ports.collectors);
+
+    // Subscribers are people: a viewer signed in with a software passkey.
+    let token = stack::sign_in(&people_url, &dir.join("auth"), &pki).await?;
+    // The audit subscriber: sequence gaps of the collector, and detection.
+    let mut audit = phases::Audit::start(&people_url, &pki, &token).await?;
+    let collector = stack::spawn(&dbmon, "collector", &config, &dir.join("collector.log"))?;
+    // Prometheus on the same targets, same interval.
+    let prom_port = stack::free_port();
+    let prometheus = if args.no_prometheus {
+        None
+    } else {
+        stack::start_prometheus(&dir, &nodes, &args.interval, &timeout, prom_port)?
+    };
+
+    eprintln!("dbmon-load: warming up");
+    // Warm up: one interval and a bit, so that every target was polled.
+    tokio::time::sleep(interval + Duration::from_secs(3)).await;
+
+    // Detection with no other subscriber: a node stops; how long until the
+    // audit subscriber sees it crit.
+    let quiet = nodes.ports.len() / 4;
+    let quiet_detection = audit.stop_and_wait(&nodes, quiet, interval).await?;
+    eprintln!(
+        "dbmon-load: node 127.0.0.1:{} stopped with no load; seen after {quiet_detection:?} ms",
+        nodes.ports[quiet]
+    );
+
+    let subs = phases::Subscribers::start(&people_url, &pki, &token, args.subscribers).await?;
+    let mut results = phases::measure(
+        phases::Window {
+            nodes: &nodes,
+            clusters,
+            subscribers: &subs,
+            audit: &mut audit,
+            server: &server,
+            collector: &collector,
+            prometheus: prometheus.as_ref().map(|p| (p, prom_port)),
+            http_port: ports.http,
+            interval,
+            window,
+            state_clusters: args.state_clusters,
+        },
+        quiet_detection,
+    )
+    .await?;
+    drop(collector);
+    drop(prometheus);
+
+    phases::fanout(
+        &mut results,
+        &collector_url,
+        &pki,
+        &server,
+        &subs,
+        args.fanout_rate,
+    )
+    .await?;
+    subs.stop();
+
+    eprintln!(
+        "dbmon-load: memory phase ({} clusters)",
+        args.state_clusters
+    );
+    // Memory phase, on a fresh server (so that memory the allocator keeps
+    // from the phases before is not counted): the latest state of many
+    // clusters, published directly.
+    drop(server);
+    stack::wait_closed(ports.collectors).await;
+    let state_log = dir.join("server-state.log");
+    let server = stack::spawn(&dbmon, "server", &config, &state_log)?;
+    stack::wait_listening(ports.collectors, "the second server", &state_log).await?;
+    phases::memory(
+        &mut results,
+        &server,
+        &collector_url,
+        &pki,
+        args.state_clusters,
+    )
+    .await?;
+    drop(server);
+
+    report::write_results(&args.out, &results)?;
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}

@@ -1,0 +1,127 @@
+//! Measuring: latency histograms, a process's CPU and memory, the machine,
+//! and a tiny HTTP GET for the servers' `/metrics`.
+
+use anyhow::Result;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+/// Latencies in milliseconds, bucketed 0..=60,000 ms.
+pub struct Histogram {
+    buckets: Vec<AtomicU64>,
+    pub max: AtomicU64,
+}
+
+impl Histogram {
+    pub fn new() -> Self {
+        Histogram {
+            buckets: (0..=60_000).map(|_| AtomicU64::new(0)).collect(),
+            max: AtomicU64::new(0),
+        }
+    }
+
+    pub fn record(&self, ms: i64) {
+        let ms = ms.clamp(0, 60_000) as usize;
+        self.buckets[ms].fetch_add(1, Ordering::Relaxed);
+        self.max.fetch_max(ms as u64, Ordering::Relaxed);
+    }
+
+    pub fn count(&self) -> u64 {
+        self.buckets.iter().map(|b| b.load(Ordering::Relaxed)).sum()
+    }
+
+    pub fn percentile(&self, p: f64) -> u64 {
+        let total = self.count();
+        if total == 0 {
+            return 0;
+        }
+        let target = ((total as f64) * p).ceil() as u64;
+        let mut seen = 0;
+        for (ms, b) in self.buckets.iter().enumerate() {
+            seen += b.load(Ordering::Relaxed);
+            if seen >= target {
+                return ms as u64;
+            }
+        }
+        60_000
+    }
+}
+
+/// CPU seconds (user + system) and peak RSS (bytes) of a process.
+pub fn usage(pid: u32) -> Result<(f64, u64, u64)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let ticks = 100.0; // sysconf(_SC_CLK_TCK) on Linux
+    let cpu = (f.get(11).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0)
+        + f.get(12).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0))
+        / ticks;
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let kb = |key: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(key))
+            .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+            .unwrap_or(0)
+            * 1024
+    };
+    Ok((cpu, kb("VmHWM:"), kb("VmRSS:")))
+}
+
+/// Bytes in MB, one decimal.
+pub fn mb(b: u64) -> f64 {
+    (b as f64 / 1_048_576.0 * 10.0).round() / 10.0
+}
+
+/// The body of a plain HTTP GET, or None.
+pub async fn http_get(url: &str) -> Option<String> {
+    // A tiny HTTP/1.0 GET: the load tool avoids adding an HTTP client of its own.
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let rest = url.strip_prefix("http://")?;
+    let (authority, path) = rest.split_once('/').map(|(a, p)| (a, format!("/{p}")))?;
+    let mut s = tokio::time::timeout(
+        Duration::from_secs(2),
+        tokio::net::TcpStream::connect(authority),
+    )
+    .await
+    .ok()?
+    .ok()?;
+    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: {authority}\r\n\r\n").as_bytes())
+        .await
+        .ok()?;
+    let mut out = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out))
+        .await
+        .ok()?
+        .ok()?;
+    let text = String::from_utf8_lossy(&out).into_owned();
+    text.split_once("\r\n\r\n").map(|(_, b)| b.to_string())
+}
+
+/// CPUs, model and memory of this machine.
+pub fn machine() -> String {
+    let cpus = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(0);
+    let model = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines().find_map(|l| {
+                l.strip_prefix("model name")
+                    .map(|m| m.trim_start_matches([' ', '\t', ':']).to_string())
+            })
+        })
+        .unwrap_or_default();
+    let mem = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines().next().map(|l| {
+                l.split_whitespace()
+                    .nth(1)
+                    .unwrap_or("0")
+                    .parse::<u64>()
+                    .unwrap_or(0)
+            })
+        })
+        .unwrap_or(0);
+    format!("{cpus} CPUs ({model}), {} GiB", mem / 1_048_576)
+}

@@ -1,0 +1,401 @@
+//! The phases of a run: the audit subscriber (sequence gaps, detection),
+//! the M subscribers, the measuring window, fan-out alone, and the memory
+//! of many clusters' latest state.
+
+use crate::measure::{Histogram, http_get, machine, mb, usage};
+use crate::report::{PromResults, Results};
+use crate::stack::{Guard, Nodes, authed, channel, open_publisher};
+use anyhow::{Context, Result};
+use dbmon_proto::v1::monitor_client::MonitorClient;
+use dbmon_proto::v1::{PublishRequest, WatchRequest, publish_request, watch_event};
+use dbmon_proto::{Report, Status, now_ms};
+use std::path::Path;
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+use tokio_stream::StreamExt;
+
+/// A subscriber that counts the collector's sequence gaps and notices when
+/// a chosen node turns crit.
+pub struct Audit {
+    pub gaps: Arc<AtomicU64>,
+    target: Arc<std::sync::Mutex<String>>,
+    seen: tokio::sync::watch::Receiver<Option<(String, i64)>>,
+}
+
+impl Audit {
+    pub async fn start(url: &str, pki: &Path, token: &str) -> Result<Audit> {
+        let gaps = Arc::new(AtomicU64::new(0));
+        let (detect_tx, seen) = tokio::sync::watch::channel::<Option<(String, i64)>>(None);
+        let target = Arc::new(std::sync::Mutex::new(String::new()));
+        let ch = channel(url, pki, None).await?;
+        let mut stream = MonitorClient::new(ch)
+            .watch(authed(WatchRequest::default(), token)?)
+            .await?
+            .into_inner();
+        let (g, t) = (gaps.clone(), target.clone());
+        tokio::spawn(async move {
+            let mut last = 0u64;
+            while let Some(Ok(e)) = stream.next().await {
+                for r in e.into_reports() {
+                    if r.collector_id == "load" {
+                        if last != 0 && r.seq != last + 1 {
+                            g.fetch_add(r.seq.saturating_sub(last + 1), Ordering::Relaxed);
+                        }
+                        last = r.seq;
+                    }
+                    let t = t.lock().map(|t| t.clone()).unwrap_or_default();
+                    if !t.is_empty() && r.node == t && r.check == "up" && r.status() == Status::Crit
+                    {
+                        let _ = detect_tx.send(Some((t, now_ms())));
+                    }
+                }
+            }
+        });
+        Ok(Audit { gaps, target, seen })
+    }
+
+    /// Stops node `i` and waits (up to three intervals) until the audit
+    /// subscriber sees it crit; milliseconds from the stop.
+    pub async fn stop_and_wait(
+        &mut self,
+        nodes: &Nodes,
+        i: usize,
+        interval: Duration,
+    ) -> Result<Option<u64>> {
+        let node = format!("127.0.0.1:{}", nodes.ports[i]);
+        *self.target.lock().map_err(|_| anyhow::anyhow!("lock"))? = node.clone();
+        let stop_ms = now_ms();
+        nodes.tasks[i].abort();
+        let seen = &mut self.seen;
+        let waited = tokio::time::timeout(interval * 3, async {
+            loop {
+                if let Some((n, at)) = seen.borrow().clone()
+                    && n == node
+                {
+                    return Some((at - stop_ms).max(0) as u64);
+                }
+                if seen.changed().await.is_err() {
+                    return None;
+                }
+            }
+        })
+        .await;
+        Ok(waited.ok().flatten())
+    }
+}
+
+/// The M subscribers and what they measure.
+pub struct Subscribers {
+    pub hist: Arc<Histogram>,
+    /// Deliveries of the fan-out phase (clusters named fanout-*).
+    pub fanout_hist: Arc<Histogram>,
+    pub resyncs: Arc<AtomicU64>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Subscribers {
+    pub async fn start(url: &str, pki: &Path, token: &str, n: usize) -> Result<Subscribers> {
+        let hist = Arc::new(Histogram::new());
+        let fanout_hist = Arc::new(Histogram::new());
+        let resyncs = Arc::new(AtomicU64::new(0));
+        let mut tasks = Vec::new();
+        for i in 0..n {
+            let ch = channel(url, pki, None)
+                .await
+                .with_context(|| format!("subscriber {i}"))?;
+            let mut stream = MonitorClient::new(ch)
+                .watch(authed(WatchRequest::default(), token)?)
+                .await?
+                .into_inner();
+            let (hist, fanout_hist, resyncs) = (hist.clone(), fanout_hist.clone(), resyncs.clone());
+            tasks.push(tokio::spawn(async move {
+                while let Some(Ok(e)) = stream.next().await {
+                    if let Some(watch_event::Event::Snapshot(s)) = &e.event {
+                        if s.reason != "initial" && s.part == 0 {
+                            resyncs.fetch_add(1, Ordering::Relaxed);
+                        }
+                        continue;
+                    }
+                    let now = now_ms();
+                    for r in e.into_reports() {
+                        if r.cluster.starts_with("fanout-") {
+                            fanout_hist.record(now - r.observed_at_ms)
+                        } else {
+                            hist.record(now - r.observed_at_ms)
+                        }
+                    }
+                }
+            }));
+        }
+        Ok(Subscribers {
+            hist,
+            fanout_hist,
+            resyncs,
+            tasks,
+        })
+    }
+
+    pub fn stop(self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+/// `dbmon_reports_ingested_total` of the server's `/metrics`.
+async fn ingested(port: u16) -> u64 {
+    let body = http_get(&format!("http://127.0.0.1:{port}/metrics"))
+        .await
+        .unwrap_or_default();
+    body.lines()
+        .find_map(|l| l.strip_prefix("dbmon_reports_ingested_total "))
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .unwrap_or(0)
+}
+
+/// What the measuring window needs.
+pub struct Window<'a> {
+    pub nodes: &'a Nodes,
+    pub clusters: usize,
+    pub subscribers: &'a Subscribers,
+    pub audit: &'a mut Audit,
+    pub server: &'a Guard,
+    pub collector: &'a Guard,
+    pub prometheus: Option<(&'a Guard, u16)>,
+    pub http_port: u16,
+    pub interval: Duration,
+    pub window: Duration,
+    pub state_clusters: usize,
+}
+
+/// The measuring window: CPU, memory, ingest and deliveries over `window`,
+/// with a node stopped halfway through (and Prometheus's detection of it).
+pub async fn measure(w: Window<'_>, quiet_detection: Option<u64>) -> Result<Results> {
+    let (c0, _, _) = usage(w.collector.0.id())?;
+    let (s0, _, _) = usage(w.server.0.id())?;
+    let p0 = w
+        .prometheus
+        .map(|(p, _)| usage(p.0.id()).map(|u| u.0).unwrap_or(0.0));
+    let i0 = ingested(w.http_port).await;
+    let hist = &w.subscribers.hist;
+    let d0 = hist.count();
+    let started = Instant::now();
+
+    eprintln!("dbmon-load: measuring for {:?}", w.window);
+    // Halfway through the window, a node stops.
+    tokio::time::sleep(w.window / 2).await;
+    let victim = w.nodes.ports[w.nodes.ports.len() / 2];
+    let stop_ms = now_ms();
+    let detection = w
+        .audit
+        .stop_and_wait(w.nodes, w.nodes.ports.len() / 2, w.interval)
+        .await?;
+    eprintln!("dbmon-load: node stopped; dbmon saw it after {detection:?} ms");
+    let prom_detection = match w.prometheus {
+        Some((_, port)) => {
+            let url = format!("http://127.0.0.1:{port}/api/v1/alerts");
+            let needle = format!("127.0.0.1:{victim}");
+            tokio::time::timeout(Duration::from_secs(180), async {
+                loop {
+                    if let Some(body) = http_get(&url).await
+                        && body.contains(&needle)
+                        && body.contains("\"state\":\"firing\"")
+                    {
+                        return (now_ms() - stop_ms) as u64;
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            })
+            .await
+            .ok()
+        }
+        None => None,
+    };
+    let rest = w.window.saturating_sub(started.elapsed());
+    tokio::time::sleep(rest).await;
+
+    let elapsed = started.elapsed().as_secs_f64();
+    let (c1, c_hwm, _) = usage(w.collector.0.id())?;
+    let (s1, s_hwm, _) = usage(w.server.0.id())?;
+    let i1 = ingested(w.http_port).await;
+    let polls = w.nodes.ports.len() as f64 * elapsed / w.interval.as_secs_f64();
+    let mut results = Results {
+        machine: machine(),
+        date: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
+        nodes: w.nodes.ports.len(),
+        clusters: w.clusters,
+        subscribers: w.subscribers.tasks.len(),
+        interval_s: w.interval.as_secs_f64(),
+        window_s: elapsed,
+        polls,
+        collector_cpu_s: c1 - c0,
+        collector_cpu_s_per_1000_polls: (c1 - c0) / polls * 1000.0,
+        collector_peak_rss_mb: mb(c_hwm),
+        server_cpu_s: s1 - s0,
+        server_peak_rss_mb: mb(s_hwm),
+        ingested: i1 - i0,
+        ingest_per_s: (i1 - i0) as f64 / elapsed,
+        deliveries: hist.count() - d0,
+        delivery_p50_ms: hist.percentile(0.50),
+        delivery_p99_ms: hist.percentile(0.99),
+        delivery_max_ms: hist.max.load(Ordering::Relaxed),
+        resyncs: w.subscribers.resyncs.load(Ordering::Relaxed),
+        lost_reports: w.audit.gaps.load(Ordering::Relaxed),
+        detection_ms: detection,
+        detection_quiet_ms: quiet_detection,
+        state_clusters: w.state_clusters,
+        ..Default::default()
+    };
+    if let (Some((p, _)), Some(p0)) = (w.prometheus, p0) {
+        let (p1, p_hwm, _) = usage(p.0.id())?;
+        let version = Command::new("prometheus")
+            .arg("--version")
+            .output()
+            .map(|o| {
+                String::from_utf8_lossy(&o.stdout)
+                    .lines()
+                    .next()
+                    .unwrap_or("")
+                    .to_string()
+            })
+            .unwrap_or_default();
+        let cpu = p1 - p0;
+        results.prometheus = Some(PromResults {
+            version,
+            cpu_s: cpu,
+            cpu_s_per_1000_scrapes: cpu / polls * 1000.0,
+            peak_rss_mb: mb(p_hwm),
+            evaluation_interval_s: 60.0,
+            detection_ms: prom_detection,
+            collector_cpu_ratio: if cpu > 0.0 { (c1 - c0) / cpu } else { 0.0 },
+            collector_rss_ratio: if p_hwm > 0 {
+                c_hwm as f64 / p_hwm as f64
+            } else {
+                0.0
+            },
+        });
+    }
+    Ok(results)
+}
+
+/// Fan-out alone: the collector stopped, `rate` reports per second
+/// published straight to the server for 20 s, delivered to every subscriber.
+pub async fn fanout(
+    results: &mut Results,
+    collector_url: &str,
+    pki: &Path,
+    server: &Guard,
+    subs: &Subscribers,
+    rate: u64,
+) -> Result<()> {
+    let fanout_window = Duration::from_secs(20);
+    eprintln!("dbmon-load: fan-out phase, {rate} reports/s for {fanout_window:?}");
+    let (ftx, mut facks) = open_publisher(collector_url, pki).await?;
+    tokio::spawn(async move { while let Some(Ok(_)) = facks.next().await {} });
+    let (s_f0, _, _) = usage(server.0.id())?;
+    let fanout_started = Instant::now();
+    let mut tick = tokio::time::interval(Duration::from_millis(10));
+    let per_tick = (rate / 100).max(1);
+    let mut fseq = 0u64;
+    while fanout_started.elapsed() < fanout_window {
+        tick.tick().await;
+        for _ in 0..per_tick {
+            fseq += 1;
+            let mut r = Report {
+                cluster: format!("fanout-{}", fseq % 100),
+                node: format!("n{}", fseq % 3),
+                check: "up".into(),
+                message: "ok".into(),
+                observed_at_ms: now_ms(),
+                seq: fseq,
+                kind: "cockroachdb".into(),
+                stale_after_ms: 60_000,
+                ..Default::default()
+            };
+            r.set_status(Status::Ok);
+            ftx.send(PublishRequest {
+                msg: Some(publish_request::Msg::Report(r)),
+            })
+            .await?;
+        }
+    }
+    // Let the last deliveries land.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (s_f1, _, _) = usage(server.0.id())?;
+    let h = &subs.fanout_hist;
+    results.fanout_rate = fseq as f64 / fanout_started.elapsed().as_secs_f64();
+    results.fanout_deliveries = h.count();
+    results.fanout_expected = fseq * subs.tasks.len() as u64;
+    results.fanout_p50_ms = h.percentile(0.50);
+    results.fanout_p99_ms = h.percentile(0.99);
+    results.fanout_max_ms = h.max.load(Ordering::Relaxed);
+    results.fanout_server_cpu_s = s_f1 - s_f0;
+    results.resyncs_after_fanout = subs.resyncs.load(Ordering::Relaxed);
+    Ok(())
+}
+
+/// The memory of the latest state of `clusters` clusters (three nodes, six
+/// checks each), published directly to `server`, a fresh one.
+pub async fn memory(
+    results: &mut Results,
+    server: &Guard,
+    collector_url: &str,
+    pki: &Path,
+    clusters: usize,
+) -> Result<()> {
+    let (_, _, idle_rss) = usage(server.0.id())?;
+    results.server_rss_idle_mb = mb(idle_rss);
+    let checks = [
+        "up",
+        "live_nodes",
+        "ranges_unavailable",
+        "ranges_underreplicated",
+        "clock_offset",
+        "capacity_available",
+    ];
+    let total = clusters * 3 * checks.len();
+    let (tx, mut acks) = open_publisher(collector_url, pki).await?;
+    let feeder = tokio::spawn(async move {
+        let mut seq = 0;
+        for c in 0..clusters {
+            for n in 0..3 {
+                for check in checks {
+                    seq += 1;
+                    let mut r = Report {
+                        cluster: format!("state-{c}"),
+                        node: format!("10.{}.{}.{n}:26258", c / 250, c % 250),
+                        check: check.into(),
+                        value: Some(1.0),
+                        message: "ok".into(),
+                        observed_at_ms: now_ms(),
+                        seq,
+                        kind: "cockroachdb".into(),
+                        stale_after_ms: 60_000,
+                        ..Default::default()
+                    };
+                    r.set_status(Status::Ok);
+                    if tx
+                        .send(PublishRequest {
+                            msg: Some(publish_request::Msg::Report(r)),
+                        })
+                        .await
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+            }
+        }
+    });
+    while let Some(Ok(a)) = acks.next().await {
+        if a.acked_seq as usize >= total {
+            break;
+        }
+    }
+    feeder.await?;
+    let (_, _, s_rss) = usage(server.0.id())?;
+    results.server_rss_with_state_mb = mb(s_rss);
+    Ok(())
+}

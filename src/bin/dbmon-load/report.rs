@@ -1,0 +1,149 @@
+//! The results of a run: JSON, Markdown and an SVG of delivery latency.
+
+use anyhow::Result;
+use std::path::Path;
+
+#[derive(serde::Serialize, Default)]
+pub struct Results {
+    pub machine: String,
+    pub date: String,
+    pub nodes: usize,
+    pub clusters: usize,
+    pub subscribers: usize,
+    pub interval_s: f64,
+    pub window_s: f64,
+    pub polls: f64,
+    pub collector_cpu_s: f64,
+    pub collector_cpu_s_per_1000_polls: f64,
+    pub collector_peak_rss_mb: f64,
+    pub server_cpu_s: f64,
+    pub server_peak_rss_mb: f64,
+    pub ingested: u64,
+    pub ingest_per_s: f64,
+    pub deliveries: u64,
+    pub delivery_p50_ms: u64,
+    pub delivery_p99_ms: u64,
+    pub delivery_max_ms: u64,
+    pub resyncs: u64,
+    pub lost_reports: u64,
+    pub detection_ms: Option<u64>,
+    pub detection_quiet_ms: Option<u64>,
+    pub fanout_rate: f64,
+    pub fanout_expected: u64,
+    pub fanout_deliveries: u64,
+    pub fanout_p50_ms: u64,
+    pub fanout_p99_ms: u64,
+    pub fanout_max_ms: u64,
+    pub fanout_server_cpu_s: f64,
+    pub resyncs_after_fanout: u64,
+    pub state_clusters: usize,
+    pub server_rss_idle_mb: f64,
+    pub server_rss_with_state_mb: f64,
+    pub prometheus: Option<PromResults>,
+}
+
+#[derive(serde::Serialize, Default)]
+pub struct PromResults {
+    pub version: String,
+    pub cpu_s: f64,
+    pub cpu_s_per_1000_scrapes: f64,
+    pub peak_rss_mb: f64,
+    pub evaluation_interval_s: f64,
+    pub detection_ms: Option<u64>,
+    pub collector_cpu_ratio: f64,
+    pub collector_rss_ratio: f64,
+}
+
+pub fn write_results(out: &Path, r: &Results) -> Result<()> {
+    std::fs::write(out.join("load.json"), serde_json::to_string_pretty(r)?)?;
+    let mut md = format!(
+        "# dbmon load run\n\n{} — {}\n\n{} simulated CockroachDB nodes in {} clusters, interval {} s, {} Watch subscribers over TLS, window {:.0} s.\n\n",
+        r.date, r.machine, r.nodes, r.clusters, r.interval_s, r.subscribers, r.window_s
+    );
+    md.push_str(
+        "| measure | dbmon | Prometheus | ratio (dbmon / Prometheus) |\n|---|---|---|---|\n",
+    );
+    let p = r.prometheus.as_ref();
+    let opt = |v: Option<String>| v.unwrap_or_else(|| "-".into());
+    md.push_str(&format!(
+        "| CPU s per 1,000 polls (collector) / scrapes | {:.3} | {} | {} |\n",
+        r.collector_cpu_s_per_1000_polls,
+        opt(p.map(|p| format!("{:.3}", p.cpu_s_per_1000_scrapes))),
+        opt(p.map(|p| format!("{:.2}", p.collector_cpu_ratio)))
+    ));
+    md.push_str(&format!(
+        "| peak RSS (collector) | {} MB | {} | {} |\n",
+        r.collector_peak_rss_mb,
+        opt(p.map(|p| format!("{} MB", p.peak_rss_mb))),
+        opt(p.map(|p| format!("{:.2}", p.collector_rss_ratio)))
+    ));
+    md.push_str(&format!(
+        "| detection (node stops → seen) | {} with no other subscriber, {} under load | {} | |\n",
+        opt(r.detection_quiet_ms.map(|d| format!("{d} ms"))),
+        opt(r.detection_ms.map(|d| format!("{d} ms"))),
+        opt(p.map(|p| p
+            .detection_ms
+            .map(|d| format!("{d} ms (evaluation every {} s)", p.evaluation_interval_s))
+            .unwrap_or_else(|| "not within 180 s".into())))
+    ));
+    md.push_str(&format!(
+        "\n| dbmon | value |\n|---|---|\n| server peak RSS | {} MB |\n| server CPU in window | {:.1} s |\n| ingest | {:.0} reports/s |\n| deliveries | {} |\n| delivery latency p50 / p99 / max | {} / {} / {} ms |\n| resyncs | {} |\n| lost reports | {} |\n| server RSS holding {} clusters' latest state (fresh server; {} MB idle) | {} MB |\n",
+        r.server_peak_rss_mb, r.server_cpu_s, r.ingest_per_s, r.deliveries, r.delivery_p50_ms, r.delivery_p99_ms, r.delivery_max_ms, r.resyncs, r.lost_reports, r.state_clusters, r.server_rss_idle_mb, r.server_rss_with_state_mb
+    ));
+    md.push_str(&format!(
+        "\nFan-out alone (collector and Prometheus stopped): {:.0} reports/s to {} subscribers, {} of {} deliveries, latency p50 / p99 / max {} / {} / {} ms, server CPU {:.1} s in 20 s, resyncs so far {}.\n",
+        r.fanout_rate, r.subscribers, r.fanout_deliveries, r.fanout_expected, r.fanout_p50_ms, r.fanout_p99_ms, r.fanout_max_ms, r.fanout_server_cpu_s, r.resyncs_after_fanout
+    ));
+    std::fs::write(out.join("load.md"), &md)?;
+    std::fs::write(out.join("latency.svg"), svg(r))?;
+    println!("{md}");
+    println!("results: {}", out.display());
+    Ok(())
+}
+
+/// Bar charts of delivery latency percentiles: during the polling run and
+/// in the fan-out phase.
+fn svg(r: &Results) -> String {
+    let groups = [
+        (
+            "polling run",
+            [
+                ("p50", r.delivery_p50_ms),
+                ("p99", r.delivery_p99_ms),
+                ("max", r.delivery_max_ms),
+            ],
+        ),
+        (
+            "fan-out alone",
+            [
+                ("p50", r.fanout_p50_ms),
+                ("p99", r.fanout_p99_ms),
+                ("max", r.fanout_max_ms),
+            ],
+        ),
+    ];
+    let mut s = String::from(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"760\" height=\"280\" font-family=\"sans-serif\" font-size=\"12\">\n<text x=\"10\" y=\"20\" font-size=\"14\">Watch delivery latency, ms (observed to received)</text>\n",
+    );
+    for (g, (title, bars)) in groups.iter().enumerate() {
+        let top = bars.iter().map(|b| b.1).max().unwrap_or(1).max(1) as f64;
+        let x0 = 20 + g * 380;
+        s.push_str(&format!(
+            "<text x=\"{}\" y=\"50\" text-anchor=\"middle\">{title}</text>\n",
+            x0 + 170
+        ));
+        for (i, (label, v)) in bars.iter().enumerate() {
+            let h = (*v as f64 / top * 170.0).max(1.0);
+            let x = x0 + 20 + i * 110;
+            s.push_str(&format!(
+                "<rect x=\"{x}\" y=\"{:.0}\" width=\"80\" height=\"{h:.0}\" fill=\"#4a78b5\"/>\n<text x=\"{}\" y=\"265\" text-anchor=\"middle\">{label}</text>\n<text x=\"{}\" y=\"{:.0}\" text-anchor=\"middle\">{v}</text>\n",
+                240.0 - h,
+                x + 40,
+                x + 40,
+                235.0 - h
+            ));
+        }
+    }
+    s.push_str("</svg>\n");
+    s
+}
