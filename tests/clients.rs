@@ -179,6 +179,24 @@ fn status_and_watch_clients_see_the_same_cluster() {
         ingested >= 16,
         "one poll of 3 members is 16 reports (5 per member, and quorum): {ingested}"
     );
+
+    // The collector stops: once its reports outlive their promise, `get
+    // cluster` shows each as stale with what it last said, not as ok.
+    stack.collector = None;
+    wait_until(Duration::from_secs(15), "every check stale", || {
+        let out = stack.client(&["get", "cluster", "shop-etcd", "-o", "json"]);
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        v["checks"]
+            .as_array()
+            .is_some_and(|c| !c.is_empty() && c.iter().all(|r| r["stale"] == true))
+    });
+    let table =
+        String::from_utf8_lossy(&stack.client(&["get", "cluster", "shop-etcd"]).stdout).to_string();
+    assert!(table.contains("stale (was ok)"), "{table}");
+    assert!(
+        !table.lines().skip(1).any(|l| l.contains("  ok  ")),
+        "{table}"
+    );
 }
 
 #[test]

@@ -588,7 +588,7 @@ async fn get_cluster(target: &Target, name: &str, output: Format) -> Result<()> 
                     health_name(summary.health)
                 )
             } else {
-                health_name(summary.health).to_string()
+                view::health_text(&summary)
             };
             println!(
                 "{}  {}  health: {}  nodes up: {}/{}  newest report: {} ago",
@@ -603,7 +603,7 @@ async fn get_cluster(target: &Target, name: &str, output: Format) -> Result<()> 
                 println!("alerts: {n}");
             }
             println!();
-            print!("{}", view::reports_table(&resp.latest));
+            print!("{}", view::reports_table(&resp.latest, now));
             let changes: Vec<&Report> = resp
                 .history
                 .iter()
@@ -634,7 +634,7 @@ async fn get_cluster(target: &Target, name: &str, output: Format) -> Result<()> 
                         alerts: note,
                         ..ClusterView::new(&summary, now)
                     },
-                    checks: resp.latest.iter().map(ReportView::new).collect(),
+                    checks: resp.latest.iter().map(|r| ReportView::at(r, now)).collect(),
                     history: resp.history.iter().map(ReportView::new).collect(),
                 },
                 f,

@@ -22,9 +22,20 @@ pub struct ReportView {
     pub latency_ms: f64,
     pub collector: String,
     pub seq: u64,
+    /// Outlived its promise: counts as unknown (`status` is what it said).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub stale: bool,
 }
 
 impl ReportView {
+    /// The report as of `now_ms`: marked stale once it has outlived its promise.
+    pub fn at(r: &Report, now_ms: i64) -> Self {
+        ReportView {
+            stale: dbmon_proto::health::is_stale(r, now_ms),
+            ..ReportView::new(r)
+        }
+    }
+
     pub fn new(r: &Report) -> Self {
         ReportView {
             cluster: r.cluster.clone(),
@@ -38,6 +49,7 @@ impl ReportView {
             latency_ms: r.latency_us as f64 / 1000.0,
             collector: r.collector_id.clone(),
             seq: r.seq,
+            stale: false,
         }
     }
 }
@@ -51,6 +63,9 @@ pub struct ClusterView {
     pub nodes_total: usize,
     /// Nothing heard from the cluster's collector for longer than promised.
     pub stale: bool,
+    /// Essential checks that are unknown: why the health is unknown.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub blind: Vec<String>,
     /// Seconds since the newest report was observed.
     pub age_s: f64,
     pub worst: Vec<ReportView>,
@@ -68,6 +83,7 @@ impl ClusterView {
             nodes_up: s.nodes_up,
             nodes_total: s.nodes_total,
             stale: s.stale,
+            blind: s.blind.clone(),
             age_s: (now_ms - s.newest_ms).max(0) as f64 / 1000.0,
             worst: s.worst.iter().map(ReportView::new).collect(),
             alerts: None,
@@ -134,11 +150,7 @@ pub fn status_table(
         rows.push(vec![
             s.cluster.clone(),
             s.kind.clone(),
-            if s.stale {
-                format!("{} (stale)", health_name(s.health))
-            } else {
-                health_name(s.health).to_string()
-            },
+            health_text(s),
             format!("{}/{}", s.nodes_up, s.nodes_total),
             age(now_ms - s.newest_ms),
             worst,
@@ -151,8 +163,24 @@ pub fn status_table(
     table(&rows)
 }
 
-/// The per-check table of `dbmon-client get cluster`.
-pub fn reports_table(reports: &[Report]) -> String {
+/// A cluster's health with why it is not known, when it is not.
+pub fn health_text(s: &ClusterSummary) -> String {
+    if s.stale {
+        format!("{} (stale)", health_name(s.health))
+    } else if !s.blind.is_empty() {
+        format!(
+            "{} (blind: {} unknown)",
+            health_name(s.health),
+            s.blind.join(", ")
+        )
+    } else {
+        health_name(s.health).to_string()
+    }
+}
+
+/// The per-check table of `dbmon-client get cluster` at `now_ms`: a report
+/// that outlived its promise shows as stale with what it last said.
+pub fn reports_table(reports: &[Report], now_ms: i64) -> String {
     let mut rows = vec![vec![
         "NODE".to_string(),
         "CHECK".into(),
@@ -168,7 +196,11 @@ pub fn reports_table(reports: &[Report]) -> String {
                 r.node.clone()
             },
             r.check.clone(),
-            status_name(r.status()).to_string(),
+            if dbmon_proto::health::is_stale(r, now_ms) {
+                format!("stale (was {})", status_name(r.status()))
+            } else {
+                status_name(r.status()).to_string()
+            },
             r.value
                 .map(|v| {
                     format!(
@@ -229,5 +261,5 @@ pub fn table(rows: &[Vec<String>]) -> String {
 
 /// Whether a status deserves attention in a stream of events.
 pub fn notable(s: Status) -> bool {
-    s != Status::Ok
+    !matches!(s, Status::Ok | Status::NotApplicable)
 }

@@ -61,6 +61,7 @@ pub async fn run(
         let stale_after = (next.max(cluster.interval) * 3 + cluster.timeout).as_millis() as i64;
         let observed_at_ms = dbmon_proto::now_ms();
         for o in observations {
+            let essential = registry::essential(&cluster, &o.check);
             let report = Report {
                 cluster: cluster.name.clone(),
                 node: o.node,
@@ -75,6 +76,7 @@ pub async fn run(
                 seq: 0,
                 kind: cluster.kind.clone(),
                 stale_after_ms: stale_after,
+                essential,
             };
             if out.send(report).await.is_err() {
                 return;

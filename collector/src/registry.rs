@@ -11,6 +11,9 @@ pub struct Registration {
     /// The optional parts of a cluster entry this kind uses; any other is a
     /// configuration error at its line.
     pub sections: &'static [Section],
+    /// The checks without which the cluster's health cannot be known:
+    /// while one is unknown, the cluster is not called healthy.
+    pub essential: &'static [&'static str],
     pub build: fn(&ClusterConfig) -> Result<Box<dyn Connector>, ConnectorError>,
 }
 
@@ -20,18 +23,21 @@ pub static REGISTRY: &[Registration] = &[
         kind: "cockroachdb",
         checks: connectors::cockroachdb::CHECKS,
         sections: connectors::cockroachdb::SECTIONS,
+        essential: connectors::cockroachdb::ESSENTIAL,
         build: connectors::cockroachdb::build,
     },
     Registration {
         kind: "etcd",
         checks: connectors::etcd::CHECKS,
         sections: connectors::etcd::SECTIONS,
+        essential: connectors::etcd::ESSENTIAL,
         build: connectors::etcd::build,
     },
     Registration {
         kind: "http",
         checks: connectors::http::CHECKS,
         sections: connectors::http::SECTIONS,
+        essential: connectors::http::ESSENTIAL,
         build: connectors::http::build,
     },
 ];
@@ -39,6 +45,17 @@ pub static REGISTRY: &[Registration] = &[
 /// The registration of `kind`.
 pub fn find(kind: &str) -> Option<&'static Registration> {
     REGISTRY.iter().find(|r| r.kind == kind)
+}
+
+/// Whether `check` is essential to `cluster`'s health: listed by its kind,
+/// or marked `essential: true` in a YAML-defined check.
+pub fn essential(cluster: &ClusterConfig, check: &str) -> bool {
+    find(&cluster.kind).is_some_and(|r| r.essential.contains(&check))
+        || cluster
+            .definition
+            .as_ref()
+            .and_then(|d| d.checks.get(check))
+            .is_some_and(|c| c.essential)
 }
 
 /// The registry as the configuration's [`Catalog`].

@@ -159,6 +159,8 @@ fn health_of(obs: &[Observation]) -> dbmon_proto::Health {
                 node: o.node.clone(),
                 check: o.check.clone(),
                 observed_at_ms: dbmon_proto::now_ms(),
+                essential: dbmon_collector::connectors::cockroachdb::ESSENTIAL
+                    .contains(&o.check.as_str()),
                 ..Default::default()
             };
             r.set_status(o.status);
@@ -167,6 +169,74 @@ fn health_of(obs: &[Observation]) -> dbmon_proto::Health {
         .collect();
     assert_eq!(summarize(&reports, dbmon_proto::now_ms()).len(), 1);
     derive(&reports, dbmon_proto::now_ms())
+}
+
+/// The summary of the observations, as `status` shows it.
+fn summary_of(obs: &[Observation]) -> dbmon_proto::health::ClusterSummary {
+    let reports: Vec<dbmon_proto::Report> = obs
+        .iter()
+        .map(|o| {
+            let mut r = dbmon_proto::Report {
+                cluster: "crdb".into(),
+                node: o.node.clone(),
+                check: o.check.clone(),
+                observed_at_ms: dbmon_proto::now_ms(),
+                essential: dbmon_collector::connectors::cockroachdb::ESSENTIAL
+                    .contains(&o.check.as_str()),
+                ..Default::default()
+            };
+            r.set_status(o.status);
+            r
+        })
+        .collect();
+    summarize(&reports, dbmon_proto::now_ms()).remove(0)
+}
+
+const SECURITY_V22: &str = include_str!("fixtures/cockroachdb/security-metrics-v22.2.8.txt");
+
+/// Nodes that answer /health but whose /_status/vars lacks what the
+/// essential checks read: the real partial v22.2.8 answer (certificate
+/// metrics only), and the full v19.2.2 answer without its
+/// `liveness_livenodes` line. Never healthy: unknown, and the summary says
+/// which checks are blind.
+#[tokio::test]
+async fn an_answer_without_the_essential_metrics_is_never_healthy() {
+    let (_nodes, urls, _tasks) = three_nodes([
+        SECURITY_V22.into(),
+        SECURITY_V22.into(),
+        SECURITY_V22.into(),
+    ])
+    .await;
+    let obs = poll(&cluster_yaml(&urls, "")).await;
+    for u in &urls {
+        assert_eq!(find(&obs, &label(u), "up").status, Status::Ok);
+        let vars = find(&obs, &label(u), "vars");
+        assert_eq!(vars.status, Status::Unknown);
+        assert!(
+            vars.message.contains("no sys_uptime or liveness_livenodes"),
+            "{vars:?}"
+        );
+    }
+    assert_eq!(find(&obs, "", "live_nodes").status, Status::Unknown);
+    assert_eq!(find(&obs, "", "ranges_unavailable").status, Status::Unknown);
+    let s = summary_of(&obs);
+    assert_eq!(s.health, dbmon_proto::Health::Unknown, "{s:?}");
+    assert_eq!(s.blind, vec!["live_nodes", "ranges_unavailable"]);
+
+    // Variant: the real v19.2.2 answer with its one ranges_unavailable
+    // sample replaced by a comment.
+    let partial = edit(
+        STATUS_VARS,
+        "ranges_unavailable{",
+        "# ranges_unavailable removed",
+    );
+    let (_nodes, urls, _tasks) = three_nodes([partial.clone(), partial.clone(), partial]).await;
+    let obs = poll(&cluster_yaml(&urls, "")).await;
+    assert_eq!(find(&obs, "", "live_nodes").status, Status::Ok);
+    assert_eq!(find(&obs, "", "ranges_unavailable").status, Status::Unknown);
+    let s = summary_of(&obs);
+    assert_eq!(s.health, dbmon_proto::Health::Unknown, "{s:?}");
+    assert_eq!(s.blind, vec!["ranges_unavailable"]);
 }
 
 async fn three_nodes(
@@ -204,12 +274,13 @@ async fn healthy_three_node_cluster_from_the_real_payload() {
         // clock_offset_meannanos -14326: 0.014 ms
         assert!((clock.value.unwrap() - 0.014326).abs() < 1e-9, "{clock:?}");
         assert_eq!(find(&obs, &label(u), "restarts").value, Some(0.0));
-        // v19.2.2 exports no certificate expirations: unknown, and said why.
+        // v19.2.2 predates the certificate metrics (v20.2): not applicable,
+        // and said why; it is not among the worst checks.
         let cert = find(&obs, &label(u), "cert_expiry");
-        assert_eq!(cert.status, Status::Unknown);
-        assert!(
-            cert.message.contains("no security_certificate_expiration_"),
-            "{cert:?}"
+        assert_eq!(cert.status, Status::NotApplicable);
+        assert_eq!(
+            cert.message,
+            "not applicable: CockroachDB v19.2.2 has no security_certificate_expiration_* metrics (they exist from v20.2)"
         );
     }
     let live = find(&obs, "", "live_nodes");
@@ -233,6 +304,12 @@ async fn healthy_three_node_cluster_from_the_real_payload() {
     assert_eq!(members.status, Status::Unknown);
     assert!(members.message.contains("HTTP 404"), "{members:?}");
     assert_eq!(health_of(&obs), dbmon_proto::Health::Healthy);
+    let s = summary_of(&obs);
+    assert!(
+        !s.worst.iter().any(|r| r.check == "cert_expiry"),
+        "{:?}",
+        s.worst
+    );
 }
 
 #[tokio::test]

@@ -547,6 +547,19 @@ async fn secrets_ride_in_headers_and_bodies_and_never_in_sentences() {
     assert!(!e.to_string().contains("Bearer abc"), "{e}");
 }
 
+#[test]
+fn a_check_marked_essential_is_essential_and_others_are_not() {
+    let cluster = load(&yaml(
+        &["127.0.0.1:1"],
+        "    requests:\n      r: {path: /r, format: json}\n    checks:\n      leader: {request: r, crit: \"[BODY].leader == false\", essential: true}\n      other: {request: r, crit: \"[STATUS] != 200\"}\n",
+    ));
+    assert!(registry::essential(&cluster, "leader"));
+    assert!(!registry::essential(&cluster, "other"));
+    let etcd = load("clusters:\n  - {name: e, kind: etcd, nodes: [127.0.0.1:1]}\n");
+    assert!(registry::essential(&etcd, "quorum"));
+    assert!(!registry::essential(&etcd, "db_size"));
+}
+
 #[tokio::test]
 async fn auth_logs_in_with_http_basic() {
     let dir = tempfile::tempdir().unwrap();

@@ -223,6 +223,7 @@ pub(crate) struct RawCheck {
     pub(crate) unit: Option<Spanned<String>>,
     pub(crate) cluster: Option<Spanned<String>>,
     pub(crate) about: Option<Spanned<String>>,
+    pub(crate) essential: Option<Spanned<Scalar>>,
 }
 
 impl RawCheck {
@@ -231,14 +232,21 @@ impl RawCheck {
         macro_rules! take {
             ($($f:ident),*) => { $( if over.$f.is_some() { self.$f = over.$f; } )* };
         }
-        take!(enabled, warn, crit, request, value, unit, cluster, about);
+        take!(
+            enabled, warn, crit, request, value, unit, cluster, about, essential
+        );
     }
 
     /// Points every location at `loc` (the `preset:` line).
     pub(crate) fn relocate(&mut self, loc: Location) {
-        for s in [&mut self.enabled, &mut self.warn, &mut self.crit]
-            .into_iter()
-            .flatten()
+        for s in [
+            &mut self.enabled,
+            &mut self.warn,
+            &mut self.crit,
+            &mut self.essential,
+        ]
+        .into_iter()
+        .flatten()
         {
             s.referenced = loc;
         }
@@ -267,6 +275,7 @@ impl RawCheck {
         ]
         .into_iter()
         .find_map(|(n, f)| f.as_ref().map(|f| (n, f.referenced)))
+        .or_else(|| self.essential.as_ref().map(|e| ("essential", e.referenced)))
     }
 }
 

@@ -78,6 +78,8 @@ pub struct DefinedCheck {
     pub scale: f64,
     pub cluster: Option<Aggregate>,
     pub about: Option<String>,
+    /// The cluster's health is unknown while this check is.
+    pub essential: bool,
 }
 
 /// How node values make the cluster's value.
@@ -495,6 +497,11 @@ impl Validator<'_> {
             );
         }
         let (unit, scale) = self.unit(raw, value.as_ref(), [&warn, &crit], field);
+        let essential = raw
+            .essential
+            .as_ref()
+            .and_then(|e| self.flag(e, &format!("{field}.essential")))
+            .unwrap_or(false);
         if self.errors.len() > before {
             return None;
         }
@@ -507,6 +514,7 @@ impl Validator<'_> {
             scale,
             cluster,
             about: raw.about.as_ref().map(|a| a.value.clone()),
+            essential,
         })
     }
 

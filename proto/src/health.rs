@@ -12,10 +12,17 @@
 //!    nodes are up (no majority), or a cluster-wide [`QUORUM_CHECK`] is crit:
 //!    **unavailable**.
 //! 4. Any node down, or any crit or warn report: **degraded**.
-//! 5. Otherwise: **healthy**.
+//! 5. Any *essential* report (one the connector marks as needed to know the
+//!    cluster's health: etcd's quorum and has_leader, CockroachDB's
+//!    live_nodes and ranges_unavailable) unknown or stale: **unknown**, with
+//!    those checks named in [`ClusterSummary::blind`]. dbmon never calls a
+//!    cluster healthy while it cannot see what makes it so.
+//! 6. Otherwise: **healthy**.
 //!
 //! Unknown reports of other checks (a metric missing from an answer, say)
 //! do not change the health on their own; they show among the worst checks.
+//! A *not applicable* report (a check the node's version does not have) is
+//! left out entirely: it counts for nothing and is not among the worst.
 
 use crate::v1::{Health, Report, Status};
 use std::collections::BTreeMap;
@@ -25,13 +32,14 @@ pub const UP_CHECK: &str = "up";
 /// Cluster-wide consensus check (majority of members answering).
 pub const QUORUM_CHECK: &str = "quorum";
 
-/// Severity rank for sorting: crit > unknown > warn > ok.
+/// Severity rank for sorting: crit > unknown > warn > ok > not applicable.
 pub fn severity(status: Status) -> u8 {
     match status {
         Status::Crit => 4,
         Status::Unknown | Status::Unspecified => 3,
         Status::Warn => 2,
         Status::Ok => 1,
+        Status::NotApplicable => 0,
     }
 }
 
@@ -65,6 +73,9 @@ pub struct ClusterSummary {
     /// Every report is stale: nothing has been heard from the cluster's
     /// collector for longer than its reports promised.
     pub stale: bool,
+    /// Essential checks that are unknown or stale (`node check`, or `check`
+    /// for cluster-wide ones): why the health is unknown.
+    pub blind: Vec<String>,
 }
 
 /// Derives the health of one cluster from its latest reports.
@@ -101,7 +112,11 @@ fn summarize_one<'a>(
     let mut newest_ms = 0;
     let mut kind = String::new();
     let mut stale = 0usize;
+    let mut blind: Vec<String> = Vec::new();
     for r in reports {
+        if r.status() == Status::NotApplicable {
+            continue;
+        }
         total += 1;
         if is_stale(r, now_ms) {
             stale += 1;
@@ -124,6 +139,13 @@ fn summarize_one<'a>(
         if r.check == QUORUM_CHECK && status == Status::Crit {
             quorum_lost = true;
         }
+        if r.essential && matches!(status, Status::Unknown | Status::Unspecified) {
+            blind.push(if r.node.is_empty() {
+                r.check.clone()
+            } else {
+                format!("{} {}", r.node, r.check)
+            });
+        }
         if status != Status::Ok {
             worst.push((status, r));
         }
@@ -136,9 +158,12 @@ fn summarize_one<'a>(
         Health::Unavailable
     } else if any_bad || nodes_up < nodes_total {
         Health::Degraded
+    } else if !blind.is_empty() {
+        Health::Unknown
     } else {
         Health::Healthy
     };
+    blind.sort();
     worst.sort_by(|(sa, a), (sb, b)| {
         severity(*sb)
             .cmp(&severity(*sa))
@@ -162,6 +187,7 @@ fn summarize_one<'a>(
         worst,
         newest_ms,
         stale: total > 0 && stale == total,
+        blind,
     }
 }
 
@@ -172,6 +198,7 @@ pub fn status_name(status: Status) -> &'static str {
         Status::Warn => "warn",
         Status::Crit => "crit",
         Status::Unknown | Status::Unspecified => "unknown",
+        Status::NotApplicable => "not_applicable",
     }
 }
 
@@ -278,5 +305,46 @@ mod tests {
     fn unknown_up_means_node_not_up() {
         let rs = nodes(&[Status::Ok, Status::Unknown, Status::Ok]);
         assert_eq!(derive(&rs, 2_000), Health::Degraded);
+    }
+
+    #[test]
+    fn an_essential_check_unknown_means_the_health_is_unknown() {
+        let mut rs: Vec<Report> = (0..3)
+            .map(|i| rep(&format!("n{i}"), UP_CHECK, Status::Ok))
+            .collect();
+        let mut live = rep("", "live_nodes", Status::Unknown);
+        live.essential = true;
+        rs.push(live);
+        let s = summarize(&rs, 2_000).remove(0);
+        assert_eq!(s.health, Health::Unknown);
+        assert_eq!(s.blind, vec!["live_nodes".to_string()]);
+        // A known problem still wins: a node down is degraded.
+        rs[0].set_status(Status::Crit);
+        assert_eq!(derive(&rs, 2_000), Health::Degraded);
+        rs[0].set_status(Status::Ok);
+        // Seen again: healthy.
+        rs[3].set_status(Status::Ok);
+        assert_eq!(derive(&rs, 2_000), Health::Healthy);
+        // Stale counts as unknown.
+        rs[3].observed_at_ms = -20_000;
+        let s = summarize(&rs, 2_000).remove(0);
+        assert_eq!((s.health, s.blind.len()), (Health::Unknown, 1));
+        // Not essential: unknown does not change the health.
+        rs[3].essential = false;
+        assert_eq!(derive(&rs, 2_000), Health::Healthy);
+    }
+
+    #[test]
+    fn not_applicable_counts_for_nothing() {
+        let mut rs: Vec<Report> = (0..3)
+            .map(|i| rep(&format!("n{i}"), UP_CHECK, Status::Ok))
+            .collect();
+        rs.push(rep("n0", "cert_expiry", Status::NotApplicable));
+        let s = summarize(&rs, 2_000).remove(0);
+        assert_eq!(s.health, Health::Healthy);
+        assert!(s.worst.is_empty(), "{:?}", s.worst);
+        // Only not-applicable reports: nothing is known.
+        let only = [rep("n0", "cert_expiry", Status::NotApplicable)];
+        assert_eq!(derive(&only, 2_000), Health::Unknown);
     }
 }

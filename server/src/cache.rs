@@ -50,6 +50,7 @@ pub struct Stored {
     latency_us: u64,
     seq: u64,
     status: i32,
+    essential: bool,
 }
 
 impl Stored {
@@ -88,6 +89,7 @@ impl Stored {
             seq: self.seq,
             kind: String::from(&*self.kind),
             stale_after_ms: self.stale_after_ms,
+            essential: self.essential,
         }
     }
 }
@@ -118,6 +120,7 @@ impl Names {
             value: r.value,
             observed_at_ms: r.observed_at_ms,
             stale_after_ms: r.stale_after_ms,
+            essential: r.essential,
             latency_us: r.latency_us,
             seq: r.seq,
             status: r.status,

@@ -45,6 +45,10 @@ pub const SESSION_HEADER: &str = "X-Cockroach-API-Session";
 pub static SECTIONS: &[dbmon_config::Section] =
     &[dbmon_config::Section::Tls, dbmon_config::Section::Auth];
 
+/// Without live nodes and unavailable ranges known, CockroachDB's health
+/// is not known.
+pub static ESSENTIAL: &[&str] = &["live_nodes", "ranges_unavailable"];
+
 pub static CHECKS: &[CheckSpec] = &[
     CheckSpec {
         name: UP_CHECK,
@@ -374,12 +378,30 @@ impl CockroachDb {
                     Status::Ok,
                     "no certificates in use (insecure cluster)",
                 ),
-                None => Observation::new(
-                    node,
-                    "cert_expiry",
-                    Status::Unknown,
-                    "no security_certificate_expiration_* metrics (CockroachDB before v20.2?)",
-                ),
+                None => match m
+                    .all("build_timestamp")
+                    .find_map(|(l, _)| l.get("tag").cloned())
+                {
+                    // The metrics exist from v20.2 on: before, the check
+                    // does not apply, rather than being unknown forever.
+                    Some(tag) if version_before(&tag, (20, 2)) => Observation::new(
+                        node,
+                        "cert_expiry",
+                        Status::NotApplicable,
+                        format!(
+                            "not applicable: CockroachDB {tag} has no security_certificate_expiration_* metrics (they exist from v20.2)"
+                        ),
+                    ),
+                    tag => Observation::new(
+                        node,
+                        "cert_expiry",
+                        Status::Unknown,
+                        format!(
+                            "no security_certificate_expiration_* metrics in the answer of CockroachDB {}",
+                            tag.as_deref().unwrap_or("of unknown version")
+                        ),
+                    ),
+                },
             });
         }
         let vars = NodeVars {
@@ -676,6 +698,18 @@ fn parse_nodes(body: &str) -> Result<Membership, String> {
         members,
         observation: o,
     })
+}
+
+/// Whether a build tag such as `v19.2.2` names a version before
+/// `(major, minor)`; false when the tag cannot be read.
+fn version_before(tag: &str, before: (u32, u32)) -> bool {
+    let mut parts = tag.trim_start_matches('v').split(['.', '-']);
+    let major = parts.next().and_then(|p| p.parse::<u32>().ok());
+    let minor = parts.next().and_then(|p| p.parse::<u32>().ok());
+    match (major, minor) {
+        (Some(a), Some(b)) => (a, b) < before,
+        _ => false,
+    }
 }
 
 #[cfg(test)]

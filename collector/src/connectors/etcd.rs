@@ -35,6 +35,9 @@ pub static SECTIONS: &[dbmon_config::Section] = &[
     dbmon_config::Section::ClientCert,
 ];
 
+/// Without a quorum and a leader known, etcd's health is not known.
+pub static ESSENTIAL: &[&str] = &[QUORUM_CHECK, "has_leader"];
+
 pub static CHECKS: &[CheckSpec] = &[
     CheckSpec {
         name: UP_CHECK,

@@ -35,6 +35,9 @@ pub static SECTIONS: &[dbmon_config::Section] = &[
     dbmon_config::Section::Requests,
 ];
 
+/// Marked in the configuration (`essential: true`).
+pub static ESSENTIAL: &[&str] = &[];
+
 /// The checks are the configuration's own.
 pub static CHECKS: &[dbmon_config::CheckSpec] = &[];
 
