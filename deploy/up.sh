@@ -98,7 +98,11 @@ if ! user list | grep -q 'passkeys: [1-9]'; then
     # Nobody can sign in yet: invite an admin (again, if an earlier invite went unused).
     if user list | grep -q '^admin '; then invite=$(user invite admin); else invite=$(user add admin --role admin); fi
     printf '%s\n\n' "$invite"
-    echo "Register a passkey there (the page is served with a certificate from $run/pki/ca.crt), then sign in:"
+    echo "Register a passkey there (the page is served with a certificate from $run/pki/ca.crt)."
+    echo "On a remote machine (over SSH, no browser there), forward the port and open the URL in your own"
+    echo "browser; passkeys need the localhost origin, which the forward keeps:"
+    echo "  ssh -L $DBMON_PORT:localhost:$DBMON_PORT YOU@THIS-MACHINE"
+    echo "Then sign in:"
     echo "  dbmon-client --server https://localhost:$DBMON_PORT --ca $run/pki/ca.crt login"
     echo
 fi

@@ -65,6 +65,16 @@ fn run_local_once(dir: &std::path::Path, passkey: &mut Option<support::softlogin
                 passkey.is_none(),
                 "a second invite though a passkey is registered: {text}"
             );
+            // Someone on SSH is told how to reach it with the origin intact.
+            let port = invite
+                .split("://localhost:")
+                .nth(1)
+                .and_then(|r| r.split('/').next())
+                .expect("an invite on localhost");
+            assert!(
+                text.contains(&format!("ssh -L {port}:localhost:{port} ")),
+                "{text}"
+            );
             passkey.insert(block_on(support::softlogin::register(&http, invite)).unwrap())
         }
         None => {

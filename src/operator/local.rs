@@ -109,8 +109,12 @@ pub async fn local(dir: Option<PathBuf>, cockroach: bool, interval: &str) -> Res
             "Sign in first: open this one-time invite in a browser on this machine and register a passkey\n\
              for the user {LOCAL_ADMIN} (the server's certificate is signed by {pki}/ca.crt; trust it, or accept the warning):\n  \
              {}\n\
+             On a remote machine (over SSH, no browser there), forward the port and open the same URL in your\n\
+             own browser: passkeys need the localhost origin, which the forward keeps:\n  \
+             ssh -L {port}:localhost:{port} YOU@THIS-MACHINE\n\
              then:\n  cargo run --bin dbmon-client -- --config {path} login\n",
             dbmon_auth::passkey::Passkeys::invite_url(&origin, secret),
+            port = origin.port_or_known_default().unwrap_or(7070),
             pki = pki.display(),
             path = path.display()
         ),
