@@ -27,8 +27,8 @@ if [ ! -f "$run/pki/ca.key" ]; then
     "$dbmon" pki issue collector --name c1 --dir "$run/pki" >/dev/null
     "$dbmon" pki issue collector --name c2 --dir "$run/pki" >/dev/null
 fi
-mkdir -p "$run/server" "$run/c1" "$run/c2" "$run/config" "$run/auth" "$run/data" "$run/c1-spill" "$run/c2-spill"
-chmod 700 "$run/auth" "$run/data" "$run/c1-spill" "$run/c2-spill"
+mkdir -p "$run/server" "$run/c1" "$run/c2" "$run/config" "$run/auth" "$run/data" "$run/c1-spill" "$run/c2-spill" "$run/etcd1" "$run/etcd2" "$run/etcd3"
+chmod 700 "$run/auth" "$run/data" "$run/c1-spill" "$run/c2-spill" "$run/etcd1" "$run/etcd2" "$run/etcd3"
 cp "$run/pki/ca.crt" "$run/pki/ca.crl" "$run/pki/server.crt" "$run/pki/server.key" "$run/server/"
 for c in c1 c2; do
     cp "$run/pki/ca.crt" "$run/pki/collector.$c.crt" "$run/pki/collector.$c.key" "$run/$c/"
@@ -73,7 +73,7 @@ done
 
 # Containers run as 65532; when we are root, hand them their files.
 if [ "$(id -u)" -eq 0 ]; then
-    chown -R 65532:65532 "$run/server" "$run/c1" "$run/c2" "$run/config" "$run/auth" "$run/data" "$run/c1-spill" "$run/c2-spill"
+    chown -R 65532:65532 "$run/server" "$run/c1" "$run/c2" "$run/config" "$run/auth" "$run/data" "$run/c1-spill" "$run/c2-spill" "$run/etcd1" "$run/etcd2" "$run/etcd3"
     export DBMON_UID=65532 DBMON_GID=65532
 else
     export DBMON_UID="$(id -u)" DBMON_GID="$(id -g)"

@@ -429,6 +429,14 @@ fn the_compose_deployment_end_to_end() {
         "etcd-a degraded after a member stopped",
         |v| v["type"] == "report" && health_of(v) == "degraded" && v["nodes_up"] == 2,
     );
+    // Started again, it rejoins on its data (kept on the host) and the
+    // cluster heals.
+    run(Command::new("docker").args(["start", &d.container("etcd2")]));
+    watch.wait_for(
+        Duration::from_secs(30),
+        "etcd-a healthy again after the member restarted",
+        |v| v["type"] == "report" && health_of(v) == "healthy" && v["nodes_up"] == 3,
+    );
 
     // Collector 1 cut off from the server's network: its cluster goes stale
     // within three poll intervals and a timeout (1s each here: 4s), the
