@@ -1,5 +1,5 @@
 # The two commands of the README, and their parts.
-.PHONY: local test deps lint bench
+.PHONY: local test deps lint bench deny
 
 # Start a local 3-member etcd cluster, a server and a collector (Ctrl-C stops all).
 local:
@@ -25,3 +25,10 @@ bench: deps
 	grep -E "time:|^[a-z_0-9]+/" target/criterion.txt
 	cargo build --release --locked --features load-tool --bin dbmon --bin dbmon-load
 	$$(cargo metadata --no-deps --format-version 1 | sed 's/.*"target_directory":"\([^"]*\)".*/\1/')/release/dbmon-load --out target/bench
+
+# Supply-chain policy (deny.toml): licences, crates.io only, no wildcard
+# versions. Advisories need the RustSec database from the network:
+# `cargo deny check advisories` where it can be fetched.
+deny:
+	command -v cargo-deny >/dev/null 2>&1 || cargo install --locked cargo-deny
+	cargo deny --offline check licenses bans sources
