@@ -10,7 +10,7 @@ local:
 test: deps lint
 	cargo test --workspace --locked
 
-lint:
+lint: deny
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
 
@@ -27,8 +27,9 @@ bench: deps
 	$$(cargo metadata --no-deps --format-version 1 | sed 's/.*"target_directory":"\([^"]*\)".*/\1/')/release/dbmon-load --out target/bench
 
 # Supply-chain policy (deny.toml): licences, crates.io only, no wildcard
-# versions. Advisories need the RustSec database from the network:
-# `cargo deny check advisories` where it can be fetched.
+# versions, duplicate versions reported (as warnings; the list is long and
+# comes from upstream). Advisories need the RustSec database from the
+# network: `cargo deny check advisories` where it can be fetched.
 deny:
-	command -v cargo-deny >/dev/null 2>&1 || cargo install --locked cargo-deny
-	cargo deny --offline check licenses bans sources
+	command -v cargo-deny >/dev/null 2>&1 || cargo install --locked --quiet cargo-deny
+	cargo deny --offline --log-level error check licenses bans sources
