@@ -176,7 +176,7 @@ fn a_cut_off_collector_spills_to_disk_restarts_and_delivers_everything_in_order(
     let log2 = || stack.collector.as_ref().unwrap().log_text();
     let taken = wait_logged(&log2, "took over reports", "reports", 1);
     assert_eq!(taken, kept, "kept {kept} at the stop, took over {taken}");
-    let outage = wait_logged(
+    wait_logged(
         &log2,
         "cannot stream reports to the server",
         "buffered",
@@ -186,6 +186,23 @@ fn a_cut_off_collector_spills_to_disk_restarts_and_delivers_everything_in_order(
         log2().contains("same_epoch=true"),
         "the clean stop's numbering goes on: {}",
         log2()
+    );
+    // A reload in mid-outage (the cluster's settings change, so its agent
+    // restarts) leaves the buffer and the spill as they are.
+    let yaml = std::fs::read_to_string(&config).unwrap().replace(
+        "    max_backoff: 100ms\n",
+        "    max_backoff: 100ms\n    labels: {reloaded: \"yes\"}\n",
+    );
+    std::fs::write(&config, yaml).unwrap();
+    wait_until(Duration::from_secs(10), "the collector reloads", || {
+        log2().contains("configuration reloaded") && log2().contains("changed spill")
+    });
+    let at_reload = logged(&log2(), "cannot stream reports to the server", "buffered");
+    let outage = wait_logged(
+        &log2,
+        "cannot stream reports to the server",
+        "buffered",
+        at_reload + 20,
     );
     kill("-CONT", server);
     let healed = std::time::SystemTime::now() + Duration::from_secs(1);

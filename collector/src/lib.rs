@@ -10,6 +10,7 @@ pub mod link;
 pub mod prom;
 pub mod publisher;
 pub mod registry;
+pub mod reload;
 pub mod spill;
 pub mod window;
 
@@ -23,22 +24,43 @@ use tokio::sync::{mpsc, watch};
 /// turns true. Fails at once when the link to the server cannot be set up
 /// (a missing, expired or mismatched certificate).
 pub async fn run(config: Config, shutdown: watch::Receiver<bool>) -> Result<(), link::LinkError> {
+    run_watching(config, None, shutdown).await
+}
+
+/// [`run`], reloading the clusters from `file` on SIGHUP or when it
+/// changes (see [`reload`]).
+pub async fn run_watching(
+    config: Config,
+    file: Option<std::path::PathBuf>,
+    shutdown: watch::Receiver<bool>,
+) -> Result<(), link::LinkError> {
     let link = link::Link::from_config(&config.collector)?;
     if let link::Link::Tls { identity, .. } = &link {
         tracing::info!(identity = %identity.identity(), server = %config.collector.server, "collector identity");
     }
     let (tx, rx) = mpsc::channel(4096);
     let mut tasks = tokio::task::JoinSet::new();
-    for cluster in config.clusters.clone() {
-        tracing::info!(cluster = %cluster.name, kind = %cluster.kind, nodes = cluster.nodes.len(), interval = %humantime::format_duration(cluster.interval), "watching cluster");
-        tasks.spawn(agent::run(
-            cluster,
-            config.collector.id.clone(),
-            tx.clone(),
-            shutdown.clone(),
-        ));
+    let state = std::sync::Arc::new(publisher::StreamState::default());
+    let mut agents = reload::Agents::new(config.collector.id.clone(), tx, shutdown.clone());
+    agents.start_all(config.clusters.clone());
+    match file {
+        Some(path) => {
+            tasks.spawn(reload::watch_file(
+                path,
+                config.clone(),
+                agents,
+                state.clone(),
+                shutdown.clone(),
+            ));
+        }
+        None => {
+            let mut stop = shutdown.clone();
+            tasks.spawn(async move {
+                let _agents = agents;
+                let _ = stop.wait_for(|s| *s).await;
+            });
+        }
     }
-    drop(tx);
     if let Some(dir) = &config.collector.pki_dir {
         tasks.spawn(link::maintain(
             link.clone(),
@@ -47,7 +69,6 @@ pub async fn run(config: Config, shutdown: watch::Receiver<bool>) -> Result<(), 
             shutdown.clone(),
         ));
     }
-    let state = std::sync::Arc::new(publisher::StreamState::default());
     if let Some(addr) = config.collector.http_listen {
         let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
             link::LinkError::Config(format!(
@@ -97,10 +118,15 @@ async fn health_endpoint(
                     state.on_disk.load(Relaxed),
                     state.lost.load(Relaxed)
                 );
+                let reload = state
+                    .reload
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .line();
                 if state.connected.load(Relaxed) {
                     (
                         StatusCode::OK,
-                        format!("ok: streaming to the server; {buffer}\n"),
+                        format!("ok: streaming to the server; {buffer}\n{reload}\n"),
                     )
                 } else {
                     let e = state
@@ -110,7 +136,7 @@ async fn health_endpoint(
                         .clone();
                     (
                         StatusCode::SERVICE_UNAVAILABLE,
-                        format!("not connected to the server: {e}; {buffer}\n"),
+                        format!("not connected to the server: {e}; {buffer}\n{reload}\n"),
                     )
                 }
             }

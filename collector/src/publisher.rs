@@ -25,6 +25,8 @@ pub struct StreamState {
     pub on_disk: std::sync::atomic::AtomicU64,
     /// Reports dropped since the start because the buffer was full.
     pub lost: std::sync::atomic::AtomicU64,
+    /// The last reload of the configuration.
+    pub reload: std::sync::Mutex<crate::reload::ReloadStatus>,
 }
 
 /// Settings of the stream.

@@ -179,7 +179,8 @@ async fn run(cmd: Cmd) -> Result<()> {
                     tracing::info!(collector = %name, "enrolled: certificate received");
                 }
             }
-            dbmon_collector::run(cfg, shutdown_signal()).await?;
+            // The clusters are reloaded on SIGHUP or when the file changes.
+            dbmon_collector::run_watching(cfg, Some(config.clone()), shutdown_signal()).await?;
         }
         Cmd::Local {
             dir,

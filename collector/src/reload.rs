@@ -1,0 +1,243 @@
+//! Reloading the clusters without a restart: on SIGHUP, or when the
+//! configuration file changes (checked every second), the file is read
+//! again. A file with errors is refused, every error logged with its
+//! file:line:column, and the running clusters stay. A good one is applied
+//! cluster by cluster: agents of removed clusters stop, new ones start,
+//! changed ones restart with their new settings. The stream to the server
+//! and its buffer (memory and spill) are not touched, so no report is lost
+//! and the sequence goes on without a gap. Settings of the collector itself
+//! (server address, buffer, spill) need a restart; a change to them is
+//! logged as such.
+
+use crate::agent::{self, ReportSender};
+use dbmon_config::{ClusterConfig, Config};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime};
+use tokio::sync::watch;
+
+/// How often the file's modification time is looked at.
+const CHECK_EVERY: Duration = Duration::from_secs(1);
+
+/// The outcome of the last reload, for `/healthz` and logs.
+#[derive(Debug, Clone, Default)]
+pub struct ReloadStatus {
+    /// Unix milliseconds of the last attempt; 0 before any.
+    pub at_ms: i64,
+    pub ok: bool,
+    /// What changed, or why the file was refused.
+    pub detail: String,
+    /// Reloads applied since the start.
+    pub applied: u64,
+}
+
+impl ReloadStatus {
+    /// One line for `/healthz`.
+    pub fn line(&self) -> String {
+        if self.at_ms == 0 {
+            return "configuration: as started (no reload yet)".into();
+        }
+        let when = humantime::format_rfc3339_seconds(
+            SystemTime::UNIX_EPOCH + Duration::from_millis(self.at_ms.max(0) as u64),
+        );
+        if self.ok {
+            format!("configuration reloaded at {when}: {}", self.detail)
+        } else {
+            format!(
+                "configuration reload refused at {when}, the running one stays: {}",
+                self.detail
+            )
+        }
+    }
+}
+
+/// One running agent.
+struct Running {
+    cluster: ClusterConfig,
+    stop: watch::Sender<bool>,
+}
+
+/// The agents, keyed by cluster name.
+pub struct Agents {
+    collector_id: String,
+    out: ReportSender,
+    shutdown: watch::Receiver<bool>,
+    running: BTreeMap<String, Running>,
+}
+
+impl Agents {
+    pub fn new(collector_id: String, out: ReportSender, shutdown: watch::Receiver<bool>) -> Agents {
+        Agents {
+            collector_id,
+            out,
+            shutdown,
+            running: BTreeMap::new(),
+        }
+    }
+
+    fn start(&mut self, cluster: ClusterConfig) {
+        tracing::info!(cluster = %cluster.name, kind = %cluster.kind, nodes = cluster.nodes.len(), interval = %humantime::format_duration(cluster.interval), "watching cluster");
+        let (stop, stopped) = watch::channel(false);
+        let mut global = self.shutdown.clone();
+        let mut stopped_rx = stopped.clone();
+        // The agent stops on either: its own stop, or the collector's shutdown.
+        let (either_tx, either) = watch::channel(false);
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = global.wait_for(|s| *s) => {}
+                _ = stopped_rx.wait_for(|s| *s) => {}
+            }
+            let _ = either_tx.send(true);
+        });
+        drop(stopped);
+        tokio::spawn(agent::run(
+            cluster.clone(),
+            self.collector_id.clone(),
+            self.out.clone(),
+            either,
+        ));
+        self.running
+            .insert(cluster.name.clone(), Running { cluster, stop });
+    }
+
+    fn stop(&mut self, name: &str) {
+        if let Some(r) = self.running.remove(name) {
+            let _ = r.stop.send(true);
+        }
+    }
+
+    /// Starts an agent per cluster.
+    pub fn start_all(&mut self, clusters: Vec<ClusterConfig>) {
+        for c in clusters {
+            self.start(c);
+        }
+    }
+
+    /// Brings the agents to `clusters`; what changed, in words.
+    pub fn apply(&mut self, clusters: Vec<ClusterConfig>) -> String {
+        let wanted: BTreeMap<String, ClusterConfig> =
+            clusters.into_iter().map(|c| (c.name.clone(), c)).collect();
+        let gone: Vec<String> = self
+            .running
+            .keys()
+            .filter(|n| !wanted.contains_key(*n))
+            .cloned()
+            .collect();
+        let (mut added, mut changed) = (Vec::new(), Vec::new());
+        for name in &gone {
+            tracing::info!(cluster = %name, "no longer in the configuration: stopped watching it");
+            self.stop(name);
+        }
+        for (name, c) in wanted {
+            match self.running.get(&name) {
+                // Debug holds every setting (secrets only as references).
+                Some(r) if format!("{:?}", r.cluster) == format!("{c:?}") => {}
+                Some(_) => {
+                    tracing::info!(cluster = %name, "its settings changed: restarting its agent");
+                    self.stop(&name);
+                    self.start(c);
+                    changed.push(name);
+                }
+                None => {
+                    self.start(c);
+                    added.push(name);
+                }
+            }
+        }
+        let part =
+            |what: &str, v: &[String]| (!v.is_empty()).then(|| format!("{what} {}", v.join(", ")));
+        let parts: Vec<String> = [
+            part("added", &added),
+            part("removed", &gone),
+            part("changed", &changed),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        if parts.is_empty() {
+            "no cluster changed".into()
+        } else {
+            parts.join("; ")
+        }
+    }
+
+    pub fn names(&self) -> Vec<String> {
+        self.running.keys().cloned().collect()
+    }
+}
+
+/// Watches `path` and SIGHUP until `shutdown`, applying each good new
+/// configuration to `agents` and publishing the outcome in `status`.
+pub async fn watch_file(
+    path: PathBuf,
+    started_with: Config,
+    mut agents: Agents,
+    state: std::sync::Arc<crate::publisher::StreamState>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+    let mut seen = modified(&path);
+    let mut collector_settings = format!("{:?}", started_with.collector);
+    loop {
+        let forced = tokio::select! {
+            _ = tokio::time::sleep(CHECK_EVERY) => false,
+            _ = async {
+                match hup.as_mut() {
+                    Some(h) => { h.recv().await; }
+                    None => std::future::pending().await,
+                }
+            } => true,
+            _ = shutdown.wait_for(|s| *s) => return,
+        };
+        let now = modified(&path);
+        if !forced && now == seen {
+            continue;
+        }
+        seen = now;
+        let why = if forced { "SIGHUP" } else { "the file changed" };
+        let outcome = match Config::load(&path, &crate::Registry) {
+            Err(errors) => {
+                for e in &errors.0 {
+                    tracing::error!("{e}");
+                }
+                tracing::error!(file = %path.display(), errors = errors.0.len(), "configuration not reloaded ({why}): the running one stays");
+                let first: Vec<String> = errors.0.iter().take(3).map(|e| e.to_string()).collect();
+                let more = errors.0.len().saturating_sub(3);
+                ReloadStatus {
+                    ok: false,
+                    detail: if more > 0 {
+                        format!("{} (and {more} more)", first.join("; "))
+                    } else {
+                        first.join("; ")
+                    },
+                    ..ReloadStatus::default()
+                }
+            }
+            Ok(cfg) => {
+                let collector_now = format!("{:?}", cfg.collector);
+                if collector_now != collector_settings {
+                    tracing::warn!(file = %path.display(), "the collector: section changed; restart the collector to apply it (clusters are reloaded now)");
+                    collector_settings = collector_now;
+                }
+                let detail = agents.apply(cfg.clusters);
+                tracing::info!(file = %path.display(), clusters = ?agents.names(), "configuration reloaded ({why}): {detail}");
+                ReloadStatus {
+                    ok: true,
+                    detail,
+                    ..ReloadStatus::default()
+                }
+            }
+        };
+        let mut s = state.reload.lock().unwrap_or_else(|p| p.into_inner());
+        let applied = s.applied + u64::from(outcome.ok);
+        *s = ReloadStatus {
+            at_ms: dbmon_proto::now_ms(),
+            applied,
+            ..outcome
+        };
+    }
+}
+
+fn modified(path: &std::path::Path) -> Option<SystemTime> {
+    std::fs::metadata(path).and_then(|m| m.modified()).ok()
+}
