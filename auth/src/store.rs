@@ -68,6 +68,10 @@ pub struct User {
     #[serde(default)]
     pub credentials: Vec<Credential>,
     pub created_ms: i64,
+    /// A service account (scripts, CI, dashboards): no passkey, ever; its
+    /// tokens are minted on the server's host with `dbmon token mint`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub service: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -411,6 +415,7 @@ impl AuthStore {
                     clusters,
                     credentials: vec![],
                     created_ms: now_ms(),
+                    service: false,
                 },
             );
             s.invites.push(Invite {
@@ -428,8 +433,14 @@ impl AuthStore {
         let secret = random_secret();
         let hash = sha256_hex(&secret);
         self.update(|s| {
-            if !s.users.contains_key(name) {
-                return Err(no_such_user(name));
+            match s.users.get(name) {
+                None => return Err(no_such_user(name)),
+                Some(u) if u.service => {
+                    return Err(StoreError::Refused(format!(
+                        "{name:?} is a service account: it never registers a passkey; `dbmon token mint {name}` makes its tokens"
+                    )));
+                }
+                Some(_) => {}
             }
             let now = now_ms();
             s.invites.retain(|i| i.expires_ms > now);
@@ -441,6 +452,76 @@ impl AuthStore {
             Ok(())
         })?;
         Ok(secret)
+    }
+
+    /// Adds a service account: a role and clusters, no passkey and no invite.
+    pub fn add_service_account(
+        &self,
+        name: &str,
+        role: Role,
+        clusters: Vec<String>,
+    ) -> Result<(), StoreError> {
+        valid_name(name)?;
+        self.update(|s| {
+            if s.users.contains_key(name) {
+                return Err(StoreError::Refused(format!(
+                    "user {name:?} exists; `dbmon user remove {name}` removes it first"
+                )));
+            }
+            s.users.insert(
+                name.to_string(),
+                User {
+                    handle: webauthn_rs::prelude::Uuid::from_bytes(rand::random()),
+                    role,
+                    clusters,
+                    credentials: vec![],
+                    created_ms: now_ms(),
+                    service: true,
+                },
+            );
+            Ok(())
+        })
+    }
+
+    /// Mints a token for service account `name`, valid `ttl_ms`: a new
+    /// login (revocable like any other) whose macaroon carries the extra
+    /// `caveats`. Returns the login id and the token.
+    pub fn mint_service_token(
+        &self,
+        name: &str,
+        ttl_ms: i64,
+        caveats: &[crate::caveat::Caveat],
+        peer: &str,
+    ) -> Result<(String, String), StoreError> {
+        let id = random_secret()[..32].to_string();
+        let session = Session {
+            root_key: random_secret(),
+            user: name.to_string(),
+            credential: "service token".into(),
+            peer: peer.to_string(),
+            created_ms: now_ms(),
+            expires_ms: now_ms() + ttl_ms,
+            revoked_ms: None,
+        };
+        self.update(|s| {
+            match s.users.get(name) {
+                None => return Err(no_such_user(name)),
+                Some(u) if !u.service => {
+                    return Err(StoreError::Refused(format!(
+                        "{name:?} is a person, who signs in with a passkey (`dbmon-client login`); tokens are minted only for service accounts (`dbmon user add NAME --service`)"
+                    )));
+                }
+                Some(_) => {}
+            }
+            let now = now_ms();
+            s.sessions.retain(|_, l| l.expires_ms > now);
+            s.sessions.insert(id.clone(), session.clone());
+            Ok(())
+        })?;
+        let token = crate::token::mint(&id, &session);
+        let token = crate::token::attenuate(&token, caveats)
+            .map_err(|e| StoreError::Refused(format!("cannot add the caveats: {e}")))?;
+        Ok((id, token))
     }
 
     /// Removes a user with their passkeys, invites and logins.

@@ -251,7 +251,7 @@ impl Verifier {
             let user = state
                 .users
                 .get(&session.user)
-                .map(|u| (u.role, u.clusters.clone()));
+                .map(|u| (u.role, u.clusters.clone(), u.service));
             Ok::<_, Denied>((session, user))
         })?;
         let key = key_of(&session.root_key)?;
@@ -264,7 +264,7 @@ impl Verifier {
         if !ct_eq(&expected.signature()[..], &m.signature()[..]) {
             return Err(Denied::BadSignature);
         }
-        let (role, clusters) = user.ok_or_else(|| Denied::NoUser(session.user.clone()))?;
+        let (role, clusters, service) = user.ok_or_else(|| Denied::NoUser(session.user.clone()))?;
         if let Some(at) = session.revoked_ms {
             return Err(Denied::Revoked(at));
         }
@@ -272,7 +272,12 @@ impl Verifier {
             user: session.user.clone(),
             role,
             login: login.clone(),
-            ops: role.ops(),
+            // A service account never manages people's logins, whatever its role.
+            ops: role
+                .ops()
+                .into_iter()
+                .filter(|o| !(service && *o == crate::perms::Op::Sessions))
+                .collect(),
             clusters: (!clusters.is_empty()).then(|| clusters.into_iter().collect()),
             expires_ms: session.expires_ms,
             caveats: caveats.clone(),

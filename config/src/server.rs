@@ -23,6 +23,7 @@ const DEFAULT_SUBSCRIBER_QUEUE: usize = 1024;
 const DEFAULT_HISTORY_MAX_AGE: Duration = Duration::from_secs(7 * 24 * 3600);
 const DEFAULT_SESSION_TTL: Duration = Duration::from_secs(12 * 3600);
 const DEFAULT_INVITE_TTL: Duration = Duration::from_secs(24 * 3600);
+const DEFAULT_SERVICE_TOKEN_MAX_TTL: Duration = Duration::from_secs(90 * 24 * 3600);
 const DEFAULT_MAX_SILENCE: Duration = Duration::from_secs(7 * 86_400);
 const DEFAULT_COLLECTOR_TTL: Duration = Duration::from_secs(7 * 86_400);
 
@@ -94,6 +95,8 @@ pub struct AuthSettings {
     pub session_ttl: Duration,
     /// Lifetime of an invite URL.
     pub invite_ttl: Duration,
+    /// The longest a service account's token may live (`dbmon token mint --ttl`).
+    pub service_token_max_ttl: Duration,
 }
 
 /// The server's certificate files.
@@ -146,6 +149,7 @@ impl Default for ServerConfig {
                 origin: None,
                 session_ttl: DEFAULT_SESSION_TTL,
                 invite_ttl: DEFAULT_INVITE_TTL,
+                service_token_max_ttl: DEFAULT_SERVICE_TOKEN_MAX_TTL,
             },
         }
     }
@@ -180,6 +184,7 @@ struct RawPeopleAuth {
     origin: Option<Spanned<String>>,
     session_ttl: Option<Spanned<String>>,
     invite_ttl: Option<Spanned<String>>,
+    service_token_max_ttl: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -325,6 +330,13 @@ impl Validator<'_> {
             .and_then(|d| self.at_least_a_minute(d, "server.auth.invite_ttl"))
         {
             out.invite_ttl = ttl;
+        }
+        if let Some(ttl) = a
+            .service_token_max_ttl
+            .as_ref()
+            .and_then(|d| self.at_least_a_minute(d, "server.auth.service_token_max_ttl"))
+        {
+            out.service_token_max_ttl = ttl;
         }
         if let Some(o) = &a.origin {
             out.origin = self.origin(o);

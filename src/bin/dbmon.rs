@@ -4,7 +4,7 @@
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use dbmon::operator::pki::{PkiCmd, probe};
-use dbmon::operator::user::UserCmd;
+use dbmon::operator::user::{TokenCmd, UserCmd};
 use dbmon::operator::{config_check, healthcheck, join_token, load, shutdown_signal};
 use dbmon_config::Config;
 use std::path::PathBuf;
@@ -61,6 +61,14 @@ enum Cmd {
         config: Option<PathBuf>,
         #[command(subcommand)]
         command: UserCmd,
+    },
+    /// Tokens of service accounts, on the server's host (it holds the auth store).
+    Token {
+        /// The server's configuration file (for server.auth.dir and the limits).
+        #[arg(long, short, env = "DBMON_CONFIG", global = true)]
+        config: Option<PathBuf>,
+        #[command(subcommand)]
+        command: TokenCmd,
     },
     /// Exit 0 if an HTTP health endpoint answers 200 (for container health checks).
     Healthcheck {
@@ -127,6 +135,7 @@ fn main() -> ExitCode {
         Cmd::Healthcheck { url } => return healthcheck(&url),
         Cmd::Pki { command } => dbmon::operator::pki::pki(command),
         Cmd::User { config, command } => dbmon::operator::user::user(config.as_deref(), command),
+        Cmd::Token { config, command } => dbmon::operator::user::token(config.as_deref(), command),
         other => tokio::runtime::Runtime::new()
             .context("cannot start the async runtime")
             .and_then(|rt| rt.block_on(run(other))),
@@ -187,7 +196,11 @@ async fn run(cmd: Cmd) -> Result<()> {
             cockroach,
             interval,
         } => dbmon::operator::local::local(dir, cockroach, &interval).await?,
-        Cmd::Config { .. } | Cmd::Pki { .. } | Cmd::Healthcheck { .. } | Cmd::User { .. } => {
+        Cmd::Config { .. }
+        | Cmd::Pki { .. }
+        | Cmd::Healthcheck { .. }
+        | Cmd::User { .. }
+        | Cmd::Token { .. } => {
             unreachable!("handled before the runtime starts")
         }
     }

@@ -8,7 +8,9 @@ use std::path::Path;
 
 #[derive(Subcommand)]
 pub enum UserCmd {
-    /// Add a user and print a one-time invite URL to register a passkey.
+    /// Add a user and print a one-time invite URL to register a passkey;
+    /// with --service, a service account for scripts, CI or dashboards
+    /// (no passkey; `dbmon token mint` makes its tokens).
     Add {
         name: String,
         #[arg(long, value_parser = ["admin", "operator", "viewer"])]
@@ -16,6 +18,9 @@ pub enum UserCmd {
         /// Only these clusters (comma-separated); all when absent.
         #[arg(long, value_delimiter = ',')]
         clusters: Vec<String>,
+        /// A service account: never a passkey, tokens minted on this host.
+        #[arg(long)]
+        service: bool,
     },
     /// Print a new invite URL for an existing user (another passkey).
     Invite { name: String },
@@ -53,9 +58,18 @@ pub fn user(config: Option<&Path>, command: UserCmd) -> Result<()> {
             name,
             role,
             clusters,
+            service,
         } => {
             let role = dbmon_auth::Role::parse(&role).context("--role")?;
             let clusters: Vec<String> = clusters.into_iter().filter(|c| !c.is_empty()).collect();
+            if service {
+                store.add_service_account(&name, role, clusters)?;
+                tracing::info!(target: "dbmon::audit", event = "service_account_add", user = %name, role = %role, "audit");
+                println!(
+                    "service account {name} added (role {role}); mint its tokens on this host:\n\n    dbmon token mint {name} --ttl 30d\n"
+                );
+                return Ok(());
+            }
             let secret = store.add_user(&name, role, clusters, invite_ms)?;
             tracing::info!(target: "dbmon::audit", event = "user_add", user = %name, role = %role, "audit");
             print_invite(&name, &secret);
@@ -82,8 +96,9 @@ pub fn user(config: Option<&Path>, command: UserCmd) -> Result<()> {
                     .iter()
                     .filter(|i| &i.user == name && i.expires_ms > now)
                     .count();
+                let what = if u.service { "  (service account)" } else { "" };
                 println!(
-                    "{name}  role: {}  clusters: {}  passkeys: {}  logins: {logins}  open invites: {pending}",
+                    "{name}{what}  role: {}  clusters: {}  passkeys: {}  logins: {logins}  open invites: {pending}",
                     u.role,
                     if u.clusters.is_empty() {
                         "all".to_string()
@@ -92,6 +107,18 @@ pub fn user(config: Option<&Path>, command: UserCmd) -> Result<()> {
                     },
                     u.credentials.len()
                 );
+                if u.service {
+                    for (id, l) in s.sessions.iter().filter(|(_, l)| {
+                        &l.user == name && l.revoked_ms.is_none() && l.expires_ms > now
+                    }) {
+                        println!(
+                            "    token {}  minted {}  expires {}",
+                            &id[..8.min(id.len())],
+                            dbmon_auth::caveat::format_ms(l.created_ms),
+                            dbmon_auth::caveat::format_ms(l.expires_ms)
+                        );
+                    }
+                }
                 for c in &u.credentials {
                     println!(
                         "    passkey {}  added {}  last used {}",
@@ -115,6 +142,81 @@ pub fn user(config: Option<&Path>, command: UserCmd) -> Result<()> {
                 println!("removed {name}; their logins no longer work");
             }
         },
+    }
+    Ok(())
+}
+
+#[derive(Subcommand)]
+pub enum TokenCmd {
+    /// Mint a token for a service account and print it (once) on stdout.
+    /// Each token is a login of its own: listed by `dbmon user list` and
+    /// `dbmon-client sessions list`, revoked like a person's.
+    Mint {
+        /// The service account (`dbmon user add NAME --service`).
+        name: String,
+        /// How long the token lives, at most server.auth.service_token_max_ttl.
+        #[arg(long)]
+        ttl: String,
+        /// Only these operations (comma-separated: read, watch, silence).
+        #[arg(long, value_delimiter = ',')]
+        ops: Vec<String>,
+        /// Only these clusters (comma-separated), within the account's.
+        #[arg(long, value_delimiter = ',')]
+        clusters: Vec<String>,
+    },
+}
+
+pub fn token(config: Option<&Path>, command: TokenCmd) -> Result<()> {
+    let server = match config {
+        Some(p) => load(p)?.server,
+        None => Config::embedded_default().server,
+    };
+    let store = dbmon_server::open_auth_store(&server)?;
+    match command {
+        TokenCmd::Mint {
+            name,
+            ttl,
+            ops,
+            clusters,
+        } => {
+            let ttl = humantime::parse_duration(&ttl).with_context(|| {
+                format!("--ttl {ttl:?}: expected a duration such as 30d or 12h")
+            })?;
+            let max = server.auth.service_token_max_ttl;
+            if ttl > max {
+                anyhow::bail!(
+                    "--ttl {} is longer than server.auth.service_token_max_ttl ({}); ask for less, or raise the limit in the server's configuration",
+                    humantime::format_duration(ttl),
+                    humantime::format_duration(max)
+                );
+            }
+            let mut caveats = Vec::new();
+            let ops: Vec<String> = ops.into_iter().filter(|o| !o.is_empty()).collect();
+            if !ops.is_empty() {
+                let text = format!("ops = {}", ops.join(","));
+                caveats.push(dbmon_auth::caveat::Caveat::parse(&text).context("--ops")?);
+            }
+            let clusters: Vec<String> = clusters.into_iter().filter(|c| !c.is_empty()).collect();
+            if !clusters.is_empty() {
+                caveats.push(dbmon_auth::caveat::Caveat::Clusters(
+                    clusters.iter().cloned().collect(),
+                ));
+            }
+            let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "this host".into());
+            let (id, token) = store.mint_service_token(
+                &name,
+                ttl.as_millis() as i64,
+                &caveats,
+                &format!("dbmon token mint on {host}"),
+            )?;
+            tracing::info!(target: "dbmon::audit", event = "token_mint", user = %name, login = %&id[..8], ttl = %humantime::format_duration(ttl), ops = ?ops, clusters = ?clusters, "audit");
+            eprintln!(
+                "token for {name} (login {}, valid {}): give it to the script as DBMON_TOKEN; it is not shown again",
+                &id[..8],
+                humantime::format_duration(ttl)
+            );
+            println!("{token}");
+        }
     }
     Ok(())
 }
