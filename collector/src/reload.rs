@@ -16,9 +16,6 @@ use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 use tokio::sync::watch;
 
-/// How often the file's modification time is looked at.
-const CHECK_EVERY: Duration = Duration::from_secs(1);
-
 /// The outcome of the last reload, for `/healthz` and logs.
 #[derive(Debug, Clone, Default)]
 pub struct ReloadStatus {
@@ -175,26 +172,10 @@ pub async fn watch_file(
     state: std::sync::Arc<crate::publisher::StreamState>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
-    let mut seen = modified(&path);
+    let mut trigger = dbmon_pki::reload::Trigger::new(path.clone());
     let mut collector_settings = format!("{:?}", started_with.collector);
-    loop {
-        let forced = tokio::select! {
-            _ = tokio::time::sleep(CHECK_EVERY) => false,
-            _ = async {
-                match hup.as_mut() {
-                    Some(h) => { h.recv().await; }
-                    None => std::future::pending().await,
-                }
-            } => true,
-            _ = shutdown.wait_for(|s| *s) => return,
-        };
-        let now = modified(&path);
-        if !forced && now == seen {
-            continue;
-        }
-        seen = now;
-        let why = if forced { "SIGHUP" } else { "the file changed" };
+    while let Some(cause) = trigger.next(&mut shutdown).await {
+        let why = cause.describe();
         let outcome = match Config::load(&path, &crate::Registry) {
             Err(errors) => {
                 for e in &errors.0 {
@@ -236,8 +217,4 @@ pub async fn watch_file(
             ..outcome
         };
     }
-}
-
-fn modified(path: &std::path::Path) -> Option<SystemTime> {
-    std::fs::metadata(path).and_then(|m| m.modified()).ok()
 }

@@ -105,3 +105,72 @@ impl CertificateReloader {
         any
     }
 }
+
+/// Wakes when a file's modification time changes (looked at every second)
+/// or on SIGHUP: what reloads a configuration file waits on.
+pub struct Trigger {
+    path: std::path::PathBuf,
+    seen: Option<std::time::SystemTime>,
+    hup: Option<tokio::signal::unix::Signal>,
+}
+
+/// Why a [`Trigger`] woke.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cause {
+    Hangup,
+    FileChanged,
+}
+
+impl Cause {
+    pub fn describe(self) -> &'static str {
+        match self {
+            Cause::Hangup => "SIGHUP",
+            Cause::FileChanged => "the file changed",
+        }
+    }
+}
+
+impl Trigger {
+    pub fn new(path: std::path::PathBuf) -> Trigger {
+        let seen = modified(&path);
+        Trigger {
+            path,
+            seen,
+            hup: tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok(),
+        }
+    }
+
+    pub fn path(&self) -> &std::path::Path {
+        &self.path
+    }
+
+    /// The next cause to reload; None once `shutdown` turns true.
+    pub async fn next(&mut self, shutdown: &mut watch::Receiver<bool>) -> Option<Cause> {
+        loop {
+            let hup = self.hup.as_mut();
+            let forced = tokio::select! {
+                _ = tokio::time::sleep(CHECK_EVERY) => false,
+                _ = async {
+                    match hup {
+                        Some(h) => { h.recv().await; }
+                        None => std::future::pending().await,
+                    }
+                } => true,
+                _ = shutdown.wait_for(|s| *s) => return None,
+            };
+            let now = modified(&self.path);
+            let changed = now != self.seen;
+            self.seen = now;
+            if forced {
+                return Some(Cause::Hangup);
+            }
+            if changed {
+                return Some(Cause::FileChanged);
+            }
+        }
+    }
+}
+
+fn modified(path: &std::path::Path) -> Option<std::time::SystemTime> {
+    std::fs::metadata(path).and_then(|m| m.modified()).ok()
+}
