@@ -83,12 +83,16 @@ fn clusters_are_added_removed_changed_and_a_broken_file_refused_without_a_gap() 
         || healthz().contains("reloaded at") && healthz().contains("added beta"),
     );
 
-    // Removed and changed at once: alpha goes, beta gains a check.
-    write(&http_cluster(
-        "beta",
-        &urls,
-        "      fast: {request: health, value: \"[RESPONSE_TIME]\", warn: \"> 1s\"}\n",
-    ));
+    // Removed and changed at once: alpha goes, beta polls every 2s and
+    // gains a check.
+    write(
+        &http_cluster(
+            "beta",
+            &urls,
+            "      fast: {request: health, value: \"[RESPONSE_TIME]\", warn: \"> 1s\"}\n",
+        )
+        .replace("interval: 1s", "interval: 2s"),
+    );
     wait_until(
         Duration::from_secs(5),
         "healthz says alpha removed, beta changed",
@@ -169,4 +173,73 @@ fn clusters_are_added_removed_changed_and_a_broken_file_refused_without_a_gap() 
         "{log}"
     );
     assert!(!log.contains("closed the report stream"), "{log}");
+}
+
+/// The server reloads its alerting sections, assignments and login
+/// lifetime on a file change: alerting that was off starts and notifies a
+/// receiver added by the reload; a broken file is refused and said so.
+#[test]
+fn the_server_reloads_alerting_and_refuses_a_broken_file() {
+    use support::receivers::Hook;
+    let dir = tempfile::tempdir().unwrap();
+    // Nothing answers there: the cluster is down, which a rule will see.
+    let cluster = format!(
+        "  - name: gone\n    kind: etcd\n    interval: 1s\n    timeout: 300ms\n    nodes: [127.0.0.1:{}]\n",
+        free_port()
+    );
+    let mut stack = start_server(dir.path(), &cluster);
+    stack.start_collector();
+    let path = dir.path().join("dbmon.yaml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(
+        stack
+            .http_get("/healthz")
+            .contains("configuration: as started")
+    );
+    wait_until(Duration::from_secs(20), "gone is reported", || {
+        String::from_utf8_lossy(&stack.client(&["status"]).stdout).contains("gone")
+    });
+
+    let hook = Hook::start(&[]);
+    let with_alerting = text.replacen(
+        "server:\n",
+        "server:\n  assignments: {test-collector: [gone]}\n  auth: {session_ttl: 2h}\n",
+        1,
+    ) + &format!(
+        "receivers:\n  - name: hook\n    webhook: {{url: {}}}\n\
+         alerts:\n  - name: Gone\n    when: health\n    for: 0s\n    group_wait: 0s\n    receivers: [hook]\n",
+        hook.url
+    );
+    std::fs::write(&path, &with_alerting).unwrap();
+    let hit = hook.wait_for(
+        Duration::from_secs(20),
+        "Gone notified after the reload",
+        |h| h.json()["alerts"][0]["labels"]["alertname"] == "Gone",
+    );
+    assert_eq!(hit.json()["alerts"][0]["labels"]["cluster"], "gone");
+    let h = stack.http_get("/healthz");
+    assert!(
+        h.contains("configuration reloaded at")
+            && h.contains(
+                "assignments for 1 collector(s), session_ttl 2h, alerting: 1 rule(s), 1 receiver(s)"
+            ),
+        "{h}"
+    );
+
+    // Broken: refused where it is wrong, the running alerting stays.
+    std::fs::write(&path, with_alerting.replace("for: 0s", "for: soon")).unwrap();
+    wait_until(
+        Duration::from_secs(5),
+        "the server refuses the file",
+        || stack.http_get("/healthz").contains("reload refused"),
+    );
+    let h = stack.http_get("/healthz");
+    assert!(
+        h.contains("dbmon.yaml:") && h.contains("alerts[0].for"),
+        "{h}"
+    );
+    let log = stack.server_log();
+    assert!(log.contains("configuration not reloaded"), "{log}");
+    let alerts = String::from_utf8_lossy(&stack.client(&["alerts"]).stdout).to_string();
+    assert!(alerts.contains("Gone"), "{alerts}");
 }

@@ -100,7 +100,8 @@ pub struct Passkeys {
     webauthn: Webauthn,
     origin: Url,
     verifier: Verifier,
-    session_ttl_ms: i64,
+    /// Lifetime of a new login; changed by a configuration reload.
+    session_ttl_ms: std::sync::atomic::AtomicI64,
     registrations: Mutex<HashMap<String, Registration>>,
     logins: Mutex<HashMap<String, DeviceLogin>>,
     limiter: Limiter,
@@ -150,7 +151,7 @@ impl Passkeys {
             webauthn,
             origin: origin.clone(),
             verifier,
-            session_ttl_ms,
+            session_ttl_ms: std::sync::atomic::AtomicI64::new(session_ttl_ms),
             registrations: Mutex::new(HashMap::new()),
             logins: Mutex::new(HashMap::new()),
             limiter,
@@ -163,6 +164,12 @@ impl Passkeys {
 
     pub fn store(&self) -> &AuthStore {
         self.verifier.store()
+    }
+
+    /// Logins made from now on live `ttl_ms` (a configuration reload).
+    pub fn set_session_ttl(&self, ttl_ms: i64) {
+        self.session_ttl_ms
+            .store(ttl_ms, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// The URL of an invite, to give to the person.
@@ -410,9 +417,13 @@ impl Passkeys {
             c.last_used_ms = Some(now_ms());
             Ok(())
         })?;
-        let (login, token) = self
-            .verifier
-            .new_login(&user, &cred, peer, self.session_ttl_ms)?;
+        let (login, token) = self.verifier.new_login(
+            &user,
+            &cred,
+            peer,
+            self.session_ttl_ms
+                .load(std::sync::atomic::Ordering::Relaxed),
+        )?;
         audit("login", &user, &cred, &login, peer, "ok");
         audit("mint", &user, &cred, &login, peer, "ok");
         if let Some(l) = lock(&self.logins).get_mut(login_id) {

@@ -13,40 +13,9 @@ use crate::agent::{self, ReportSender};
 use dbmon_config::{ClusterConfig, Config};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::time::{Duration, SystemTime};
 use tokio::sync::watch;
 
-/// The outcome of the last reload, for `/healthz` and logs.
-#[derive(Debug, Clone, Default)]
-pub struct ReloadStatus {
-    /// Unix milliseconds of the last attempt; 0 before any.
-    pub at_ms: i64,
-    pub ok: bool,
-    /// What changed, or why the file was refused.
-    pub detail: String,
-    /// Reloads applied since the start.
-    pub applied: u64,
-}
-
-impl ReloadStatus {
-    /// One line for `/healthz`.
-    pub fn line(&self) -> String {
-        if self.at_ms == 0 {
-            return "configuration: as started (no reload yet)".into();
-        }
-        let when = humantime::format_rfc3339_seconds(
-            SystemTime::UNIX_EPOCH + Duration::from_millis(self.at_ms.max(0) as u64),
-        );
-        if self.ok {
-            format!("configuration reloaded at {when}: {}", self.detail)
-        } else {
-            format!(
-                "configuration reload refused at {when}, the running one stays: {}",
-                self.detail
-            )
-        }
-    }
-}
+pub use dbmon_pki::reload::ReloadStatus;
 
 /// One running agent.
 struct Running {

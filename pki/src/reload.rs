@@ -174,3 +174,35 @@ impl Trigger {
 fn modified(path: &std::path::Path) -> Option<std::time::SystemTime> {
     std::fs::metadata(path).and_then(|m| m.modified()).ok()
 }
+
+/// The outcome of the last reload, for `/healthz` and logs.
+#[derive(Debug, Clone, Default)]
+pub struct ReloadStatus {
+    /// Unix milliseconds of the last attempt; 0 before any.
+    pub at_ms: i64,
+    pub ok: bool,
+    /// What changed, or why the file was refused.
+    pub detail: String,
+    /// Reloads applied since the start.
+    pub applied: u64,
+}
+
+impl ReloadStatus {
+    /// One line for `/healthz`.
+    pub fn line(&self) -> String {
+        if self.at_ms == 0 {
+            return "configuration: as started (no reload yet)".into();
+        }
+        let when = humantime::format_rfc3339_seconds(
+            std::time::SystemTime::UNIX_EPOCH + Duration::from_millis(self.at_ms.max(0) as u64),
+        );
+        if self.ok {
+            format!("configuration reloaded at {when}: {}", self.detail)
+        } else {
+            format!(
+                "configuration reload refused at {when}, the running one stays: {}",
+                self.detail
+            )
+        }
+    }
+}

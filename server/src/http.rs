@@ -50,6 +50,8 @@ async fn healthz(State(s): State<Services>) -> String {
     if let Some(e) = s.alerting.state_saved_error() {
         let _ = writeln!(out, "alerting state not saved: {e}");
     }
+    let reload = s.reload.lock().unwrap_or_else(|e| e.into_inner()).line();
+    let _ = writeln!(out, "{reload}");
     out
 }
 

@@ -15,6 +15,7 @@ pub mod cache;
 pub mod enroll;
 pub mod http;
 pub mod peer;
+pub mod reload;
 pub mod report_store;
 pub mod service;
 pub mod shared;
@@ -238,6 +239,16 @@ pub async fn serve_deployment(
     deployment: Config,
     shutdown: watch::Receiver<bool>,
 ) -> Result<(), ServerError> {
+    serve_reloading(deployment, None, shutdown).await
+}
+
+/// [`serve_deployment`], reloading what it can from a file on SIGHUP or
+/// when the file changes (see [`reload`]).
+pub async fn serve_reloading(
+    deployment: Config,
+    reload: Option<reload::Reloader>,
+    shutdown: watch::Receiver<bool>,
+) -> Result<(), ServerError> {
     let cfg = deployment.server;
     let tls = match (&cfg.tls, cfg.insecure_plaintext) {
         (Some(t), false) => {
@@ -335,10 +346,20 @@ pub async fn serve_deployment(
         cache,
         store,
         collectors: Default::default(),
-        assignments: Arc::new(cfg.assignments.clone()),
+        assignments: Arc::new(std::sync::RwLock::new(cfg.assignments.clone())),
         signer: signer.clone(),
         auth: people_auth.clone(),
+        reload: Default::default(),
     };
+    if let Some(r) = reload {
+        tokio::spawn(reload::watch_file(
+            r,
+            cfg.clone(),
+            services.clone(),
+            passkeys.clone(),
+            shutdown.clone(),
+        ));
+    }
     let people = bind(cfg.listen, "gRPC for people").await?;
     let collectors = bind(cfg.collector_listen, "gRPC for collectors").await?;
     let web = bind(cfg.http_listen, "HTTP").await?;

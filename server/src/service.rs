@@ -33,11 +33,14 @@ pub struct Services {
     pub store: Arc<dyn crate::report_store::ReportStore>,
     pub collectors: Arc<AtomicUsize>,
     /// Collector name → clusters it may publish; empty: no restriction.
-    pub assignments: Arc<BTreeMap<String, Vec<String>>>,
+    /// Replaced by a reload.
+    pub assignments: Arc<std::sync::RwLock<BTreeMap<String, Vec<String>>>>,
     /// Signs renewals; None when the server holds no CA key.
     pub signer: Option<Arc<crate::enroll::Signer>>,
     /// People's logins: open Watch streams end when theirs is revoked.
     pub auth: crate::auth::PeopleAuth,
+    /// The last reload of the configuration, for `/healthz`.
+    pub reload: Arc<std::sync::Mutex<dbmon_pki::reload::ReloadStatus>>,
 }
 
 /// The collector identity of the caller's certificate. Without TLS (the
@@ -147,15 +150,18 @@ impl Ingest for Services {
                 id.name, hello.collector_id, id.name
             )));
         }
-        let allowed: Option<Vec<String>> = if self.assignments.is_empty() {
-            None
-        } else {
-            Some(
-                self.assignments
-                    .get(&hello.collector_id)
-                    .cloned()
-                    .unwrap_or_default(),
-            )
+        let allowed: Option<Vec<String>> = {
+            let assignments = self.assignments.read().unwrap_or_else(|e| e.into_inner());
+            if assignments.is_empty() {
+                None
+            } else {
+                Some(
+                    assignments
+                        .get(&hello.collector_id)
+                        .cloned()
+                        .unwrap_or_default(),
+                )
+            }
         };
         let cache = self.cache.clone();
         let start = cache.last_seq(&hello.collector_id, hello.epoch);

@@ -152,11 +152,19 @@ fn main() -> ExitCode {
 async fn run(cmd: Cmd) -> Result<()> {
     match cmd {
         Cmd::Server { config } => {
-            let cfg = match config {
-                Some(p) => load(&p)?,
+            let cfg = match &config {
+                Some(p) => load(p)?,
                 None => Config::embedded_default(),
             };
-            dbmon_server::serve_deployment(cfg, shutdown_signal()).await?;
+            // What can change without a restart is reloaded on SIGHUP or
+            // when the file changes.
+            let reload = config.map(|file| dbmon_server::reload::Reloader {
+                file,
+                load: std::sync::Arc::new(|p: &std::path::Path| {
+                    Config::load(p, &dbmon_collector::Registry)
+                }),
+            });
+            dbmon_server::serve_reloading(cfg, reload, shutdown_signal()).await?;
         }
         Cmd::Collector {
             config,

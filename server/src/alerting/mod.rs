@@ -57,9 +57,12 @@ pub enum StateStore {
 /// The running alerting of one server.
 pub struct Alerting {
     engine: Mutex<Engine>,
-    receivers: BTreeMap<String, Arc<Receiver>>,
+    /// Replaced whole by a reload.
+    receivers: std::sync::RwLock<BTreeMap<String, Arc<Receiver>>>,
     /// Cluster name → its labels, from `clusters:`.
-    labels: BTreeMap<String, BTreeMap<String, String>>,
+    labels: std::sync::RwLock<BTreeMap<String, BTreeMap<String, String>>>,
+    /// Whether the tasks run (they start with the first rule).
+    running: std::sync::atomic::AtomicBool,
     external_url: String,
     /// The longest silence people may set.
     pub max_silence: Duration,
@@ -163,11 +166,9 @@ impl Alerting {
         }
         Ok(Arc::new(Alerting {
             engine: Mutex::new(engine),
-            receivers,
-            labels: clusters
-                .iter()
-                .map(|c| (c.name.clone(), c.labels.clone()))
-                .collect(),
+            receivers: std::sync::RwLock::new(receivers),
+            labels: std::sync::RwLock::new(labels_of(clusters)),
+            running: std::sync::atomic::AtomicBool::new(false),
             external_url,
             max_silence,
             store,
@@ -182,18 +183,85 @@ impl Alerting {
         self.engine.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Starts evaluation, delivery and the Alertmanager resends.
+    /// The receiver named `name`, as configured now.
+    fn receiver(&self, name: &str) -> Option<Arc<Receiver>> {
+        self.receivers
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(name)
+            .cloned()
+    }
+
+    fn all_receivers(&self) -> Vec<Arc<Receiver>> {
+        self.receivers
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    /// Starts evaluation, delivery and the Alertmanager resends (once).
     pub fn spawn(self: &Arc<Self>, cache: Arc<Cache>, shutdown: watch::Receiver<bool>) {
+        if self.running.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            return;
+        }
         if let StateStore::Shared(sh) = &self.store {
             tokio::spawn(sh.clone().lease_loop(shutdown.clone()));
         }
         tokio::spawn(self.clone().evaluate_loop(cache, shutdown.clone()));
         tokio::spawn(self.clone().deliver_loop(shutdown.clone()));
-        for r in self.receivers.values() {
-            if let Some(every) = r.resend_interval() {
-                tokio::spawn(self.clone().resend_loop(r.clone(), every, shutdown.clone()));
-            }
+        for r in self.all_receivers() {
+            self.spawn_resends(&r, &shutdown);
         }
+    }
+
+    fn spawn_resends(self: &Arc<Self>, r: &Arc<Receiver>, shutdown: &watch::Receiver<bool>) {
+        if let Some(every) = r.resend_interval() {
+            tokio::spawn(self.clone().resend_loop(r.clone(), every, shutdown.clone()));
+        }
+    }
+
+    /// Applies new alerting sections without a restart: receivers, rules,
+    /// maintenance windows and the clusters' labels. A receiver that cannot
+    /// be built refuses the whole change. Alerts of rules no longer
+    /// configured are dropped, as at a restart. Starts the tasks when the
+    /// first rule arrives. Says what it now runs.
+    pub fn reconfigure(
+        self: &Arc<Self>,
+        cfg: &AlertingConfig,
+        clusters: &[ClusterConfig],
+        cache: &Arc<Cache>,
+        shutdown: &watch::Receiver<bool>,
+    ) -> Result<String, AlertingError> {
+        let mut receivers = BTreeMap::new();
+        for r in &cfg.receivers {
+            receivers.insert(r.name.clone(), Arc::new(Receiver::build(r)?));
+        }
+        let fresh: Vec<Arc<Receiver>> = receivers.values().cloned().collect();
+        *self.receivers.write().unwrap_or_else(|e| e.into_inner()) = receivers;
+        *self.labels.write().unwrap_or_else(|e| e.into_inner()) = labels_of(clusters);
+        {
+            let mut e = self.engine();
+            e.set_rules(&cfg.rules, &cfg.maintenance);
+            let names: BTreeSet<String> = cfg.receivers.iter().map(|r| r.name.clone()).collect();
+            e.doc.receivers.retain(|n, _| names.contains(n));
+        }
+        if self.running.load(std::sync::atomic::Ordering::SeqCst) {
+            // The old resend loops end when they see their receiver replaced.
+            for r in &fresh {
+                self.spawn_resends(r, shutdown);
+            }
+        } else if !cfg.rules.is_empty() {
+            self.spawn(cache.clone(), shutdown.clone());
+        }
+        self.wake_delivery.notify_one();
+        Ok(format!(
+            "{} rule(s), {} receiver(s), {} maintenance window(s)",
+            cfg.rules.len(),
+            cfg.receivers.len(),
+            cfg.maintenance.len()
+        ))
     }
 
     async fn evaluate_loop(
@@ -317,6 +385,7 @@ impl Alerting {
     /// Judges the reports (grouped by cluster, as `latest` returns them).
     fn judge(&self, reports: &[dbmon_proto::Report], now: i64) {
         let empty = BTreeMap::new();
+        let labels = self.labels.read().unwrap_or_else(|e| e.into_inner());
         let mut e = self.engine();
         let rules: Vec<dbmon_config::AlertRule> = e.rules().cloned().collect();
         for chunk in reports.chunk_by(|a, b| a.cluster == b.cluster) {
@@ -324,7 +393,7 @@ impl Alerting {
             let facts = ClusterFacts {
                 name: cluster,
                 kind: &chunk[0].kind,
-                labels: self.labels.get(cluster).unwrap_or(&empty),
+                labels: labels.get(cluster).unwrap_or(&empty),
             };
             let conditions = rules
                 .iter()
@@ -424,7 +493,7 @@ impl Alerting {
                     if !first.insert(n.receiver.clone()) {
                         continue;
                     }
-                    if !self.receivers.contains_key(&n.receiver) {
+                    if self.receiver(&n.receiver).is_none() {
                         unknown.push(n.id);
                         continue;
                     }
@@ -447,7 +516,7 @@ impl Alerting {
                 due
             };
             for n in due {
-                let Some(receiver) = self.receivers.get(&n.receiver).cloned() else {
+                let Some(receiver) = self.receiver(&n.receiver) else {
                     continue;
                 };
                 inflight
@@ -506,6 +575,13 @@ impl Alerting {
             tokio::select! {
                 _ = tick.tick() => {}
                 _ = shutdown.changed() => return,
+            }
+            // Replaced or removed by a reload: a new loop serves the new one.
+            if !self
+                .receiver(&receiver.name)
+                .is_some_and(|now| Arc::ptr_eq(&now, &receiver))
+            {
+                return;
             }
             if !self.sends() {
                 continue;
@@ -596,8 +672,8 @@ impl Alerting {
 
     /// Every receiver with its delivery health.
     pub fn receivers_in(&self, doc: &Doc) -> Vec<ReceiverView> {
-        self.receivers
-            .values()
+        self.all_receivers()
+            .iter()
             .map(|r| ReceiverView {
                 name: r.name.clone(),
                 kind: r.kind(),
@@ -665,4 +741,12 @@ impl Alerting {
             .unwrap_or_else(|e| e.into_inner())
             .clone()
     }
+}
+
+/// Cluster name → its labels.
+fn labels_of(clusters: &[ClusterConfig]) -> BTreeMap<String, BTreeMap<String, String>> {
+    clusters
+        .iter()
+        .map(|c| (c.name.clone(), c.labels.clone()))
+        .collect()
 }

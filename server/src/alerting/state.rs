@@ -332,6 +332,20 @@ impl Engine {
         e
     }
 
+    /// New rules and windows (a reload): alerts and groups of rules no
+    /// longer configured are dropped, as at a restart.
+    pub fn set_rules(&mut self, rules: &[AlertRule], windows: &[MaintenanceWindow]) {
+        self.rules = rules
+            .iter()
+            .map(|r| (r.name.clone(), Arc::new(r.clone())))
+            .collect();
+        self.windows = windows.to_vec();
+        let doc = std::mem::take(&mut self.doc);
+        self.replace_doc(doc);
+        // Saved at the next chance: the dropped alerts must stay dropped.
+        self.dirty = true;
+    }
+
     pub fn rules(&self) -> impl Iterator<Item = &AlertRule> {
         self.rules.values().map(|r| &**r)
     }
