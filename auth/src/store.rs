@@ -483,47 +483,6 @@ impl AuthStore {
         })
     }
 
-    /// Mints a token for service account `name`, valid `ttl_ms`: a new
-    /// login (revocable like any other) whose macaroon carries the extra
-    /// `caveats`. Returns the login id and the token.
-    pub fn mint_service_token(
-        &self,
-        name: &str,
-        ttl_ms: i64,
-        caveats: &[crate::caveat::Caveat],
-        peer: &str,
-    ) -> Result<(String, String), StoreError> {
-        let id = random_secret()[..32].to_string();
-        let session = Session {
-            root_key: random_secret(),
-            user: name.to_string(),
-            credential: "service token".into(),
-            peer: peer.to_string(),
-            created_ms: now_ms(),
-            expires_ms: now_ms() + ttl_ms,
-            revoked_ms: None,
-        };
-        self.update(|s| {
-            match s.users.get(name) {
-                None => return Err(no_such_user(name)),
-                Some(u) if !u.service => {
-                    return Err(StoreError::Refused(format!(
-                        "{name:?} is a person, who signs in with a passkey (`dbmon-client login`); tokens are minted only for service accounts (`dbmon user add NAME --service`)"
-                    )));
-                }
-                Some(_) => {}
-            }
-            let now = now_ms();
-            s.sessions.retain(|_, l| l.expires_ms > now);
-            s.sessions.insert(id.clone(), session.clone());
-            Ok(())
-        })?;
-        let token = crate::token::mint(&id, &session);
-        let token = crate::token::attenuate(&token, caveats)
-            .map_err(|e| StoreError::Refused(format!("cannot add the caveats: {e}")))?;
-        Ok((id, token))
-    }
-
     /// Removes a user with their passkeys, invites and logins.
     pub fn remove_user(&self, name: &str) -> Result<(), StoreError> {
         self.update(|s| {

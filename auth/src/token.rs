@@ -307,6 +307,52 @@ impl Verifier {
         Ok(grant)
     }
 
+    /// Mints a token for service account `name`, valid `ttl_ms`: a new
+    /// login (revocable like any other) whose macaroon carries the extra
+    /// `caveats`. Returns the login id and the token.
+    pub fn mint_service_token(
+        &self,
+        name: &str,
+        ttl_ms: i64,
+        caveats: &[crate::caveat::Caveat],
+        peer: &str,
+    ) -> Result<(String, String), crate::store::StoreError> {
+        let id = crate::store::random_secret()[..32].to_string();
+        let session = Session {
+            root_key: crate::store::random_secret(),
+            user: name.to_string(),
+            credential: "service token".into(),
+            peer: peer.to_string(),
+            created_ms: now_ms(),
+            expires_ms: now_ms() + ttl_ms,
+            revoked_ms: None,
+        };
+        self.store.update(|s| {
+            match s.users.get(name) {
+                None => {
+                    return Err(crate::store::StoreError::Refused(format!(
+                        "no user {name:?}; `dbmon user add {name} --service --role viewer` makes a service account"
+                    )));
+                }
+                Some(u) if !u.service => {
+                    return Err(crate::store::StoreError::Refused(format!(
+                        "{name:?} is a person, who signs in with a passkey (`dbmon-client login`); tokens are minted only for service accounts (`dbmon user add NAME --service`)"
+                    )));
+                }
+                Some(_) => {}
+            }
+            let now = now_ms();
+            s.sessions.retain(|_, l| l.expires_ms > now);
+            s.sessions.insert(id.clone(), session.clone());
+            Ok(())
+        })?;
+        let token = mint(&id, &session);
+        let token = attenuate(&token, caveats).map_err(|e| {
+            crate::store::StoreError::Refused(format!("cannot add the caveats: {e}"))
+        })?;
+        Ok((id, token))
+    }
+
     /// Starts a login for `user` with `credential`: a new root key, stored;
     /// returns the login id and its token.
     pub fn new_login(

@@ -26,7 +26,7 @@ pub struct StreamState {
     /// Reports dropped since the start because the buffer was full.
     pub lost: std::sync::atomic::AtomicU64,
     /// The last reload of the configuration.
-    pub reload: std::sync::Mutex<crate::reload::ReloadStatus>,
+    pub reload: std::sync::Mutex<dbmon_pki::reload::ReloadStatus>,
 }
 
 /// Settings of the stream.

@@ -203,7 +203,7 @@ pub fn token(config: Option<&Path>, command: TokenCmd) -> Result<()> {
                 ));
             }
             let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "this host".into());
-            let (id, token) = store.mint_service_token(
+            let (id, token) = dbmon_auth::Verifier::new(store).mint_service_token(
                 &name,
                 ttl.as_millis() as i64,
                 &caveats,
