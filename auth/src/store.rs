@@ -74,6 +74,20 @@ pub struct User {
     pub service: bool,
 }
 
+impl User {
+    /// A new user (a person, or a service account), with no passkey yet.
+    fn new(role: Role, clusters: Vec<String>, service: bool) -> User {
+        User {
+            handle: webauthn_rs::prelude::Uuid::from_bytes(rand::random()),
+            role,
+            clusters,
+            credentials: vec![],
+            created_ms: now_ms(),
+            service,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Credential {
     /// The credential id, base64url, as browsers and `dbmon user list` show it.
@@ -407,17 +421,8 @@ impl AuthStore {
                     "user {name:?} exists; `dbmon user invite {name}` adds a passkey, `dbmon user remove {name}` removes the user"
                 )));
             }
-            s.users.insert(
-                name.to_string(),
-                User {
-                    handle: webauthn_rs::prelude::Uuid::from_bytes(rand::random()),
-                    role,
-                    clusters,
-                    credentials: vec![],
-                    created_ms: now_ms(),
-                    service: false,
-                },
-            );
+            s.users
+                .insert(name.to_string(), User::new(role, clusters, false));
             s.invites.push(Invite {
                 hash,
                 user: name.to_string(),
@@ -468,17 +473,8 @@ impl AuthStore {
                     "user {name:?} exists; `dbmon user remove {name}` removes it first"
                 )));
             }
-            s.users.insert(
-                name.to_string(),
-                User {
-                    handle: webauthn_rs::prelude::Uuid::from_bytes(rand::random()),
-                    role,
-                    clusters,
-                    credentials: vec![],
-                    created_ms: now_ms(),
-                    service: true,
-                },
-            );
+            s.users
+                .insert(name.to_string(), User::new(role, clusters, true));
             Ok(())
         })
     }

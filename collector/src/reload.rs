@@ -151,17 +151,8 @@ pub async fn watch_file(
                     tracing::error!("{e}");
                 }
                 tracing::error!(file = %path.display(), errors = errors.0.len(), "configuration not reloaded ({why}): the running one stays");
-                let first: Vec<String> = errors.0.iter().take(3).map(|e| e.to_string()).collect();
-                let more = errors.0.len().saturating_sub(3);
-                ReloadStatus {
-                    ok: false,
-                    detail: if more > 0 {
-                        format!("{} (and {more} more)", first.join("; "))
-                    } else {
-                        first.join("; ")
-                    },
-                    ..ReloadStatus::default()
-                }
+                let problems: Vec<String> = errors.0.iter().map(|e| e.to_string()).collect();
+                ReloadStatus::refused(&problems, 3)
             }
             Ok(cfg) => {
                 let collector_now = format!("{:?}", cfg.collector);
@@ -171,19 +162,13 @@ pub async fn watch_file(
                 }
                 let detail = agents.apply(cfg.clusters);
                 tracing::info!(file = %path.display(), clusters = ?agents.names(), "configuration reloaded ({why}): {detail}");
-                ReloadStatus {
-                    ok: true,
-                    detail,
-                    ..ReloadStatus::default()
-                }
+                ReloadStatus::applied(detail)
             }
         };
-        let mut s = state.reload.lock().unwrap_or_else(|p| p.into_inner());
-        let applied = s.applied + u64::from(outcome.ok);
-        *s = ReloadStatus {
-            at_ms: dbmon_proto::now_ms(),
-            applied,
-            ..outcome
-        };
+        state
+            .reload
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .record(outcome, dbmon_proto::now_ms());
     }
 }

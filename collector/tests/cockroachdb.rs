@@ -10,7 +10,7 @@ use axum::routing::{get, post};
 use dbmon_collector::{Observation, Registry, registry};
 use dbmon_config::Config;
 use dbmon_proto::Status;
-use dbmon_proto::health::{derive, summarize};
+use dbmon_proto::health::summarize;
 use std::sync::atomic::{AtomicU16, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -151,24 +151,7 @@ fn label(url: &str) -> String {
 
 /// Reports as the agent would stamp them, to derive cluster health.
 fn health_of(obs: &[Observation]) -> dbmon_proto::Health {
-    let reports: Vec<dbmon_proto::Report> = obs
-        .iter()
-        .map(|o| {
-            let mut r = dbmon_proto::Report {
-                cluster: "crdb".into(),
-                node: o.node.clone(),
-                check: o.check.clone(),
-                observed_at_ms: dbmon_proto::now_ms(),
-                essential: dbmon_collector::connectors::cockroachdb::ESSENTIAL
-                    .contains(&o.check.as_str()),
-                ..Default::default()
-            };
-            r.set_status(o.status);
-            r
-        })
-        .collect();
-    assert_eq!(summarize(&reports, dbmon_proto::now_ms()).len(), 1);
-    derive(&reports, dbmon_proto::now_ms())
+    summary_of(obs).health
 }
 
 /// The summary of the observations, as `status` shows it.

@@ -188,6 +188,40 @@ pub struct ReloadStatus {
 }
 
 impl ReloadStatus {
+    /// A reload applied: what changed.
+    pub fn applied(detail: String) -> ReloadStatus {
+        ReloadStatus {
+            ok: true,
+            detail,
+            ..ReloadStatus::default()
+        }
+    }
+
+    /// A reload refused: why (the first `shown` problems and how many more).
+    pub fn refused(problems: &[String], shown: usize) -> ReloadStatus {
+        let first = problems[..problems.len().min(shown)].join("; ");
+        let more = problems.len().saturating_sub(shown);
+        ReloadStatus {
+            ok: false,
+            detail: if more > 0 {
+                format!("{first} (and {more} more)")
+            } else {
+                first
+            },
+            ..ReloadStatus::default()
+        }
+    }
+
+    /// Records `outcome` as the last attempt, now.
+    pub fn record(&mut self, outcome: ReloadStatus, now_ms: i64) {
+        let applied = self.applied + u64::from(outcome.ok);
+        *self = ReloadStatus {
+            at_ms: now_ms,
+            applied,
+            ..outcome
+        };
+    }
+
     /// One line for `/healthz`.
     pub fn line(&self) -> String {
         if self.at_ms == 0 {

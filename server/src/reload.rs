@@ -51,12 +51,8 @@ pub(crate) async fn watch_file(
                     tracing::error!("{e}");
                 }
                 tracing::error!(%file, errors = errors.0.len(), "configuration not reloaded ({why}): the running one stays");
-                let first: Vec<String> = errors.0.iter().take(3).map(|e| e.to_string()).collect();
-                ReloadStatus {
-                    ok: false,
-                    detail: first.join("; "),
-                    ..ReloadStatus::default()
-                }
+                let problems: Vec<String> = errors.0.iter().map(|e| e.to_string()).collect();
+                ReloadStatus::refused(&problems, 3)
             }
             Ok(cfg) => match services.alerting.reconfigure(
                 &cfg.alerting,
@@ -66,11 +62,7 @@ pub(crate) async fn watch_file(
             ) {
                 Err(e) => {
                     tracing::error!(%file, error = %e, "configuration not reloaded ({why}): the running one stays");
-                    ReloadStatus {
-                        ok: false,
-                        detail: e.to_string(),
-                        ..ReloadStatus::default()
-                    }
+                    ReloadStatus::refused(&[e.to_string()], 1)
                 }
                 Ok(alerting) => {
                     *services
@@ -89,20 +81,14 @@ pub(crate) async fn watch_file(
                         humantime::format_duration(cfg.server.auth.session_ttl)
                     );
                     tracing::info!(%file, "configuration reloaded ({why}): {detail}");
-                    ReloadStatus {
-                        ok: true,
-                        detail,
-                        ..ReloadStatus::default()
-                    }
+                    ReloadStatus::applied(detail)
                 }
             },
         };
-        let mut s = services.reload.lock().unwrap_or_else(|e| e.into_inner());
-        let applied = s.applied + u64::from(outcome.ok);
-        *s = ReloadStatus {
-            at_ms: dbmon_proto::now_ms(),
-            applied,
-            ..outcome
-        };
+        services
+            .reload
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .record(outcome, dbmon_proto::now_ms());
     }
 }

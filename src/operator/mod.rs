@@ -107,13 +107,20 @@ pub fn healthcheck(url: &str) -> ExitCode {
         s.read_to_string(&mut out)?;
         Ok(out)
     })();
+    // The whole body: its first line says how it is, the next ones why.
+    let body = |a: &str| {
+        a.split_once("\r\n\r\n")
+            .map_or(a, |(_, b)| b)
+            .trim()
+            .to_string()
+    };
     match answer {
         Ok(a) if a.starts_with("HTTP/1.1 200") || a.starts_with("HTTP/1.0 200") => {
-            println!("{}", a.lines().last().unwrap_or("").trim());
+            println!("{}", body(&a));
             ExitCode::SUCCESS
         }
         Ok(a) => {
-            eprintln!("{url}: {}", a.lines().last().unwrap_or(""));
+            eprintln!("{url}: {}", body(&a));
             ExitCode::from(1)
         }
         Err(e) => {

@@ -36,12 +36,20 @@ pub enum UserCmd {
     },
 }
 
-pub fn user(config: Option<&Path>, command: UserCmd) -> Result<()> {
+/// The server's settings (from its file, or the defaults) and its auth store.
+fn server_and_store(
+    config: Option<&Path>,
+) -> Result<(dbmon_config::ServerConfig, dbmon_auth::store::AuthStore)> {
     let server = match config {
         Some(p) => load(p)?.server,
         None => Config::embedded_default().server,
     };
     let store = dbmon_server::open_auth_store(&server)?;
+    Ok((server, store))
+}
+
+pub fn user(config: Option<&Path>, command: UserCmd) -> Result<()> {
+    let (server, store) = server_and_store(config)?;
     let origin = dbmon_auth::webauthn::Url::parse(&server.origin())
         .with_context(|| format!("server.auth.origin {:?}", server.origin()))?;
     let ttl = server.auth.invite_ttl;
@@ -167,11 +175,7 @@ pub enum TokenCmd {
 }
 
 pub fn token(config: Option<&Path>, command: TokenCmd) -> Result<()> {
-    let server = match config {
-        Some(p) => load(p)?.server,
-        None => Config::embedded_default().server,
-    };
-    let store = dbmon_server::open_auth_store(&server)?;
+    let (server, store) = server_and_store(config)?;
     match command {
         TokenCmd::Mint {
             name,
