@@ -201,7 +201,7 @@ const CASES: &[(&str, &str, &str)] = &[
     (
         "unknown auth field",
         "server:\n  auth:\n    dirr: /auth\n",
-        "FILE:3:5: server: unknown field `dirr`, expected one of dir, origin, session_ttl, invite_ttl",
+        "FILE:3:5: server: unknown field `dirr`, expected one of dir, origin, session_ttl, invite_ttl, service_token_max_ttl",
     ),
     (
         "a negative count",

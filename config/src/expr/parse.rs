@@ -253,6 +253,12 @@ impl<'c> Parser<'c> {
 
     fn cmp(&mut self) -> Result<Parsed, ExprError> {
         let left = self.sum()?;
+        if self.peek() == Some(&Tok::Punct("=")) {
+            return Err(ExprError::at(
+                self.pos_start(),
+                "a single = does not compare; to compare, write ==".into(),
+            ));
+        }
         let left_end = self.pos_end();
         let op = match self.peek() {
             Some(Tok::Punct(p)) => cmp_op(p),

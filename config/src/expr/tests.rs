@@ -93,6 +93,11 @@ fn bad_expressions_are_refused_at_their_column() {
         ("", 1, "empty"),
         ("[STATUS] ==", 12, "expected a value"),
         ("[STATUS] = 200", 10, "to compare, write =="),
+        (
+            "[BODY].ok == true && [STATUS] = 200",
+            31,
+            "a single = does not compare",
+        ),
         ("[STATUS] != \"x\"", 13, "cannot compare a number with text"),
         ("[FOO]", 1, "unknown placeholder [FOO]"),
         ("[BODY].", 8, "a field name"),
