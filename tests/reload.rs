@@ -66,11 +66,7 @@ fn clusters_are_added_removed_changed_and_a_broken_file_refused_without_a_gap() 
         from(v, "alpha")
     });
     let healthz = || get(health_port, "/healthz");
-    assert!(
-        healthz().contains("configuration: as started"),
-        "{}",
-        healthz()
-    );
+    assert!(!healthz().contains("configuration"), "{}", healthz());
 
     // Added.
     write(&(etcd_cluster("alpha", &urls) + &http_cluster("beta", &urls, "")));
@@ -191,11 +187,8 @@ fn the_server_reloads_alerting_and_refuses_a_broken_file() {
     stack.start_collector();
     let path = dir.path().join("dbmon.yaml");
     let text = std::fs::read_to_string(&path).unwrap();
-    assert!(
-        stack
-            .http_get("/healthz")
-            .contains("configuration: as started")
-    );
+    // Nothing said about reloads before the first.
+    assert!(!stack.http_get("/healthz").contains("configuration"));
     wait_until(Duration::from_secs(20), "gone is reported", || {
         String::from_utf8_lossy(&stack.client(&["status"]).stdout).contains("gone")
     });

@@ -122,11 +122,13 @@ async fn health_endpoint(
                     .reload
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
-                    .line();
+                    .line()
+                    .map(|l| format!("{l}\n"))
+                    .unwrap_or_default();
                 if state.connected.load(Relaxed) {
                     (
                         StatusCode::OK,
-                        format!("ok: streaming to the server; {buffer}\n{reload}\n"),
+                        format!("ok: streaming to the server; {buffer}\n{reload}"),
                     )
                 } else {
                     let e = state
@@ -136,7 +138,7 @@ async fn health_endpoint(
                         .clone();
                     (
                         StatusCode::SERVICE_UNAVAILABLE,
-                        format!("not connected to the server: {e}; {buffer}\n{reload}\n"),
+                        format!("not connected to the server: {e}; {buffer}\n{reload}"),
                     )
                 }
             }

@@ -222,21 +222,22 @@ impl ReloadStatus {
         };
     }
 
-    /// One line for `/healthz`.
-    pub fn line(&self) -> String {
+    /// One line for `/healthz`, once a reload was tried (None before).
+    pub fn line(&self) -> Option<String> {
         if self.at_ms == 0 {
-            return "configuration: as started (no reload yet)".into();
+            return None;
         }
         let when = humantime::format_rfc3339_seconds(
-            std::time::SystemTime::UNIX_EPOCH + Duration::from_millis(self.at_ms.max(0) as u64),
+            std::time::SystemTime::UNIX_EPOCH
+                + std::time::Duration::from_millis(self.at_ms.max(0) as u64),
         );
-        if self.ok {
+        Some(if self.ok {
             format!("configuration reloaded at {when}: {}", self.detail)
         } else {
             format!(
                 "configuration reload refused at {when}, the running one stays: {}",
                 self.detail
             )
-        }
+        })
     }
 }

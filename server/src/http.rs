@@ -50,8 +50,9 @@ async fn healthz(State(s): State<Services>) -> String {
     if let Some(e) = s.alerting.state_saved_error() {
         let _ = writeln!(out, "alerting state not saved: {e}");
     }
-    let reload = s.reload.lock().unwrap_or_else(|e| e.into_inner()).line();
-    let _ = writeln!(out, "{reload}");
+    if let Some(reload) = s.reload.lock().unwrap_or_else(|e| e.into_inner()).line() {
+        let _ = writeln!(out, "{reload}");
+    }
     out
 }
 
