@@ -268,3 +268,35 @@ fn the_client_finds_the_server_in_a_config_file_and_reports_a_bad_one() {
         "{err}"
     );
 }
+
+#[test]
+fn completions_for_each_shell_and_bash_reads_its_script() {
+    for (shell, marker) in [
+        ("bash", "complete -F _dbmon__client"),
+        ("zsh", "#compdef dbmon-client"),
+        ("fish", "complete -c dbmon-client"),
+        ("powershell", "Register-ArgumentCompleter"),
+    ] {
+        let out = Command::new(CLIENT)
+            .args(["completions", shell])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{shell}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let script = String::from_utf8_lossy(&out.stdout).to_string();
+        assert!(script.contains(marker), "{shell}: no {marker:?}");
+        for sub in ["watch", "status", "sessions"] {
+            assert!(script.contains(sub), "{shell}: no {sub}");
+        }
+        if shell == "bash" {
+            let dir = tempfile::tempdir().unwrap();
+            let file = dir.path().join("dbmon-client.bash");
+            std::fs::write(&file, &script).unwrap();
+            let ok = Command::new("bash").arg("-n").arg(&file).status().unwrap();
+            assert!(ok.success(), "bash cannot read its completion script");
+        }
+    }
+}

@@ -90,6 +90,12 @@ pub enum Command {
     },
     /// Revoke this login on the server and forget its token.
     Logout,
+    /// Print a completion script for a shell: bash, zsh, fish, powershell
+    /// or elvish. For bash: `dbmon-client completions bash > /etc/bash_completion.d/dbmon-client`.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
     /// Who the token belongs to, what it allows and until when.
     Whoami,
     /// Tokens for scripts.
@@ -167,6 +173,19 @@ pub enum Format {
 
 /// Runs the command line; errors are printed by the caller.
 pub async fn run(cli: Cli) -> Result<()> {
+    if let Command::Completions { shell } = cli.command {
+        use clap::CommandFactory;
+        // Written whole from memory: a closed pipe is an error, not a panic.
+        let mut script = Vec::new();
+        clap_complete::generate(shell, &mut Cli::command(), "dbmon-client", &mut script);
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        return match out.write_all(&script).and_then(|()| out.flush()) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+            Err(e) => Err(anyhow::anyhow!("cannot write the completion script: {e}")),
+        };
+    }
     let from_file = match &cli.config {
         Some(path) => {
             Some(dbmon_config::Config::load_client(path).map_err(|e| anyhow::anyhow!("{e}"))?)
@@ -193,6 +212,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         } => history(&target, &cluster, &since, all, output).await,
         Command::Login { no_browser } => login(&target, no_browser).await,
         Command::Logout => logout(&target).await,
+        Command::Completions { .. } => Ok(()),
         Command::Whoami => whoami(&target).await,
         Command::Token {
             what: TokenWhat::Attenuate { clusters, ttl, ops },
