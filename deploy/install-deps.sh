@@ -12,7 +12,8 @@
 #   - Debian's postgresql, for the tests of servers sharing one database;
 #   - Debian's prometheus-alertmanager and aiosmtpd (PyPI), the real
 #     receivers of the alerting tests;
-#   - Debian's nats-server, for the NATS preset's test (a real cluster).
+#   - Debian's nats-server, for the NATS preset's test (a real cluster);
+#   - Debian's prometheus, whose promtool checks the server's /metrics.
 # protoc is not needed: the build uses a vendored one.
 set -eu
 
@@ -32,6 +33,8 @@ pkg-config --exists openssl 2>/dev/null || need="$need libssl-dev pkg-config"
 [ "$mode" = --local ] || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need="$need postgresql"
 # A real Alertmanager for the alerting tests.
 [ "$mode" = --local ] || command -v prometheus-alertmanager >/dev/null 2>&1 || need="$need prometheus-alertmanager"
+# promtool checks /metrics (it comes with Debian's prometheus package).
+[ "$mode" = --local ] || command -v promtool >/dev/null 2>&1 || need="$need prometheus"
 # A real NATS cluster for the NATS preset (Debian puts it in /usr/sbin).
 [ "$mode" = --local ] || command -v nats-server >/dev/null 2>&1 || [ -x /usr/sbin/nats-server ] || need="$need nats-server"
 if [ -n "$need" ]; then

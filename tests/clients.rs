@@ -162,9 +162,61 @@ fn status_and_watch_clients_see_the_same_cluster() {
     assert!(stack.http_get("/healthz").contains("200 OK"));
     let metrics = stack.http_get("/metrics");
     assert!(
-        metrics.contains("dbmon_cluster_health{cluster=\"shop-etcd\"} 0"),
+        metrics.contains("dbmon_cluster_health{cluster=\"shop-etcd\",kind=\"etcd\"} 0"),
         "{metrics}"
     );
+    // Every check, as a status and (when it has one) a value.
+    assert!(
+        metrics.contains(
+            "dbmon_check_status{cluster=\"shop-etcd\",node=\"\",check=\"quorum\",kind=\"etcd\"} 0"
+        ),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("dbmon_check_value{cluster=\"shop-etcd\",node=\"\",check=\"quorum\",kind=\"etcd\",unit=\"members\"} 3"),
+        "{metrics}"
+    );
+    // Well-formed for Prometheus's own checker.
+    let body = metrics
+        .split_once("\r\n\r\n")
+        .map_or("", |(_, b)| b)
+        .to_string();
+    let mut promtool = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool (Debian's prometheus package; deploy/install-deps.sh installs it)");
+    {
+        use std::io::Write;
+        promtool
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(body.as_bytes())
+            .unwrap();
+    }
+    let checked = promtool.wait_with_output().unwrap();
+    let said = String::from_utf8_lossy(&checked.stdout).to_string()
+        + &String::from_utf8_lossy(&checked.stderr);
+    // It parses the whole text. Its linter predates OpenMetrics counters,
+    // whose HELP names the family (`x`) and whose sample is `x_total`: that
+    // one complaint is expected, for counters only; anything else fails.
+    assert!(
+        !said.contains("error while") && !said.contains("parsing error"),
+        "promtool check metrics: {said}"
+    );
+    for line in said.lines().filter(|l| !l.trim().is_empty()) {
+        let family = line
+            .strip_suffix(" no help text")
+            .and_then(|n| n.strip_suffix("_total"))
+            .unwrap_or_else(|| panic!("promtool check metrics: {line}"));
+        assert!(
+            body.contains(&format!("# TYPE {family} counter")),
+            "promtool check metrics: {line}"
+        );
+    }
     assert!(metrics.contains("dbmon_watch_subscribers 1"), "{metrics}");
     assert!(
         metrics.contains("dbmon_collectors_connected 1"),
