@@ -8,20 +8,7 @@ use std::process::Command;
 use support::DBMON;
 
 fn check(yaml: &str) -> (i32, String, String) {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("dbmon.yaml");
-    std::fs::write(&path, yaml).unwrap();
-    let out = Command::new(DBMON)
-        .args(["config", "check"])
-        .arg(&path)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout).replace(&path.display().to_string(), "FILE");
-    (
-        out.status.code().unwrap_or(-1),
-        stdout,
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    support::config_check(yaml)
 }
 
 const GOOD: &str = "clusters:\n  - name: a\n    kind: etcd\n    nodes: [127.0.0.1:2379]\n";

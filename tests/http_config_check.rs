@@ -5,24 +5,10 @@
 
 mod support;
 
-use std::process::Command;
-use support::DBMON;
 
 fn check(yaml: &str) -> (i32, String) {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("dbmon.yaml");
-    std::fs::write(&path, yaml).unwrap();
-    let out = Command::new(DBMON)
-        .args(["config", "check"])
-        .arg(&path)
-        .output()
-        .unwrap();
-    let text =
-        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
-    (
-        out.status.code().unwrap_or(-1),
-        text.replace(&path.display().to_string(), "FILE"),
-    )
+    let (code, out, err) = support::config_check(yaml);
+    (code, out + &err)
 }
 
 const HEAD: &str = "clusters:

@@ -714,3 +714,22 @@ pub fn report_is(v: &Value, node: Option<&str>, check: &str, status: &str) -> bo
 pub fn health_of(v: &Value) -> &str {
     v["cluster_health"].as_str().unwrap_or("")
 }
+
+/// `dbmon config check` on `yaml` written to a file: exit code, stdout
+/// (with the file's path written `FILE`) and stderr.
+pub fn config_check(yaml: &str) -> (i32, String, String) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("dbmon.yaml");
+    std::fs::write(&path, yaml).expect("write config");
+    let out = Command::new(DBMON)
+        .args(["config", "check"])
+        .arg(&path)
+        .output()
+        .expect("run dbmon config check");
+    let file = path.display().to_string();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).replace(&file, "FILE"),
+        String::from_utf8_lossy(&out.stderr).replace(&file, "FILE"),
+    )
+}
