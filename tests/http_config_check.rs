@@ -5,7 +5,6 @@
 
 mod support;
 
-
 fn check(yaml: &str) -> (i32, String) {
     let (code, out, err) = support::config_check(yaml);
     (code, out + &err)
