@@ -337,8 +337,10 @@ pub fn fmt_num(v: f64) -> String {
     } else if v.abs() >= 1e15 || (v != 0.0 && v.abs() < 1e-3) {
         format!("{v:e}")
     } else {
-        let s = format!("{v:.3}");
-        s.trim_end_matches('0').trim_end_matches('.').to_string()
+        let mut s = format!("{v:.3}");
+        let keep = s.trim_end_matches('0').trim_end_matches('.').len();
+        s.truncate(keep);
+        s
     }
 }
 

@@ -448,13 +448,15 @@ impl<'j> Judge<'j> {
             Some(v) => match eval::num(v) {
                 Ok((n, _)) if !matches!(v, Val::Bool(_)) => {
                     let scaled = n / self.chk.scale;
-                    let shown = if self.chk.unit.is_empty() {
-                        dbmon_config::expr::fmt_num(scaled)
-                    } else if self.chk.unit.starts_with('/') || self.chk.unit == "%" {
-                        format!("{}{}", dbmon_config::expr::fmt_num(scaled), self.chk.unit)
-                    } else {
-                        format!("{} {}", dbmon_config::expr::fmt_num(scaled), self.chk.unit)
-                    };
+                    // The number, then its unit ("81%", "3 items", "0.5/s").
+                    let mut shown = dbmon_config::expr::fmt_num(scaled);
+                    let unit = &self.chk.unit;
+                    if !unit.is_empty() {
+                        if !(unit.starts_with('/') || unit == "%") {
+                            shown.push(' ');
+                        }
+                        shown.push_str(unit);
+                    }
                     (Some(scaled), shown)
                 }
                 _ => (None, eval::show(v)),
