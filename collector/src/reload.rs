@@ -43,24 +43,14 @@ impl Agents {
 
     fn start(&mut self, cluster: ClusterConfig) {
         tracing::info!(cluster = %cluster.name, kind = %cluster.kind, nodes = cluster.nodes.len(), interval = %humantime::format_duration(cluster.interval), "watching cluster");
-        let (stop, stopped) = watch::channel(false);
-        let mut global = self.shutdown.clone();
-        let mut stopped_rx = stopped.clone();
-        // The agent stops on either: its own stop, or the collector's shutdown.
-        let (either_tx, either) = watch::channel(false);
-        tokio::spawn(async move {
-            tokio::select! {
-                _ = global.wait_for(|s| *s) => {}
-                _ = stopped_rx.wait_for(|s| *s) => {}
-            }
-            let _ = either_tx.send(true);
-        });
-        drop(stopped);
+        // The agent stops when its sender says so, or is dropped with
+        // these agents at the collector's shutdown.
+        let (stop, stopped) = watch::channel(*self.shutdown.borrow());
         tokio::spawn(agent::run(
             cluster.clone(),
             self.collector_id.clone(),
             self.out.clone(),
-            either,
+            stopped,
         ));
         self.running
             .insert(cluster.name.clone(), Running { cluster, stop });

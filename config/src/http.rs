@@ -223,20 +223,16 @@ impl Validator<'_> {
             };
             for e in [&chk.value, &chk.warn, &chk.crit].into_iter().flatten() {
                 e.root.metric_names(&mut req.metrics);
-                let needs = if e.root.any(&|n| matches!(n, Node::Place(Place::Metric(_)))) {
-                    Some(expr::Ty::Series)
+                // The format the expression reads the answer in, if any.
+                let want = if e.root.any(&|n| matches!(n, Node::Place(Place::Metric(_)))) {
+                    Format::Prometheus
                 } else if e
                     .root
                     .any(&|n| matches!(n, Node::Place(Place::Body(p)) if !p.is_empty()))
                 {
-                    Some(expr::Ty::Json)
+                    Format::Json
                 } else {
-                    None
-                };
-                let want = match needs {
-                    Some(Ty::Series) => Format::Prometheus,
-                    Some(_) => Format::Json,
-                    None => continue,
+                    continue;
                 };
                 if req.format != want {
                     let loc = rc

@@ -48,19 +48,8 @@ impl CertificateReloader {
     pub fn spawn(self, mut shutdown: watch::Receiver<bool>) -> watch::Receiver<Reloads> {
         let (tx, rx) = watch::channel(Reloads::default());
         tokio::spawn(async move {
-            let mut hup =
-                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
-            loop {
-                let forced = tokio::select! {
-                    _ = tokio::time::sleep(CHECK_EVERY) => false,
-                    _ = async {
-                        match hup.as_mut() {
-                            Some(h) => { h.recv().await; }
-                            None => std::future::pending().await,
-                        }
-                    } => true,
-                    _ = shutdown.changed() => return,
-                };
+            let mut hup = hangups();
+            while let Some(forced) = tick(&mut hup, &mut shutdown).await {
                 let mut now = *tx.borrow();
                 if self.check(forced, &mut now) {
                     tx.send_replace(now);
@@ -136,7 +125,7 @@ impl Trigger {
         Trigger {
             path,
             seen,
-            hup: tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok(),
+            hup: hangups(),
         }
     }
 
@@ -147,17 +136,7 @@ impl Trigger {
     /// The next cause to reload; None once `shutdown` turns true.
     pub async fn next(&mut self, shutdown: &mut watch::Receiver<bool>) -> Option<Cause> {
         loop {
-            let hup = self.hup.as_mut();
-            let forced = tokio::select! {
-                _ = tokio::time::sleep(CHECK_EVERY) => false,
-                _ = async {
-                    match hup {
-                        Some(h) => { h.recv().await; }
-                        None => std::future::pending().await,
-                    }
-                } => true,
-                _ = shutdown.wait_for(|s| *s) => return None,
-            };
+            let forced = tick(&mut self.hup, shutdown).await?;
             let now = modified(&self.path);
             let changed = now != self.seen;
             self.seen = now;
@@ -168,6 +147,29 @@ impl Trigger {
                 return Some(Cause::FileChanged);
             }
         }
+    }
+}
+
+/// SIGHUP, when this process can listen for it.
+fn hangups() -> Option<tokio::signal::unix::Signal> {
+    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok()
+}
+
+/// Waits a second or for SIGHUP: Some(true) on the signal, Some(false) on
+/// the second, None once `shutdown` turns true.
+async fn tick(
+    hup: &mut Option<tokio::signal::unix::Signal>,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Option<bool> {
+    tokio::select! {
+        _ = tokio::time::sleep(CHECK_EVERY) => Some(false),
+        _ = async {
+            match hup.as_mut() {
+                Some(h) => { h.recv().await; }
+                None => std::future::pending().await,
+            }
+        } => Some(true),
+        _ = shutdown.wait_for(|s| *s) => None,
     }
 }
 

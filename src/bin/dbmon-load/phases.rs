@@ -321,13 +321,18 @@ pub async fn fanout(
             .await?;
         }
     }
-    // Let the last deliveries land.
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Until the last deliveries land (or 10 s: what is missing by then is
+    // counted as not delivered).
+    let expected = fseq * subs.tasks.len() as u64;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while subs.fanout_hist.count() < expected && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let (s_f1, _, _) = usage(server.0.id())?;
     let h = &subs.fanout_hist;
     results.fanout_rate = fseq as f64 / fanout_started.elapsed().as_secs_f64();
     results.fanout_deliveries = h.count();
-    results.fanout_expected = fseq * subs.tasks.len() as u64;
+    results.fanout_expected = expected;
     results.fanout_p50_ms = h.percentile(0.50);
     results.fanout_p99_ms = h.percentile(0.99);
     results.fanout_max_ms = h.max.load(Ordering::Relaxed);

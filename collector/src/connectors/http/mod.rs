@@ -12,7 +12,8 @@
 
 mod eval;
 
-pub use eval::{Cx, Rates, Reply, Val};
+use eval::{Cx, Val};
+pub use eval::{Rates, Reply};
 
 use crate::connector::{Connector, ConnectorError, Observation, bytes, node_label};
 use crate::http::{describe, join};
