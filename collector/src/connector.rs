@@ -23,6 +23,8 @@ pub enum ConnectorError {
     Secret(#[from] dbmon_config::SecretError),
     #[error("cannot build the HTTP client: {0}")]
     Http(String),
+    #[error("TLS settings: {0}")]
+    Tls(String),
 }
 
 /// One result of one check, before the agent stamps it into a report.

@@ -12,6 +12,7 @@ pub mod publisher;
 pub mod registry;
 pub mod reload;
 pub mod spill;
+pub mod tls;
 pub mod window;
 
 pub use connector::{Connector, ConnectorError, Observation};

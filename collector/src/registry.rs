@@ -2,7 +2,7 @@
 
 use crate::connector::{Connector, ConnectorError};
 use crate::connectors;
-use dbmon_config::{Catalog, CheckSpec, ClusterConfig, Section};
+use dbmon_config::{Catalog, CheckSpec, ClusterConfig, Protocol, Section};
 
 /// How to build the connector of one kind, and which checks it offers.
 pub struct Registration {
@@ -14,6 +14,8 @@ pub struct Registration {
     /// The checks without which the cluster's health cannot be known:
     /// while one is unknown, the cluster is not called healthy.
     pub essential: &'static [&'static str],
+    /// How its nodes are reached: the address forms `nodes:` takes.
+    pub protocol: Protocol,
     pub build: fn(&ClusterConfig) -> Result<Box<dyn Connector>, ConnectorError>,
 }
 
@@ -24,6 +26,7 @@ pub static REGISTRY: &[Registration] = &[
         checks: connectors::cockroachdb::CHECKS,
         sections: connectors::cockroachdb::SECTIONS,
         essential: connectors::cockroachdb::ESSENTIAL,
+        protocol: Protocol::Http,
         build: connectors::cockroachdb::build,
     },
     Registration {
@@ -31,6 +34,7 @@ pub static REGISTRY: &[Registration] = &[
         checks: connectors::etcd::CHECKS,
         sections: connectors::etcd::SECTIONS,
         essential: connectors::etcd::ESSENTIAL,
+        protocol: Protocol::Http,
         build: connectors::etcd::build,
     },
     Registration {
@@ -38,7 +42,24 @@ pub static REGISTRY: &[Registration] = &[
         checks: connectors::http::CHECKS,
         sections: connectors::http::SECTIONS,
         essential: connectors::http::ESSENTIAL,
+        protocol: Protocol::Http,
         build: connectors::http::build,
+    },
+    Registration {
+        kind: "postgresql",
+        checks: connectors::postgresql::CHECKS,
+        sections: connectors::postgresql::SECTIONS,
+        essential: connectors::postgresql::ESSENTIAL,
+        protocol: Protocol::Postgres,
+        build: connectors::postgresql::build,
+    },
+    Registration {
+        kind: "redis",
+        checks: connectors::redis::CHECKS,
+        sections: connectors::redis::SECTIONS,
+        essential: connectors::redis::ESSENTIAL,
+        protocol: Protocol::Redis,
+        build: connectors::redis::build,
     },
 ];
 
@@ -72,5 +93,9 @@ impl Catalog for Registry {
 
     fn sections(&self, kind: &str) -> &'static [Section] {
         find(kind).map(|r| r.sections).unwrap_or(&[])
+    }
+
+    fn protocol(&self, kind: &str) -> Protocol {
+        find(kind).map_or(Protocol::Http, |r| r.protocol)
     }
 }

@@ -498,7 +498,7 @@ impl Validator<'_> {
             None => (e.smarthost.value.clone(), default_port),
         };
         let host = host.trim_matches(|c| c == '[' || c == ']').to_string();
-        if tls == Some(SmtpTls::None) && !is_loopback_host(&host) {
+        if tls == Some(SmtpTls::None) && !crate::cluster::is_loopback_host(&host) {
             let at = e
                 .tls
                 .as_ref()
@@ -878,12 +878,6 @@ impl Validator<'_> {
     }
 }
 
-fn is_loopback_host(host: &str) -> bool {
-    host == "localhost"
-        || host
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
-}
 
 fn plausible_address(a: &str) -> bool {
     let a = a.trim();

@@ -51,11 +51,22 @@ pub struct TlsConfig {
     pub insecure_skip_verify: bool,
 }
 
-/// Username and password login (CockroachDB's `/api/v2/login/`).
+/// Username and password login (CockroachDB's `/api/v2/login/`, HTTP
+/// Basic, PostgreSQL roles, Redis ACL users).
 #[derive(Debug, Clone)]
 pub struct AuthConfig {
     pub username: String,
-    pub password: SecretRef,
+    /// Always set, except for PostgreSQL roles that log in by client
+    /// certificate alone.
+    pub password: Option<SecretRef>,
+}
+
+impl AuthConfig {
+    /// The password, read from its file or variable now; empty for a role
+    /// that logs in by certificate alone.
+    pub fn resolve_password(&self) -> Result<String, crate::SecretError> {
+        self.password.as_ref().map_or(Ok(String::new()), |p| p.resolve())
+    }
 }
 
 /// Resolved thresholds of one check.
@@ -135,6 +146,59 @@ impl Section {
     }
 }
 
+/// How a kind reaches its nodes, which decides the forms `nodes:` take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    /// HTTP(S): `HOST:PORT` or `http(s)://HOST:PORT`.
+    Http,
+    /// The PostgreSQL protocol: `HOST[:PORT]` or
+    /// `postgresql://HOST[:PORT][/DATABASE]` (port 5432, database
+    /// `postgres`).
+    Postgres,
+    /// Redis (RESP): `HOST[:PORT]`, `redis://HOST[:PORT]` or
+    /// `rediss://HOST[:PORT]` (port 6379).
+    Redis,
+}
+
+impl Protocol {
+    /// The URL scheme nodes are stored with (`tls`: whether `tls:` is set).
+    fn scheme(self, tls: bool) -> &'static str {
+        match (self, tls) {
+            (Protocol::Http, false) => "http",
+            (Protocol::Http, true) => "https",
+            (Protocol::Postgres, _) => "postgresql",
+            (Protocol::Redis, false) => "redis",
+            (Protocol::Redis, true) => "rediss",
+        }
+    }
+
+    fn default_port(self) -> Option<u16> {
+        match self {
+            Protocol::Http => None,
+            Protocol::Postgres => Some(5432),
+            Protocol::Redis => Some(6379),
+        }
+    }
+
+    fn forms(self) -> &'static str {
+        match self {
+            Protocol::Http => "HOST:PORT or http(s)://HOST:PORT without a path",
+            Protocol::Postgres => "HOST[:PORT] or postgresql://HOST[:PORT][/DATABASE]",
+            Protocol::Redis => "HOST[:PORT], redis://HOST[:PORT] or rediss://HOST[:PORT]",
+        }
+    }
+}
+
+/// Whether `host` names this machine (a plaintext connection to it never
+/// crosses a network).
+pub(crate) fn is_loopback_host(host: &str) -> bool {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 /// Describes the connector kinds that exist and the checks each offers.
 pub trait Catalog {
     /// Every known kind, for error messages.
@@ -144,6 +208,10 @@ pub trait Catalog {
     /// The optional sections `kind` uses; any other is an error where it is
     /// written, rather than ignored.
     fn sections(&self, kind: &str) -> &'static [Section];
+    /// How `kind` reaches its nodes.
+    fn protocol(&self, _kind: &str) -> Protocol {
+        Protocol::Http
+    }
 }
 
 #[derive(Deserialize)]
@@ -207,7 +275,7 @@ struct RawTls {
 #[serde(deny_unknown_fields)]
 struct RawAuth {
     username: String,
-    password: Spanned<RawSecret>,
+    password: Option<Spanned<RawSecret>>,
 }
 
 /// A check entry: thresholds of a built-in check, or (`kind: http`) the
@@ -365,8 +433,10 @@ impl Validator<'_> {
                 "expected at least one node address",
             );
         }
+        let protocol = catalog.protocol(&kind);
         for (j, n) in rc.nodes.value.iter().enumerate() {
-            if let Some(u) = self.node_url(n, &format!("{field}.nodes[{j}]"), rc.tls.is_some()) {
+            let node_field = format!("{field}.nodes[{j}]");
+            if let Some(u) = self.node_url(n, &node_field, protocol, rc.tls.is_some()) {
                 nodes.push(u);
             }
         }
@@ -376,7 +446,19 @@ impl Validator<'_> {
             None => TlsConfig::default(),
         };
         let auth = rc.auth.as_ref().and_then(|a| {
-            let password = self.secret(&a.value.password, &format!("{field}.auth.password"))?;
+            let password = match &a.value.password {
+                Some(p) => Some(self.secret(p, &format!("{field}.auth.password"))?),
+                // A PostgreSQL role may log in by its client certificate.
+                None if protocol == Protocol::Postgres && rc.tls.is_some() => None,
+                None => {
+                    self.err(
+                        a,
+                        &format!("{field}.auth.password"),
+                        "expected password: {file: PATH} or {env: NAME} (a PostgreSQL role logging in by client certificate alone needs tls.cert_file instead)",
+                    );
+                    return None;
+                }
+            };
             Some(AuthConfig {
                 username: a.value.username.clone(),
                 password,
@@ -607,34 +689,98 @@ impl Validator<'_> {
         checks
     }
 
-    fn node_url(&mut self, s: &Spanned<String>, field: &str, tls: bool) -> Option<url::Url> {
+    fn node_url(
+        &mut self,
+        s: &Spanned<String>,
+        field: &str,
+        protocol: Protocol,
+        tls: bool,
+    ) -> Option<url::Url> {
         let text = s.value.trim();
         let with_scheme = if text.contains("://") {
             text.to_string()
         } else {
-            format!("{}://{text}", if tls { "https" } else { "http" })
+            format!("{}://{text}", protocol.scheme(tls))
         };
-        match url::Url::parse(&with_scheme) {
-            Ok(u)
-                if matches!(u.scheme(), "http" | "https")
-                    && u.host().is_some()
-                    && u.port_or_known_default().is_some()
-                    && u.path() == "/" =>
-            {
-                Some(u)
-            }
-            _ => {
-                self.err(
-                    s,
-                    field,
-                    format!(
-                        "{:?} is not a node address; expected HOST:PORT or http(s)://HOST:PORT without a path",
-                        s.value
-                    ),
-                );
-                None
+        let parsed = url::Url::parse(&with_scheme).ok().filter(|u| {
+            let scheme_fits = match protocol {
+                Protocol::Http => matches!(u.scheme(), "http" | "https"),
+                Protocol::Postgres => matches!(u.scheme(), "postgresql" | "postgres"),
+                Protocol::Redis => matches!(u.scheme(), "redis" | "rediss"),
+            };
+            let path_fits = match protocol {
+                Protocol::Http => u.path() == "/",
+                Protocol::Postgres => u.path().trim_start_matches('/').chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.')),
+                Protocol::Redis => u.path().is_empty() || u.path() == "/",
+            };
+            scheme_fits
+                && path_fits
+                && u.host_str().is_some_and(|h| !h.is_empty())
+                && u.username().is_empty()
+                && u.password().is_none()
+                && u.query().is_none()
+                && u.fragment().is_none()
+                && (u.port_or_known_default().is_some() || protocol.default_port().is_some())
+        });
+        let Some(mut u) = parsed else {
+            let hint = if text.contains('@') || text.contains('?') {
+                "; credentials go in auth: and TLS settings in tls:, never in the address"
+            } else {
+                ""
+            };
+            self.err(
+                s,
+                field,
+                format!(
+                    "{:?} is not a node address; expected {}{hint}",
+                    s.value,
+                    protocol.forms()
+                ),
+            );
+            return None;
+        };
+        if protocol == Protocol::Http {
+            return Some(u);
+        }
+        // One spelling per protocol, the port always written.
+        let port = u.port().or(protocol.default_port());
+        let host = u.host_str().unwrap_or_default().to_string();
+        let database = u.path().trim_start_matches('/').to_string();
+        if protocol == Protocol::Redis && u.scheme() == "rediss" && !tls {
+            self.err(
+                s,
+                field,
+                "rediss:// means TLS: set tls.ca_file to the CA that signs the nodes' certificates",
+            );
+            return None;
+        }
+        if !tls && !is_loopback_host(&host) {
+            self.err(
+                s,
+                field,
+                format!(
+                    "{host} is not this machine: {} nodes elsewhere are reached over TLS only (the password and the answers would cross the network in clear); set tls.ca_file to the CA that signs their certificates",
+                    if protocol == Protocol::Postgres { "PostgreSQL" } else { "Redis" }
+                ),
+            );
+            return None;
+        }
+        let text = match protocol {
+            Protocol::Postgres => format!(
+                "postgresql://{host}:{}/{}",
+                port.unwrap_or(5432),
+                if database.is_empty() { "postgres" } else { &database }
+            ),
+            _ => format!("{}://{host}:{}", protocol.scheme(tls), port.unwrap_or(6379)),
+        };
+        match url::Url::parse(&text) {
+            Ok(n) => u = n,
+            Err(e) => {
+                self.err(s, field, format!("{:?} is not a node address: {e}", s.value));
+                return None;
             }
         }
+        Some(u)
     }
 }
 

@@ -36,8 +36,8 @@ pub use alerting::{
 };
 pub use client::ClientConfig;
 pub use cluster::{
-    AuthConfig, Catalog, CheckConfig, CheckSpec, ClusterConfig, Direction, Level, Section,
-    TlsConfig,
+    AuthConfig, Catalog, CheckConfig, CheckSpec, ClusterConfig, Direction, Level, Protocol,
+    Section, TlsConfig,
 };
 pub use collector::CollectorConfig;
 pub use error::{ConfigError, ConfigErrors};

@@ -8,9 +8,12 @@
 //!    observed; a stale report counts as `unknown`.
 //! 2. No reports, or only unknown ones: **unknown**.
 //! 3. Nodes are the distinct `node` values that have an [`UP_CHECK`] report.
-//!    A node is up when that report is ok or warn. If at most half of the
-//!    nodes are up (no majority), or a cluster-wide [`QUORUM_CHECK`] is crit:
-//!    **unavailable**.
+//!    A node is up when that report is ok or warn. A cluster-wide
+//!    [`QUORUM_CHECK`] crit: **unavailable**. Without a known quorum report,
+//!    at most half of the nodes up (no majority): **unavailable**. A known
+//!    quorum report decides on its own, since what keeps a cluster available
+//!    is the connector's to say: a PostgreSQL primary with one of its two
+//!    standbys down still takes writes.
 //! 4. Any node down, or any crit or warn report: **degraded**.
 //! 5. Any *essential* report (one the connector marks as needed to know the
 //!    cluster's health: etcd's quorum and has_leader, CockroachDB's
@@ -29,7 +32,9 @@ use std::collections::BTreeMap;
 
 /// Per-node reachability and readiness check every connector emits.
 pub const UP_CHECK: &str = "up";
-/// Cluster-wide consensus check (majority of members answering).
+/// Cluster-wide check of what keeps the cluster available: a majority of
+/// members answering (etcd), exactly one primary (PostgreSQL, Redis), the
+/// cluster's own state (Redis cluster mode).
 pub const QUORUM_CHECK: &str = "quorum";
 
 /// Severity rank for sorting: crit > unknown > warn > ok > not applicable.
@@ -107,6 +112,7 @@ fn summarize_one<'a>(
     let mut known = 0usize;
     let mut any_bad = false;
     let mut quorum_lost = false;
+    let mut quorum_known = false;
     let mut nodes: BTreeMap<&str, bool> = BTreeMap::new();
     let mut worst: Vec<(Status, &Report)> = Vec::new();
     let mut newest_ms = 0;
@@ -136,8 +142,9 @@ fn summarize_one<'a>(
             let up = matches!(status, Status::Ok | Status::Warn);
             nodes.insert(r.node.as_str(), up);
         }
-        if r.check == QUORUM_CHECK && status == Status::Crit {
-            quorum_lost = true;
+        if r.check == QUORUM_CHECK && r.node.is_empty() {
+            quorum_lost |= status == Status::Crit;
+            quorum_known |= matches!(status, Status::Ok | Status::Warn | Status::Crit);
         }
         if r.essential && matches!(status, Status::Unknown | Status::Unspecified) {
             blind.push(if r.node.is_empty() {
@@ -154,7 +161,7 @@ fn summarize_one<'a>(
     let nodes_up = nodes.values().filter(|up| **up).count();
     let health = if total == 0 || known == 0 {
         Health::Unknown
-    } else if quorum_lost || (nodes_total > 0 && nodes_up * 2 <= nodes_total) {
+    } else if quorum_lost || (!quorum_known && nodes_total > 0 && nodes_up * 2 <= nodes_total) {
         Health::Unavailable
     } else if any_bad || nodes_up < nodes_total {
         Health::Degraded
@@ -272,6 +279,18 @@ mod tests {
     fn quorum_crit_is_unavailable_even_with_nodes_up() {
         let mut rs = nodes(&[Status::Ok, Status::Ok, Status::Ok]);
         rs.push(rep("", QUORUM_CHECK, Status::Crit));
+        assert_eq!(derive(&rs, 2_000), Health::Unavailable);
+    }
+
+    #[test]
+    fn a_known_quorum_decides_over_the_node_majority() {
+        // A primary and one of two standbys down: still takes writes.
+        let mut rs = nodes(&[Status::Ok, Status::Crit]);
+        rs.push(rep("", QUORUM_CHECK, Status::Ok));
+        assert_eq!(derive(&rs, 2_000), Health::Degraded);
+        // An unknown quorum does not: the majority rule applies again.
+        rs.pop();
+        rs.push(rep("", QUORUM_CHECK, Status::Unknown));
         assert_eq!(derive(&rs, 2_000), Health::Unavailable);
     }
 

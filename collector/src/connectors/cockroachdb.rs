@@ -134,7 +134,7 @@ pub static CHECKS: &[CheckSpec] = &[
 
 pub fn build(cluster: &ClusterConfig) -> Result<Box<dyn Connector>, ConnectorError> {
     let login = match &cluster.auth {
-        Some(a) => Some((a.username.clone(), a.password.resolve()?)),
+        Some(a) => Some((a.username.clone(), a.resolve_password()?)),
         None => None,
     };
     Ok(Box::new(CockroachDb {

@@ -3,3 +3,5 @@
 pub mod cockroachdb;
 pub mod etcd;
 pub mod http;
+pub mod postgresql;
+pub mod redis;

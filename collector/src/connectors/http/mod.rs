@@ -95,7 +95,7 @@ pub fn build(cluster: &ClusterConfig) -> Result<Box<dyn Connector>, ConnectorErr
     }
     let login = match &cluster.auth {
         Some(a) => {
-            let p = a.password.resolve()?;
+            let p = a.resolve_password()?;
             secrets.push(p.clone());
             Some((a.username.clone(), p))
         }
