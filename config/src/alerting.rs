@@ -878,7 +878,6 @@ impl Validator<'_> {
     }
 }
 
-
 fn plausible_address(a: &str) -> bool {
     let a = a.trim();
     let addr = match (a.rfind('<'), a.rfind('>')) {

@@ -65,7 +65,9 @@ impl AuthConfig {
     /// The password, read from its file or variable now; empty for a role
     /// that logs in by certificate alone.
     pub fn resolve_password(&self) -> Result<String, crate::SecretError> {
-        self.password.as_ref().map_or(Ok(String::new()), |p| p.resolve())
+        self.password
+            .as_ref()
+            .map_or(Ok(String::new()), |p| p.resolve())
     }
 }
 
@@ -448,13 +450,14 @@ impl Validator<'_> {
         let auth = rc.auth.as_ref().and_then(|a| {
             let password = match &a.value.password {
                 Some(p) => Some(self.secret(p, &format!("{field}.auth.password"))?),
-                // A PostgreSQL role may log in by its client certificate.
-                None if protocol == Protocol::Postgres && rc.tls.is_some() => None,
+                // A PostgreSQL role may log in by its client certificate,
+                // or as pg_hba.conf allows without a password.
+                None if protocol == Protocol::Postgres => None,
                 None => {
                     self.err(
                         a,
                         &format!("{field}.auth.password"),
-                        "expected password: {file: PATH} or {env: NAME} (a PostgreSQL role logging in by client certificate alone needs tls.cert_file instead)",
+                        "expected password: {file: PATH} or {env: NAME}",
                     );
                     return None;
                 }
@@ -710,7 +713,11 @@ impl Validator<'_> {
             };
             let path_fits = match protocol {
                 Protocol::Http => u.path() == "/",
-                Protocol::Postgres => u.path().trim_start_matches('/').chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.')),
+                Protocol::Postgres => u
+                    .path()
+                    .trim_start_matches('/')
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.')),
                 Protocol::Redis => u.path().is_empty() || u.path() == "/",
             };
             scheme_fits
@@ -728,12 +735,19 @@ impl Validator<'_> {
             } else {
                 ""
             };
+            // Whatever precedes '@' may be a password: never echoed.
+            let shown = match text.rsplit_once('@') {
+                Some((before, after)) => match before.split_once("://") {
+                    Some((scheme, _)) => format!("{scheme}://[redacted]@{after}"),
+                    None => format!("[redacted]@{after}"),
+                },
+                None => text.to_string(),
+            };
             self.err(
                 s,
                 field,
                 format!(
-                    "{:?} is not a node address; expected {}{hint}",
-                    s.value,
+                    "{shown:?} is not a node address; expected {}{hint}",
                     protocol.forms()
                 ),
             );
@@ -769,14 +783,22 @@ impl Validator<'_> {
             Protocol::Postgres => format!(
                 "postgresql://{host}:{}/{}",
                 port.unwrap_or(5432),
-                if database.is_empty() { "postgres" } else { &database }
+                if database.is_empty() {
+                    "postgres"
+                } else {
+                    &database
+                }
             ),
             _ => format!("{}://{host}:{}", protocol.scheme(tls), port.unwrap_or(6379)),
         };
         match url::Url::parse(&text) {
             Ok(n) => u = n,
             Err(e) => {
-                self.err(s, field, format!("{:?} is not a node address: {e}", s.value));
+                self.err(
+                    s,
+                    field,
+                    format!("{:?} is not a node address: {e}", s.value),
+                );
                 return None;
             }
         }

@@ -216,6 +216,98 @@ impl Postgres {
             .expect("start postgres")
     }
 
+    /// A streaming standby of `primary`, made with `pg_basebackup -R` into
+    /// `dir/pg` and started on a port of its own; returns once it answers.
+    pub fn standby_of(primary: &Postgres, dir: &Path) -> Postgres {
+        use std::os::unix::fs::PermissionsExt;
+        let bin = bindir();
+        let account = primary.account;
+        let data = dir.join("pg");
+        std::fs::create_dir_all(dir).unwrap();
+        let mut p = Some(dir);
+        while let Some(d) = p {
+            let mode = std::fs::metadata(d).unwrap().permissions().mode();
+            if account.is_some() && mode & 0o001 == 0 {
+                std::fs::set_permissions(d, std::fs::Permissions::from_mode(mode | 0o711)).unwrap();
+            }
+            p = d.parent();
+        }
+        if let Some((uid, gid)) = account {
+            std::os::unix::fs::chown(dir, Some(uid), Some(gid)).unwrap();
+        }
+        let mut c = Command::new(bin.join("pg_basebackup"));
+        if let Some((uid, gid)) = account {
+            c.uid(uid).gid(gid).env("HOME", dir);
+        }
+        let out = c
+            .arg("-D")
+            .arg(&data)
+            .args([
+                "-R",
+                "-X",
+                "stream",
+                "--no-sync",
+                "-h",
+                "127.0.0.1",
+                "-U",
+                "dbmon",
+            ])
+            .args(["-p", &primary.port.to_string()])
+            .output()
+            .expect("run pg_basebackup");
+        assert!(
+            out.status.success(),
+            "pg_basebackup failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let port = free_port();
+        let log = dir.join("postgres.log");
+        let file = std::fs::File::create(&log).unwrap();
+        if let Some((uid, gid)) = account {
+            std::os::unix::fs::chown(&log, Some(uid), Some(gid)).unwrap();
+        }
+        // The primary's arguments, with this standby's directory and port.
+        let mut args = primary.args.clone();
+        for (i, a) in primary.args.iter().enumerate() {
+            if a == &primary.data.display().to_string() {
+                args[i] = data.display().to_string();
+            }
+            if a == "-p" {
+                args[i + 1] = port.to_string();
+            }
+        }
+        let child = Postgres::spawn(&bin, account, &data, &args, file);
+        let mut pg = Postgres {
+            child,
+            port,
+            data,
+            log,
+            account,
+            args,
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while pg.try_psql("SELECT 1").is_none() {
+            if let Ok(Some(s)) = pg.child.try_wait() {
+                panic!("the standby exited ({s}); its log:\n{}", pg.log_text());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the standby is not ready after 30s; its log:\n{}",
+                pg.log_text()
+            );
+            std::thread::park_timeout(Duration::from_millis(100));
+        }
+        pg
+    }
+
+    /// Puts `lines` first in pg_hba.conf and reloads it.
+    pub fn hba_first(&self, lines: &str) {
+        let path = self.data.join("pg_hba.conf");
+        let rest = std::fs::read_to_string(&path).unwrap();
+        std::fs::write(&path, format!("{lines}\n{rest}")).unwrap();
+        self.psql("SELECT pg_reload_conf()");
+    }
+
     /// Sends `signal` to the server and every backend it started (SIGSTOP:
     /// a database that hangs with its connections open).
     pub fn signal(&self, signal: i32) {

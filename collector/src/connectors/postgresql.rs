@@ -9,9 +9,7 @@
 //! judgements (exactly one primary, standby lag against the primary's WAL
 //! position, version skew) are made from all nodes' answers of one poll.
 
-use crate::connector::{
-    Connector, ConnectorError, Observation, bytes, check, fmt_num, node_label,
-};
+use crate::connector::{Connector, ConnectorError, Observation, bytes, check, fmt_num, node_label};
 use dbmon_config::{CheckSpec, ClusterConfig, Direction, Section};
 use dbmon_proto::Status;
 use dbmon_proto::health::{QUORUM_CHECK, UP_CHECK};
@@ -254,8 +252,7 @@ struct Postgres {
 #[async_trait::async_trait]
 impl Connector for Postgres {
     async fn poll(&self) -> Vec<Observation> {
-        let answers =
-            futures::future::join_all(self.nodes.iter().map(|n| self.poll_node(n))).await;
+        let answers = futures::future::join_all(self.nodes.iter().map(|n| self.poll_node(n))).await;
         judge(&self.cluster, &answers)
     }
 }
@@ -299,7 +296,10 @@ impl Postgres {
             version: row.try_get(1).map_err(failed)?,
             max_connections: row.try_get(2).map_err(failed)?,
             connections: row.try_get(3).map_err(failed)?,
-            xid_age: row.try_get::<_, Option<i64>>(4).map_err(failed)?.unwrap_or(0),
+            xid_age: row
+                .try_get::<_, Option<i64>>(4)
+                .map_err(failed)?
+                .unwrap_or(0),
             oldest_transaction: row.try_get(5).map_err(failed)?,
             ..Facts::default()
         };
@@ -307,7 +307,10 @@ impl Postgres {
             let r = tx.query_one(STANDBY_SQL, &[]).await.map_err(failed)?;
             facts.standby_facts = Some(StandbyFacts {
                 replay_position: r.try_get(0).map_err(failed)?,
-                caught_up: r.try_get::<_, Option<bool>>(1).map_err(failed)?.unwrap_or(false),
+                caught_up: r
+                    .try_get::<_, Option<bool>>(1)
+                    .map_err(failed)?
+                    .unwrap_or(false),
                 replay_age: r.try_get(2).map_err(failed)?,
                 paused: r.try_get(3).map_err(failed)?,
                 receiver: r.try_get(4).map_err(failed)?,
@@ -354,11 +357,8 @@ impl Postgres {
                 client
             }
             None => {
-                let (client, connection) = node
-                    .pg
-                    .connect(tokio_postgres::NoTls)
-                    .await
-                    .map_err(down)?;
+                let (client, connection) =
+                    node.pg.connect(tokio_postgres::NoTls).await.map_err(down)?;
                 tokio::spawn(drive(connection));
                 client
             }
@@ -393,6 +393,12 @@ fn connect_error(e: &tokio_postgres::Error, cluster: &ClusterConfig) -> String {
     let what = describe(e);
     let code = e.as_db_error().map(|d| d.code().code().to_string());
     let hint = match code.as_deref() {
+        Some("28000") if what.contains("no encryption") => {
+            "; the node takes this role over TLS only: set tls.ca_file".to_string()
+        }
+        Some("28000") if what.contains("no pg_hba.conf entry") => {
+            "; add a line for this role and address to the node's pg_hba.conf".to_string()
+        }
         // invalid_password, invalid_authorization_specification
         Some("28P01") | Some("28000") => {
             "; check auth.username and the password its file or variable holds (and pg_hba.conf)"
@@ -418,7 +424,9 @@ fn connect_error(e: &tokio_postgres::Error, cluster: &ClusterConfig) -> String {
 fn query_error(e: &tokio_postgres::Error) -> String {
     let what = describe(e);
     if e.as_db_error().is_some_and(|d| d.code().code() == "42501") {
-        format!("the monitoring queries were refused: {what}; GRANT pg_monitor TO the monitoring role")
+        format!(
+            "the monitoring queries were refused: {what}; GRANT pg_monitor TO the monitoring role"
+        )
     } else {
         format!("the monitoring queries failed: {what}")
     }
@@ -426,7 +434,9 @@ fn query_error(e: &tokio_postgres::Error) -> String {
 
 /// The rustls settings for the cluster's nodes, or None for plaintext
 /// (which the configuration allows on loopback only).
-fn tls_config(cluster: &ClusterConfig) -> Result<Option<Arc<rustls::ClientConfig>>, ConnectorError> {
+fn tls_config(
+    cluster: &ClusterConfig,
+) -> Result<Option<Arc<rustls::ClientConfig>>, ConnectorError> {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
     let t = &cluster.tls;
@@ -663,12 +673,7 @@ fn judge_node(
                 ),
             )
         } else {
-            Observation::new(
-                node,
-                "connections",
-                Status::Unknown,
-                "max_connections is 0",
-            )
+            Observation::new(node, "connections", Status::Unknown, "max_connections is 0")
         });
     }
     if let Some(cfg) = check(cluster, "xid_wraparound") {
@@ -711,7 +716,11 @@ fn judge_node(
     out
 }
 
-fn slots(node: &str, cfg: &dbmon_config::CheckConfig, slots: &[(String, bool, Option<f64>)]) -> Observation {
+fn slots(
+    node: &str,
+    cfg: &dbmon_config::CheckConfig,
+    slots: &[(String, bool, Option<f64>)],
+) -> Observation {
     let retained = slots
         .iter()
         .filter_map(|(_, _, r)| *r)
@@ -757,7 +766,9 @@ fn quorum(
         // A primary may be among the nodes that did not answer in time.
         [] if silent > 0 => (
             Status::Unknown,
-            format!("no primary among the answering nodes, and {silent} node(s) did not answer in time"),
+            format!(
+                "no primary among the answering nodes, and {silent} node(s) did not answer in time"
+            ),
         ),
         [] if answering == 0 => (Status::Crit, "no node answers".to_string()),
         [] => (

@@ -151,7 +151,9 @@ pub fn parse_info(text: &str) -> BTreeMap<String, String> {
 
 /// The fields of a `slaveN:ip=…,port=…,state=…,offset=…,lag=…` line.
 fn replica_fields(line: &str) -> BTreeMap<&str, &str> {
-    line.split(',').filter_map(|kv| kv.split_once('=')).collect()
+    line.split(',')
+        .filter_map(|kv| kv.split_once('='))
+        .collect()
 }
 
 /// Why a node gave no facts.
@@ -251,8 +253,7 @@ struct Redis {
 #[async_trait::async_trait]
 impl Connector for Redis {
     async fn poll(&self) -> Vec<Observation> {
-        let answers =
-            futures::future::join_all(self.nodes.iter().map(|n| self.poll_node(n))).await;
+        let answers = futures::future::join_all(self.nodes.iter().map(|n| self.poll_node(n))).await;
         let mut out = judge(&self.cluster, &answers);
         // Counters become increases over the window, per node.
         for o in &mut out {
@@ -265,7 +266,11 @@ impl Connector for Redis {
                 continue;
             };
             let (increase, resets) = window.observe(&o.node, v);
-            let restarted = if resets > 0 { " (the node restarted)" } else { "" };
+            let restarted = if resets > 0 {
+                " (the node restarted)"
+            } else {
+                ""
+            };
             *o = Observation::measured(
                 &o.node,
                 &o.check,
@@ -345,10 +350,8 @@ impl Redis {
 
 fn connect_error(e: &redis::RedisError, cluster: &ClusterConfig) -> String {
     let what = e.to_string();
-    let hint = if matches!(
-        e.kind(),
-        redis::ErrorKind::AuthenticationFailed
-    ) || what.contains("WRONGPASS")
+    let hint = if matches!(e.kind(), redis::ErrorKind::AuthenticationFailed)
+        || what.contains("WRONGPASS")
         || what.contains("NOAUTH")
     {
         "; check auth.username (default for requirepass) and the password its file or variable holds".to_string()
@@ -411,8 +414,16 @@ pub fn judge(
             }
         };
         if check(cluster, UP_CHECK).is_some() {
-            let role = if facts.is_master() { "master" } else { "replica" };
-            let mode = if facts.cluster_mode() { " (cluster mode)" } else { "" };
+            let role = if facts.is_master() {
+                "master"
+            } else {
+                "replica"
+            };
+            let mode = if facts.cluster_mode() {
+                " (cluster mode)"
+            } else {
+                ""
+            };
             out.push(
                 Observation::new(
                     node,
@@ -435,12 +446,7 @@ pub fn judge(
 }
 
 fn missing(node: &str, name: &str, key: &str) -> Observation {
-    Observation::new(
-        node,
-        name,
-        Status::Unknown,
-        format!("INFO has no {key}"),
-    )
+    Observation::new(node, name, Status::Unknown, format!("INFO has no {key}"))
 }
 
 fn judge_node(
@@ -468,7 +474,10 @@ fn judge_node(
                         cfg,
                         s,
                         "s",
-                        format!("linked to master {master}, heard from it {} s ago", fmt_num(s)),
+                        format!(
+                            "linked to master {master}, heard from it {} s ago",
+                            fmt_num(s)
+                        ),
                     ),
                     None => missing(node, "master_link", "master_last_io_seconds_ago"),
                 },
@@ -646,12 +655,16 @@ fn persistence(node: &str, cfg: &dbmon_config::CheckConfig, f: &Facts) -> Observ
     };
     let mut failures = Vec::new();
     if let Some(s) = f.get("rdb_last_bgsave_status").filter(|s| *s != "ok") {
-        failures.push(format!("the last RDB save failed (rdb_last_bgsave_status:{s})"));
+        failures.push(format!(
+            "the last RDB save failed (rdb_last_bgsave_status:{s})"
+        ));
     }
     if f.get("aof_enabled") == Some("1")
         && let Some(s) = f.get("aof_last_write_status").filter(|s| *s != "ok")
     {
-        failures.push(format!("the last AOF write failed (aof_last_write_status:{s})"));
+        failures.push(format!(
+            "the last AOF write failed (aof_last_write_status:{s})"
+        ));
     }
     let changes = f
         .get("rdb_changes_since_last_save")
@@ -699,7 +712,9 @@ fn quorum(
         let (status, message) = match masters.as_slice() {
             [] if silent > 0 => (
                 Status::Unknown,
-                format!("no master among the answering nodes, and {silent} node(s) did not answer in time"),
+                format!(
+                    "no master among the answering nodes, and {silent} node(s) did not answer in time"
+                ),
             ),
             [] if answered.is_empty() => (Status::Crit, "no node answers".to_string()),
             [] => (
@@ -738,7 +753,11 @@ fn cluster_quorum(answered: &[(&str, &Facts)]) -> (Status, String, f64, &'static
             notes.push(format!("{node} gave no CLUSTER INFO"));
             continue;
         };
-        let num = |k: &str| c.get(k).and_then(|v| v.trim().parse::<u64>().ok()).unwrap_or(0);
+        let num = |k: &str| {
+            c.get(k)
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .unwrap_or(0)
+        };
         if c.get("cluster_state").map(String::as_str) == Some("ok") {
             ok += 1;
         } else {
