@@ -7,6 +7,7 @@
 pub mod nats;
 pub mod postgres;
 pub mod receivers;
+pub mod redis;
 pub mod softlogin;
 
 use serde_json::Value;

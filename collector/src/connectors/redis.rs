@@ -310,9 +310,13 @@ impl Redis {
         let mut conn = match slot.as_ref() {
             Some(c) => c.clone(),
             None => {
+                let timeout = Some(self.cluster.timeout);
+                let config = redis::AsyncConnectionConfig::new()
+                    .set_connection_timeout(timeout)
+                    .set_response_timeout(timeout);
                 let c = node
                     .client
-                    .get_multiplexed_async_connection()
+                    .get_multiplexed_async_connection_with_config(&config)
                     .await
                     .map_err(|e| Failure::Down(connect_error(&e, &self.cluster)))?;
                 *slot = Some(c.clone());
@@ -320,7 +324,7 @@ impl Redis {
             }
         };
         drop(slot);
-        let failed = |e: redis::RedisError| Failure::Unknown(command_error(&e));
+        let failed = |e: redis::RedisError| Failure::Unknown(command_error(&e, self.cluster.timeout));
         let (pong, info): (String, String) = redis::pipe()
             .cmd("PING")
             .cmd("INFO")
@@ -350,12 +354,15 @@ impl Redis {
 
 fn connect_error(e: &redis::RedisError, cluster: &ClusterConfig) -> String {
     let what = e.to_string();
-    let hint = if matches!(e.kind(), redis::ErrorKind::AuthenticationFailed)
+    if matches!(e.kind(), redis::ErrorKind::AuthenticationFailed)
         || what.contains("WRONGPASS")
-        || what.contains("NOAUTH")
     {
-        "; check auth.username (default for requirepass) and the password its file or variable holds".to_string()
-    } else if what.contains("certificate") || what.contains("UnknownIssuer") {
+        let user = cluster.auth.as_ref().map_or("default", |a| a.username.as_str());
+        return format!(
+            "cannot connect: the node refused the login of user {user:?} (wrong password, or the user is off); check auth.username (default for requirepass) and the password its file or variable holds"
+        );
+    }
+    let hint = if what.contains("certificate") || what.contains("UnknownIssuer") {
         match &cluster.tls.ca_file {
             Some(ca) => format!(
                 "; the node's certificate is not signed by the CA in tls.ca_file ({}), or does not name the host",
@@ -363,15 +370,22 @@ fn connect_error(e: &redis::RedisError, cluster: &ClusterConfig) -> String {
             ),
             None => "; set tls.ca_file to the CA that signs the node's certificate".into(),
         }
+    } else if e.is_timeout() {
+        format!(
+            " (no answer within {})",
+            humantime::format_duration(cluster.timeout)
+        )
     } else {
         String::new()
     };
     format!("cannot connect: {what}{hint}")
 }
 
-fn command_error(e: &redis::RedisError) -> String {
+fn command_error(e: &redis::RedisError, timeout: Duration) -> String {
     let what = e.to_string();
-    if what.contains("NOPERM") {
+    if e.is_timeout() {
+        format!("no answer within {}", humantime::format_duration(timeout))
+    } else if what.contains("NOPERM") {
         format!(
             "the monitoring commands were refused: {what}; allow the ACL user +ping +info +cluster|info"
         )
