@@ -32,4 +32,5 @@ bench: deps
 # network: `cargo deny check advisories` where it can be fetched.
 deny:
 	command -v cargo-deny >/dev/null 2>&1 || cargo install --locked --quiet cargo-deny
+	cargo fetch --locked --quiet
 	cargo deny --offline --log-level error check licenses bans sources

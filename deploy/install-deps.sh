@@ -13,7 +13,10 @@
 #   - Debian's prometheus-alertmanager and aiosmtpd (PyPI), the real
 #     receivers of the alerting tests;
 #   - Debian's nats-server, for the NATS preset's test (a real cluster);
-#   - Debian's prometheus, whose promtool checks the server's /metrics.
+#   - Debian's prometheus, whose promtool checks the server's /metrics;
+#   - Debian's redis-server (with redis-cli), for the Redis kind's tests
+#     (masters, replicas and a Redis Cluster on loopback); the PostgreSQL
+#     kind's tests use the postgresql package above.
 # protoc is not needed: the build uses a vendored one.
 set -eu
 
@@ -37,6 +40,8 @@ pkg-config --exists openssl 2>/dev/null || need="$need libssl-dev pkg-config"
 [ "$mode" = --local ] || command -v promtool >/dev/null 2>&1 || need="$need prometheus"
 # A real NATS cluster for the NATS preset (Debian puts it in /usr/sbin).
 [ "$mode" = --local ] || command -v nats-server >/dev/null 2>&1 || [ -x /usr/sbin/nats-server ] || need="$need nats-server"
+# Real Redis servers for the Redis kind.
+[ "$mode" = --local ] || command -v redis-server >/dev/null 2>&1 || need="$need redis-server"
 if [ -n "$need" ]; then
     if [ "$(id -u)" -eq 0 ]; then sudo=""; else sudo="sudo"; fi
     if ! command -v apt-get >/dev/null 2>&1; then

@@ -38,7 +38,7 @@ const CASES: &[(&str, &str, &str)] = &[
     (
         "unknown kind",
         "clusters:\n  - name: a\n    kind: mongo\n    nodes: [127.0.0.1:2379]\n",
-        "FILE:3:11: clusters[0].kind: unknown connector kind \"mongo\"; expected one of: cockroachdb, etcd, http",
+        "FILE:3:11: clusters[0].kind: unknown connector kind \"mongo\"; expected one of: cockroachdb, etcd, http, postgresql, redis",
     ),
     (
         "inline secret",
@@ -98,7 +98,7 @@ const CASES: &[(&str, &str, &str)] = &[
     (
         "missing kind",
         "clusters:\n  - name: a\n    nodes: [127.0.0.1:2379]\n",
-        "FILE:2:11: clusters[0].kind: expected kind: one of cockroachdb, etcd, http, or preset: one of envoy, istio, nats",
+        "FILE:2:11: clusters[0].kind: expected kind: one of cockroachdb, etcd, http, postgresql, redis, or preset: one of envoy, istio, nats",
     ),
     (
         "broken YAML",

@@ -283,7 +283,7 @@ fn requests_presets_and_kinds_are_checked() {
         (
             "neither kind nor preset",
             "clusters:\n  - name: a\n    nodes: [127.0.0.1:1]\n",
-            "clusters[0].kind: expected kind: one of cockroachdb, etcd, http, or preset: one of envoy, istio, nats",
+            "clusters[0].kind: expected kind: one of cockroachdb, etcd, http, postgresql, redis, or preset: one of envoy, istio, nats",
         ),
         (
             "requests on etcd",

@@ -29,7 +29,11 @@ fn a_node_sleeps_a_replica_dies_and_watch_follows() {
     let dir = tempfile::tempdir().unwrap();
     let master = RedisServer::start(dir.path(), "master", &monitor_user(PASSWORD));
     let replica_args = |m: &RedisServer| {
-        let mut a = vec!["--replicaof".to_string(), "127.0.0.1".into(), m.port.to_string()];
+        let mut a = vec![
+            "--replicaof".to_string(),
+            "127.0.0.1".into(),
+            m.port.to_string(),
+        ];
         a.extend(monitor_user(PASSWORD));
         a
     };
@@ -117,7 +121,14 @@ fn a_node_sleeps_a_replica_dies_and_watch_follows() {
     let seen: Vec<String> = watch.seen.iter().map(|v| v.to_string()).collect();
     assert!(!seen.concat().contains(PASSWORD));
     assert!(!stack.server_log().contains(PASSWORD));
-    assert!(!stack.collector.as_ref().unwrap().log_text().contains(PASSWORD));
+    assert!(
+        !stack
+            .collector
+            .as_ref()
+            .unwrap()
+            .log_text()
+            .contains(PASSWORD)
+    );
 }
 
 fn connector(yaml: &str) -> Box<dyn dbmon_collector::Connector> {
@@ -149,8 +160,11 @@ fn wrong_credentials_are_clear_errors_and_never_shown() {
         let up = find(&obs, &node.addr(), "up");
         assert_eq!(up.status, Status::Crit, "{obs:#?}");
         assert!(
-            up.message.contains(&format!("the node refused the login of user {user:?}"))
-                && up.message.contains("check auth.username (default for requirepass)"),
+            up.message
+                .contains(&format!("the node refused the login of user {user:?}"))
+                && up
+                    .message
+                    .contains("check auth.username (default for requirepass)"),
             "{}",
             up.message
         );
@@ -175,7 +189,11 @@ fn wrong_credentials_are_clear_errors_and_never_shown() {
         good.display()
     ));
     let obs = block_on(c.poll());
-    assert_eq!(find(&obs, &node.addr(), "up").status, Status::Ok, "{obs:#?}");
+    assert_eq!(
+        find(&obs, &node.addr(), "up").status,
+        Status::Ok,
+        "{obs:#?}"
+    );
     assert_eq!(find(&obs, "", "quorum").status, Status::Ok, "{obs:#?}");
 }
 
@@ -249,12 +267,17 @@ fn a_cluster_that_loses_a_master_is_crit() {
     let q = find(&obs, "", "quorum");
     assert_eq!(q.status, Status::Ok, "{obs:#?}");
     assert!(
-        q.message
-            .starts_with("cluster_state:ok on 3 answering node(s); 16384 of 16384 slots ok, 3 master(s)"),
+        q.message.starts_with(
+            "cluster_state:ok on 3 answering node(s); 16384 of 16384 slots ok, 3 master(s)"
+        ),
         "{}",
         q.message
     );
-    assert!(find(&obs, &addrs[0], "up").message.contains("(cluster mode)"));
+    assert!(
+        find(&obs, &addrs[0], "up")
+            .message
+            .contains("(cluster mode)")
+    );
 
     nodes[2].kill();
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -262,7 +285,11 @@ fn a_cluster_that_loses_a_master_is_crit() {
         let obs = block_on(c.poll());
         let q = find(&obs, "", "quorum");
         if q.status == Status::Crit {
-            assert!(q.message.contains("says cluster_state:fail"), "{}", q.message);
+            assert!(
+                q.message.contains("says cluster_state:fail"),
+                "{}",
+                q.message
+            );
             assert_eq!(find(&obs, &addrs[2], "up").status, Status::Crit);
             break;
         }

@@ -15,7 +15,6 @@ pub struct RedisServer {
     log: PathBuf,
 }
 
-
 impl RedisServer {
     /// Starts `redis-server` with `extra` arguments (`--replicaof`, ...).
     pub fn start(dir: &Path, name: &str, extra: &[String]) -> RedisServer {
@@ -118,10 +117,18 @@ impl RedisServer {
 
 /// The `--user` arguments for the monitoring ACL user.
 pub fn monitor_user(password: &str) -> Vec<String> {
-    ["--user", "monitor", "on", &format!(">{password}"), "+ping", "+info", "+cluster|info"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect()
+    [
+        "--user",
+        "monitor",
+        "on",
+        &format!(">{password}"),
+        "+ping",
+        "+info",
+        "+cluster|info",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
 }
 
 /// Waits until `master` has `n` replicas online.

@@ -324,7 +324,8 @@ impl Redis {
             }
         };
         drop(slot);
-        let failed = |e: redis::RedisError| Failure::Unknown(command_error(&e, self.cluster.timeout));
+        let failed =
+            |e: redis::RedisError| Failure::Unknown(command_error(&e, self.cluster.timeout));
         let (pong, info): (String, String) = redis::pipe()
             .cmd("PING")
             .cmd("INFO")
@@ -354,10 +355,11 @@ impl Redis {
 
 fn connect_error(e: &redis::RedisError, cluster: &ClusterConfig) -> String {
     let what = e.to_string();
-    if matches!(e.kind(), redis::ErrorKind::AuthenticationFailed)
-        || what.contains("WRONGPASS")
-    {
-        let user = cluster.auth.as_ref().map_or("default", |a| a.username.as_str());
+    if matches!(e.kind(), redis::ErrorKind::AuthenticationFailed) || what.contains("WRONGPASS") {
+        let user = cluster
+            .auth
+            .as_ref()
+            .map_or("default", |a| a.username.as_str());
         return format!(
             "cannot connect: the node refused the login of user {user:?} (wrong password, or the user is off); check auth.username (default for requirepass) and the password its file or variable holds"
         );
@@ -802,9 +804,7 @@ fn cluster_quorum(answered: &[(&str, &Facts)]) -> (Status, String, f64, &'static
             );
         }
     }
-    let status = if !failing.is_empty() {
-        Status::Crit
-    } else if answered.is_empty() {
+    let status = if !failing.is_empty() || answered.is_empty() {
         Status::Crit
     } else if !notes.is_empty() {
         Status::Warn
