@@ -12,6 +12,7 @@
 //! targets at the same interval in the same run, with an alert on
 //! `up == 0`, and its CPU, RSS and detection latency are reported beside.
 
+mod kinds;
 mod measure;
 mod phases;
 mod report;
@@ -52,6 +53,58 @@ struct Args {
     /// Skip Prometheus even if it is installed.
     #[arg(long)]
     no_prometheus: bool,
+    /// Run only the native kinds' phase (PostgreSQL, Redis, etcd).
+    #[arg(long)]
+    only_kinds: bool,
+    /// Polls (and scrapes) per kind in the kinds' phase.
+    #[arg(long, default_value_t = 1000)]
+    kind_polls: u64,
+    /// One poll (and one scrape) every this long in the kinds' phase.
+    #[arg(long, default_value = "20ms")]
+    kind_pace: String,
+}
+
+/// The kinds' phase, its table written to `out/kinds.md` and `kinds.json`.
+async fn kinds_phase(args: &Args, dir: &std::path::Path) -> Result<()> {
+    let pace = parse_duration(&args.kind_pace)?;
+    eprintln!(
+        "dbmon-load: kinds phase, {} polls each, one every {pace:?}",
+        args.kind_polls
+    );
+    let rows = kinds::run(dir, args.kind_polls, pace).await?;
+    std::fs::write(
+        args.out.join("kinds.json"),
+        serde_json::to_string_pretty(&rows)?,
+    )?;
+    let base = rows
+        .iter()
+        .find(|r| r.kind == "etcd")
+        .map(|r| r.dbmon_cpu_per_1000);
+    let mut md = format!(
+        "# Native kinds: CPU per 1,000 polls of one node\n\n{}, one poll every {pace:?}\n\n| kind | dbmon collector, CPU s | vs etcd | Prometheus + exporter, CPU s | dbmon / Prometheus |\n|---|---|---|---|---|\n",
+        measure::machine()
+    );
+    for r in &rows {
+        md.push_str(&format!(
+            "| {} | {:.3} | {} | {} | {} |\n",
+            r.kind,
+            r.dbmon_cpu_per_1000,
+            base.map(|b| format!("{:.2}x", r.dbmon_cpu_per_1000 / b))
+                .unwrap_or_default(),
+            r.prometheus_cpu_per_1000
+                .map(|p| format!(
+                    "{p:.3} ({})",
+                    r.exporter.as_deref().unwrap_or("its own /metrics")
+                ))
+                .unwrap_or_else(|| "-".into()),
+            r.prometheus_cpu_per_1000
+                .map(|p| format!("{:.2}x", r.dbmon_cpu_per_1000 / p))
+                .unwrap_or_else(|| "-".into()),
+        ));
+    }
+    print!("{md}");
+    std::fs::write(args.out.join("kinds.md"), md)?;
+    Ok(())
 }
 
 fn parse_duration(s: &str) -> Result<Duration> {
@@ -63,10 +116,15 @@ async fn main() -> Result<()> {
     let args = Args::parse();
     let interval = parse_duration(&args.interval)?;
     let window = parse_duration(&args.duration)?;
-    let dbmon = stack::dbmon_binary()?;
     let dir = std::env::temp_dir().join(format!("dbmon-load-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     std::fs::create_dir_all(&args.out)?;
+    if args.only_kinds {
+        kinds_phase(&args, &dir).await?;
+        let _ = std::fs::remove_dir_all(&dir);
+        return Ok(());
+    }
+    let dbmon = stack::dbmon_binary()?;
     eprintln!(
         "dbmon-load: {} nodes, {} subscribers, interval {:?}, window {:?}",
         args.nodes, args.subscribers, interval, window
@@ -166,6 +224,7 @@ async fn main() -> Result<()> {
     drop(server);
 
     report::write_results(&args.out, &results)?;
+    kinds_phase(&args, &dir).await?;
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }
