@@ -16,7 +16,9 @@
 #   - Debian's prometheus, whose promtool checks the server's /metrics;
 #   - Debian's redis-server (with redis-cli), for the Redis kind's tests
 #     (masters, replicas and a Redis Cluster on loopback); the PostgreSQL
-#     kind's tests use the postgresql package above.
+#     kind's tests use the postgresql package above;
+#   - Debian's prometheus-postgres-exporter and prometheus-redis-exporter,
+#     which Prometheus scrapes beside dbmon in the benchmark.
 # protoc is not needed: the build uses a vendored one.
 set -eu
 
@@ -40,8 +42,11 @@ pkg-config --exists openssl 2>/dev/null || need="$need libssl-dev pkg-config"
 [ "$mode" = --local ] || command -v promtool >/dev/null 2>&1 || need="$need prometheus"
 # A real NATS cluster for the NATS preset (Debian puts it in /usr/sbin).
 [ "$mode" = --local ] || command -v nats-server >/dev/null 2>&1 || [ -x /usr/sbin/nats-server ] || need="$need nats-server"
-# Real Redis servers for the Redis kind.
+# Real Redis servers for the Redis kind; the exporters Prometheus scrapes
+# beside dbmon in the benchmark.
 [ "$mode" = --local ] || command -v redis-server >/dev/null 2>&1 || need="$need redis-server"
+[ "$mode" = --local ] || command -v prometheus-postgres-exporter >/dev/null 2>&1 || need="$need prometheus-postgres-exporter"
+[ "$mode" = --local ] || command -v prometheus-redis-exporter >/dev/null 2>&1 || need="$need prometheus-redis-exporter"
 if [ -n "$need" ]; then
     if [ "$(id -u)" -eq 0 ]; then sudo=""; else sudo="sudo"; fi
     if ! command -v apt-get >/dev/null 2>&1; then

@@ -50,7 +50,10 @@ fn spawn(program: &str, args: &[String], envs: &[(&str, String)], log: &Path) ->
     for (k, v) in envs {
         c.env(k, v);
     }
-    Ok(Kill(c.spawn().with_context(|| format!("cannot start {program}"))?))
+    Ok(Kill(
+        c.spawn()
+            .with_context(|| format!("cannot start {program}"))?,
+    ))
 }
 
 async fn wait_http(url: &str, what: &str) -> Result<()> {
@@ -78,7 +81,9 @@ async fn poll_cost(kind: &str, yaml: &str, polls: u64, pace: Duration) -> Result
     let connector = (reg.build)(&cfg.clusters[0]).map_err(|e| anyhow::anyhow!("{e}"))?;
     // One poll first: connections made, as in a running collector.
     let first = connector.poll().await;
-    if let Some(bad) = first.iter().find(|o| o.check == "up" && o.status != dbmon_proto::Status::Ok)
+    if let Some(bad) = first
+        .iter()
+        .find(|o| o.check == "up" && o.status != dbmon_proto::Status::Ok)
     {
         bail!("{kind}: the node is not up: {}", bad.message);
     }
@@ -180,7 +185,9 @@ pub async fn run(dir: &Path, polls: u64, pace: Duration) -> Result<Vec<KindCost>
     };
 
     // etcd, the baseline: one member, its own /metrics for Prometheus.
-    let etcd = dbmon::local::EtcdCluster::start(&dir.join("etcd"), 1)
+    let mut etcd = dbmon::local::EtcdCluster::start(&dir.join("etcd"), 1)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    etcd.wait_healthy(Duration::from_secs(30))
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let etcd_url = etcd.client_urls()[0].clone();
     let cost = poll_cost(
@@ -223,7 +230,14 @@ pub async fn run(dir: &Path, polls: u64, pace: Duration) -> Result<Vec<KindCost>
                 &dir.join("postgres-exporter.log"),
             )?;
             wait_http(&format!("http://127.0.0.1:{port}/metrics"), "the exporter").await?;
-            scrape_cost(dir, &format!("127.0.0.1:{port}"), Some(&exporter), polls, pace).await?
+            scrape_cost(
+                dir,
+                &format!("127.0.0.1:{port}"),
+                Some(&exporter),
+                polls,
+                pace,
+            )
+            .await?
         }
         None => None,
     };
@@ -284,7 +298,14 @@ pub async fn run(dir: &Path, polls: u64, pace: Duration) -> Result<Vec<KindCost>
                 &dir.join("redis-exporter.log"),
             )?;
             wait_http(&format!("http://127.0.0.1:{port}/metrics"), "the exporter").await?;
-            scrape_cost(dir, &format!("127.0.0.1:{port}"), Some(&exporter), polls, pace).await?
+            scrape_cost(
+                dir,
+                &format!("127.0.0.1:{port}"),
+                Some(&exporter),
+                polls,
+                pace,
+            )
+            .await?
         }
         None => None,
     };
