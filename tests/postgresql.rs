@@ -289,3 +289,39 @@ fn plaintext_off_loopback_and_credentials_in_the_address_are_refused() {
     );
     assert_eq!(code, 0, "{out}{err}");
 }
+
+#[test]
+fn a_node_that_hangs_mid_poll_is_unknown_and_the_poll_returns() {
+    let dir = tempfile::tempdir().unwrap();
+    let pg = Postgres::start(&dir.path().join("pg"));
+    let yaml = format!(
+        "clusters:\n  - name: pg\n    kind: postgresql\n    interval: 2s\n    timeout: 1s\n    nodes: [127.0.0.1:{}]\n    auth: {{username: dbmon}}\n",
+        pg.port
+    );
+    let c = cluster(&yaml);
+    let connector = (registry::find("postgresql").unwrap().build)(&c).expect("connector builds");
+    let obs = block_on(connector.poll());
+    assert_eq!(up_of(&obs).status, Status::Ok, "{obs:#?}");
+    // The server and its backends stop, the kept connection open.
+    pg.signal(libc::SIGSTOP);
+    let started = std::time::Instant::now();
+    let obs = block_on(connector.poll());
+    let took = started.elapsed();
+    pg.signal(libc::SIGCONT);
+    let up = up_of(&obs);
+    assert_eq!(
+        (up.status, up.message.as_str()),
+        (Status::Unknown, "no answer within 1s"),
+        "{obs:#?}"
+    );
+    assert!(
+        obs.iter()
+            .filter(|o| o.check != "quorum" && o.check != "version_skew")
+            .all(|o| o.status == Status::Unknown || o.status == Status::NotApplicable),
+        "{obs:#?}"
+    );
+    assert!(took < Duration::from_secs(5), "the poll took {took:?}");
+    // Back: a new connection, and up again.
+    let obs = block_on(connector.poll());
+    assert_eq!(up_of(&obs).status, Status::Ok, "{obs:#?}");
+}
