@@ -325,3 +325,54 @@ fn a_node_that_hangs_mid_poll_is_unknown_and_the_poll_returns() {
     let obs = block_on(connector.poll());
     assert_eq!(up_of(&obs).status, Status::Ok, "{obs:#?}");
 }
+
+#[test]
+fn a_role_that_logs_in_by_client_certificate() {
+    use dbmon_pki::{Ca, Role};
+    let dir = tempfile::tempdir().unwrap();
+    let db_pki = dir.path().join("db-pki");
+    let ca = Ca::init(&db_pki, "db.test", false).unwrap();
+    let day = Duration::from_secs(86_400);
+    let hosts = ["127.0.0.1".to_string(), "localhost".to_string()];
+    let server = ca
+        .issue(Role::Server, "postgres", None, &hosts, day, false)
+        .unwrap();
+    let client = ca
+        .issue(Role::Collector, "monitor", Some("monitor"), &[], day, false)
+        .unwrap();
+    let pg = Postgres::start_with(
+        &dir.path().join("pg"),
+        Some((&server.cert_path, &server.key_path)),
+    );
+    pg.psql("CREATE ROLE monitor LOGIN; GRANT pg_monitor TO monitor;");
+    std::fs::copy(db_pki.join("ca.crt"), pg.data.join("client-ca.crt")).unwrap();
+    pg.psql("ALTER SYSTEM SET ssl_ca_file = 'client-ca.crt'");
+    pg.hba_first("hostssl all monitor 127.0.0.1/32 cert");
+    let yaml = |cert: bool| {
+        let mut tls = format!("{{ca_file: {}", db_pki.join("ca.crt").display());
+        if cert {
+            tls.push_str(&format!(
+                ", cert_file: {}, key_file: {}",
+                client.cert_path.display(),
+                client.key_path.display()
+            ));
+        }
+        format!(
+            "clusters:\n  - name: pg\n    kind: postgresql\n    nodes: [127.0.0.1:{}]\n    auth: {{username: monitor}}\n    tls: {tls}}}\n",
+            pg.port
+        )
+    };
+    let obs = poll(&yaml(true));
+    let up = up_of(&obs);
+    assert_eq!(up.status, Status::Ok, "{obs:#?}");
+    assert!(up.message.starts_with("primary, PostgreSQL "), "{up:?}");
+    // Without the certificate: refused, and told what to set.
+    let obs = poll(&yaml(false));
+    let up = up_of(&obs);
+    assert_eq!(up.status, Status::Crit, "{obs:#?}");
+    assert!(
+        up.message.contains("set tls.cert_file and tls.key_file"),
+        "{}",
+        up.message
+    );
+}

@@ -91,7 +91,7 @@ fn the_connect_your_cluster_examples_pass_config_check() {
         .skip(1)
         .filter_map(|b| b.split("```").next())
         .collect();
-    assert_eq!(blocks.len(), 3, "three YAML examples");
+    assert_eq!(blocks.len(), 4, "four YAML examples");
     let mut yaml = String::new();
     for b in blocks {
         yaml.push_str(b.trim_start_matches("clusters:\n"));
@@ -104,7 +104,10 @@ fn the_connect_your_cluster_examples_pass_config_check() {
     )
     .unwrap_or_else(|e| panic!("{e}\n{yaml}"));
     let kinds: Vec<&str> = cfg.clusters.iter().map(|c| c.kind.as_str()).collect();
-    assert_eq!(kinds, ["etcd", "http", "http", "http"]);
+    assert_eq!(
+        kinds,
+        ["etcd", "postgresql", "redis", "http", "http", "http"]
+    );
     let billing = cfg.clusters.iter().find(|c| c.name == "billing");
     let def = billing
         .and_then(|c| c.definition.as_ref())

@@ -198,7 +198,7 @@ fn wrong_credentials_are_clear_errors_and_never_shown() {
 }
 
 #[test]
-fn tls_is_verified_against_the_ca_given() {
+fn tls_is_verified_against_the_ca_given_with_a_client_certificate() {
     use dbmon_pki::{Ca, Role};
     let dir = tempfile::tempdir().unwrap();
     let ca = Ca::init(&dir.path().join("redis-pki"), "redis.test", false).unwrap();
@@ -224,21 +224,40 @@ fn tls_is_verified_against_the_ca_given() {
         "--tls-ca-cert-file",
         &dir.path().join("redis-pki/ca.crt").display().to_string(),
         "--tls-auth-clients",
-        "no",
+        "yes",
     ]
     .iter()
     .map(|s| s.to_string())
     .collect();
     extra.extend(monitor_user(PASSWORD));
     let _node = RedisServer::start(dir.path(), "tls", &extra);
+    // The node asks for a client certificate (tls-auth-clients yes).
+    let client = ca
+        .issue(
+            Role::Collector,
+            "dbmon",
+            Some("dbmon"),
+            &[],
+            Duration::from_secs(86_400),
+            false,
+        )
+        .unwrap();
     let password = secret_file(dir.path(), "pw", PASSWORD);
-    let with_ca = |ca: &str| {
+    let tls_of = |ca: &str, cert: bool| {
+        let mut tls = format!("{{ca_file: {}", dir.path().join(ca).display());
+        if cert {
+            tls.push_str(&format!(
+                ", cert_file: {}, key_file: {}",
+                client.cert_path.display(),
+                client.key_path.display()
+            ));
+        }
         connector(&format!(
-            "clusters:\n  - name: c\n    kind: redis\n    nodes: [127.0.0.1:{tls_port}]\n    auth: {{username: monitor, password: {{file: {}}}}}\n    tls: {{ca_file: {}}}\n",
+            "clusters:\n  - name: c\n    kind: redis\n    nodes: [127.0.0.1:{tls_port}]\n    auth: {{username: monitor, password: {{file: {}}}}}\n    tls: {tls}}}\n",
             password.display(),
-            dir.path().join(ca).display()
         ))
     };
+    let with_ca = |ca: &str| tls_of(ca, true);
     let node = format!("127.0.0.1:{tls_port}");
     let obs = block_on(with_ca("redis-pki/ca.crt").poll());
     assert_eq!(find(&obs, &node, "up").status, Status::Ok, "{obs:#?}");
@@ -250,6 +269,11 @@ fn tls_is_verified_against_the_ca_given() {
         "{}",
         up.message
     );
+    // The right CA but no client certificate: the node refuses.
+    let obs = block_on(tls_of("redis-pki/ca.crt", false).poll());
+    let up = find(&obs, &node, "up");
+    assert_eq!(up.status, Status::Crit, "{obs:#?}");
+    assert!(up.message.starts_with("cannot connect: "), "{}", up.message);
 }
 
 #[test]

@@ -27,6 +27,92 @@ pub enum ConnectorError {
     Tls(String),
 }
 
+/// Why a node of a kind that keeps a connection per node (PostgreSQL,
+/// Redis) gave no answer in a poll.
+#[derive(Debug, Clone, PartialEq)]
+pub enum NodeFailure {
+    /// Refused, TLS or login failed: the node is down for its users too.
+    Down(String),
+    /// No answer in time, or an answer that could not be used: its state
+    /// is not known.
+    Unknown(String),
+}
+
+/// One node's part of a poll: its label, what it said (or why not), and
+/// how long that took.
+pub type NodeAnswer<F> = (String, Result<F, NodeFailure>, Duration);
+
+/// Runs `ask` within `timeout` (a node that does not answer in time is
+/// `Unknown` "no answer within …"), timed.
+pub async fn within<F>(
+    timeout: Duration,
+    ask: impl std::future::Future<Output = Result<F, NodeFailure>>,
+) -> (Result<F, NodeFailure>, Duration) {
+    let started = std::time::Instant::now();
+    let result = match tokio::time::timeout(timeout, ask).await {
+        Ok(r) => r,
+        Err(_) => Err(NodeFailure::Unknown(format!(
+            "no answer within {}",
+            humantime::format_duration(timeout)
+        ))),
+    };
+    (result, started.elapsed())
+}
+
+/// The observations of a node that gave no answer: `up` crit (down) or
+/// unknown, and each of `checks` unknown, all with the same reason.
+pub fn failed_node(
+    cluster: &ClusterConfig,
+    node: &str,
+    failure: &NodeFailure,
+    checks: &[&str],
+) -> Vec<Observation> {
+    let (status, why) = match failure {
+        NodeFailure::Down(w) => (Status::Crit, w),
+        NodeFailure::Unknown(w) => (Status::Unknown, w),
+    };
+    let mut out = Vec::new();
+    if check(cluster, dbmon_proto::health::UP_CHECK).is_some() {
+        out.push(Observation::new(
+            node,
+            dbmon_proto::health::UP_CHECK,
+            status,
+            why.clone(),
+        ));
+    }
+    for name in checks {
+        if check(cluster, name).is_some() {
+            out.push(Observation::new(node, name, Status::Unknown, why.clone()));
+        }
+    }
+    out
+}
+
+/// What to do about a TLS failure described by `what`, if it is one: the
+/// CA in `tls.ca_file` did not sign the node's certificate (or it names
+/// another host), or no CA is given.
+pub fn certificate_hint(what: &str, cluster: &ClusterConfig) -> Option<String> {
+    if !(what.contains("certificate") || what.contains("UnknownIssuer")) {
+        return None;
+    }
+    Some(match &cluster.tls.ca_file {
+        Some(ca) => format!(
+            "; the node's certificate is not signed by the CA in tls.ca_file ({}), or does not name the host",
+            ca.display()
+        ),
+        None => "; set tls.ca_file to the CA that signs the node's certificate".to_string(),
+    })
+}
+
+/// How many nodes did not answer in time: one of them may be the primary
+/// (or master) a cluster-wide check looks for.
+pub fn silent<F>(answers: &[NodeAnswer<F>]) -> usize {
+    answers
+        .iter()
+        .filter(|(_, r, _)| matches!(r, Err(NodeFailure::Unknown(_))))
+        .count()
+}
+
 /// One result of one check, before the agent stamps it into a report.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Observation {

@@ -9,12 +9,14 @@
 //! judgements (exactly one primary, standby lag against the primary's WAL
 //! position, version skew) are made from all nodes' answers of one poll.
 
-use crate::connector::{Connector, ConnectorError, Observation, bytes, check, fmt_num, node_label};
+use crate::connector::{
+    Connector, ConnectorError, NodeAnswer, NodeFailure, Observation, bytes, certificate_hint,
+    check, failed_node, fmt_num, node_label, silent, within,
+};
 use dbmon_config::{CheckSpec, ClusterConfig, Direction, Section};
 use dbmon_proto::Status;
 use dbmon_proto::health::{QUORUM_CHECK, UP_CHECK};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 use tokio::sync::Mutex;
 
 /// TLS (verified against `tls.ca_file`, or not verified at all with
@@ -184,16 +186,6 @@ pub struct StandbyFacts {
     pub receiver: Option<String>,
 }
 
-/// Why a node gave no facts.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Failure {
-    /// Could not connect or log in: the node is down for its users too.
-    Down(String),
-    /// Connected, but no answer in time or a query failed: its state is
-    /// not known.
-    Unknown(String),
-}
-
 pub fn build(cluster: &ClusterConfig) -> Result<Box<dyn Connector>, ConnectorError> {
     let tls = tls_config(cluster)?;
     let (user, password) = match &cluster.auth {
@@ -258,32 +250,24 @@ impl Connector for Postgres {
 }
 
 impl Postgres {
-    async fn poll_node(&self, node: &Node) -> (String, Result<Facts, Failure>, Duration) {
-        let started = Instant::now();
-        let timeout = self.cluster.timeout;
-        let result = match tokio::time::timeout(timeout, self.ask(node)).await {
-            Ok(r) => r,
-            Err(_) => Err(Failure::Unknown(format!(
-                "no answer within {}",
-                humantime::format_duration(timeout)
-            ))),
-        };
+    async fn poll_node(&self, node: &Node) -> NodeAnswer<Facts> {
+        let (result, took) = within(self.cluster.timeout, self.ask(node)).await;
         if result.is_err() {
             // A connection that failed or hung mid-query is not used again.
             node.client.lock().await.take();
         }
-        (node.label.clone(), result, started.elapsed())
+        (node.label.clone(), result, took)
     }
 
-    async fn ask(&self, node: &Node) -> Result<Facts, Failure> {
+    async fn ask(&self, node: &Node) -> Result<Facts, NodeFailure> {
         let mut slot = node.client.lock().await;
         if slot.as_ref().is_none_or(|c| c.is_closed()) {
             *slot = Some(self.connect(node).await?);
         }
         let Some(client) = slot.as_mut() else {
-            return Err(Failure::Unknown("no connection".into()));
+            return Err(NodeFailure::Unknown("no connection".into()));
         };
-        let failed = |e: tokio_postgres::Error| Failure::Unknown(query_error(&e));
+        let failed = |e: tokio_postgres::Error| NodeFailure::Unknown(query_error(&e));
         let tx = client
             .build_transaction()
             .read_only(true)
@@ -347,8 +331,8 @@ impl Postgres {
         Ok(facts)
     }
 
-    async fn connect(&self, node: &Node) -> Result<tokio_postgres::Client, Failure> {
-        let down = |e: tokio_postgres::Error| Failure::Down(connect_error(&e, &self.cluster));
+    async fn connect(&self, node: &Node) -> Result<tokio_postgres::Client, NodeFailure> {
+        let down = |e: tokio_postgres::Error| NodeFailure::Down(connect_error(&e, &self.cluster));
         let client = match &self.tls {
             Some(tls) => {
                 let make = tokio_postgres_rustls::MakeRustlsConnect::new((**tls).clone());
@@ -396,6 +380,9 @@ fn connect_error(e: &tokio_postgres::Error, cluster: &ClusterConfig) -> String {
         Some("28000") if what.contains("no encryption") => {
             "; the node takes this role over TLS only: set tls.ca_file".to_string()
         }
+        Some("28000") if what.contains("client certificate") => {
+            "; this role logs in by certificate: set tls.cert_file and tls.key_file to one the node's ssl_ca_file signed, naming the role".to_string()
+        }
         Some("28000") if what.contains("no pg_hba.conf entry") => {
             "; add a line for this role and address to the node's pg_hba.conf".to_string()
         }
@@ -404,19 +391,10 @@ fn connect_error(e: &tokio_postgres::Error, cluster: &ClusterConfig) -> String {
             "; check auth.username and the password its file or variable holds (and pg_hba.conf)"
                 .to_string()
         }
-        _ if what.contains("certificate") || what.contains("UnknownIssuer") => {
-            match &cluster.tls.ca_file {
-                Some(ca) => format!(
-                    "; the node's certificate is not signed by the CA in tls.ca_file ({}), or does not name the host",
-                    ca.display()
-                ),
-                None => "; set tls.ca_file to the CA that signs the node's certificate".to_string(),
-            }
-        }
         _ if what.contains("server does not support TLS") => {
             "; the node does not speak TLS: set ssl = on in its postgresql.conf".to_string()
         }
-        _ => String::new(),
+        _ => certificate_hint(&what, cluster).unwrap_or_default(),
     };
     format!("cannot connect: {what}{hint}")
 }
@@ -488,10 +466,7 @@ fn tls_config(
 
 /// Turns one poll's answers into observations: the per-node checks, then
 /// the cluster-wide ones. Pure, so the tests can feed it real answers.
-pub fn judge(
-    cluster: &ClusterConfig,
-    answers: &[(String, Result<Facts, Failure>, Duration)],
-) -> Vec<Observation> {
+pub fn judge(cluster: &ClusterConfig, answers: &[NodeAnswer<Facts>]) -> Vec<Observation> {
     let mut out = Vec::new();
     let primaries: Vec<(&str, &Facts)> = answers
         .iter()
@@ -507,18 +482,7 @@ pub fn judge(
         let facts = match result {
             Ok(f) => f,
             Err(failure) => {
-                let (status, why) = match failure {
-                    Failure::Down(w) => (Status::Crit, w),
-                    Failure::Unknown(w) => (Status::Unknown, w),
-                };
-                if check(cluster, UP_CHECK).is_some() {
-                    out.push(Observation::new(node, UP_CHECK, status, why.clone()));
-                }
-                for name in NODE_CHECKS {
-                    if check(cluster, name).is_some() {
-                        out.push(Observation::new(node, name, Status::Unknown, why.clone()));
-                    }
-                }
+                out.extend(failed_node(cluster, node, failure, NODE_CHECKS));
                 continue;
             }
         };
@@ -753,15 +717,9 @@ fn slots(
     o
 }
 
-fn quorum(
-    answers: &[(String, Result<Facts, Failure>, Duration)],
-    primaries: &[(&str, &Facts)],
-) -> Observation {
+fn quorum(answers: &[NodeAnswer<Facts>], primaries: &[(&str, &Facts)]) -> Observation {
     let answering = answers.iter().filter(|(_, r, _)| r.is_ok()).count();
-    let silent = answers
-        .iter()
-        .filter(|(_, r, _)| matches!(r, Err(Failure::Unknown(_))))
-        .count();
+    let silent = silent(answers);
     let (status, message) = match primaries {
         // A primary may be among the nodes that did not answer in time.
         [] if silent > 0 => (
@@ -801,7 +759,7 @@ fn quorum(
     o
 }
 
-fn version_skew(answers: &[(String, Result<Facts, Failure>, Duration)]) -> Observation {
+fn version_skew(answers: &[NodeAnswer<Facts>]) -> Observation {
     let mut versions: std::collections::BTreeMap<&str, Vec<&str>> = Default::default();
     for (node, r, _) in answers {
         if let Ok(f) = r {

@@ -8,13 +8,16 @@
 //! (a `DEBUG SLEEP`, a long `KEYS *`) is `unknown` "no answer within …"
 //! while the others go on.
 
-use crate::connector::{Connector, ConnectorError, Observation, bytes, check, fmt_num, node_label};
+use crate::connector::{
+    Connector, ConnectorError, NodeAnswer, NodeFailure, Observation, bytes, certificate_hint,
+    check, failed_node, fmt_num, node_label, silent, within,
+};
 use crate::window::CounterWindow;
 use dbmon_config::{CheckSpec, ClusterConfig, Direction, Section};
 use dbmon_proto::Status;
 use dbmon_proto::health::{QUORUM_CHECK, UP_CHECK};
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::sync::Mutex;
 
 /// TLS (verified against `tls.ca_file`), client certificates, and an ACL
@@ -156,15 +159,6 @@ fn replica_fields(line: &str) -> BTreeMap<&str, &str> {
         .collect()
 }
 
-/// Why a node gave no facts.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Failure {
-    /// Refused, TLS or login failed: the node is down for its users too.
-    Down(String),
-    /// No answer in time, or an answer dbmon could not use.
-    Unknown(String),
-}
-
 pub fn build(cluster: &ClusterConfig) -> Result<Box<dyn Connector>, ConnectorError> {
     let redis = match &cluster.auth {
         Some(a) => redis::RedisConnectionInfo::default()
@@ -289,23 +283,15 @@ impl Connector for Redis {
 }
 
 impl Redis {
-    async fn poll_node(&self, node: &Node) -> (String, Result<Facts, Failure>, Duration) {
-        let started = Instant::now();
-        let timeout = self.cluster.timeout;
-        let result = match tokio::time::timeout(timeout, self.ask(node)).await {
-            Ok(r) => r,
-            Err(_) => Err(Failure::Unknown(format!(
-                "no answer within {}",
-                humantime::format_duration(timeout)
-            ))),
-        };
+    async fn poll_node(&self, node: &Node) -> NodeAnswer<Facts> {
+        let (result, took) = within(self.cluster.timeout, self.ask(node)).await;
         if result.is_err() {
             node.conn.lock().await.take();
         }
-        (node.label.clone(), result, started.elapsed())
+        (node.label.clone(), result, took)
     }
 
-    async fn ask(&self, node: &Node) -> Result<Facts, Failure> {
+    async fn ask(&self, node: &Node) -> Result<Facts, NodeFailure> {
         let mut slot = node.conn.lock().await;
         let mut conn = match slot.as_ref() {
             Some(c) => c.clone(),
@@ -318,14 +304,14 @@ impl Redis {
                     .client
                     .get_multiplexed_async_connection_with_config(&config)
                     .await
-                    .map_err(|e| Failure::Down(connect_error(&e, &self.cluster)))?;
+                    .map_err(|e| NodeFailure::Down(connect_error(&e, &self.cluster)))?;
                 *slot = Some(c.clone());
                 c
             }
         };
         drop(slot);
         let failed =
-            |e: redis::RedisError| Failure::Unknown(command_error(&e, self.cluster.timeout));
+            |e: redis::RedisError| NodeFailure::Unknown(command_error(&e, self.cluster.timeout));
         let (pong, info): (String, String) = redis::pipe()
             .cmd("PING")
             .cmd("INFO")
@@ -333,7 +319,7 @@ impl Redis {
             .await
             .map_err(failed)?;
         if pong != "PONG" {
-            return Err(Failure::Unknown(format!(
+            return Err(NodeFailure::Unknown(format!(
                 "PING answered {pong:?}, not PONG"
             )));
         }
@@ -364,14 +350,8 @@ fn connect_error(e: &redis::RedisError, cluster: &ClusterConfig) -> String {
             "cannot connect: the node refused the login of user {user:?} (wrong password, or the user is off); check auth.username (default for requirepass) and the password its file or variable holds"
         );
     }
-    let hint = if what.contains("certificate") || what.contains("UnknownIssuer") {
-        match &cluster.tls.ca_file {
-            Some(ca) => format!(
-                "; the node's certificate is not signed by the CA in tls.ca_file ({}), or does not name the host",
-                ca.display()
-            ),
-            None => "; set tls.ca_file to the CA that signs the node's certificate".into(),
-        }
+    let hint = if let Some(hint) = certificate_hint(&what, cluster) {
+        hint
     } else if e.is_timeout() {
         format!(
             " (no answer within {})",
@@ -401,10 +381,7 @@ fn command_error(e: &redis::RedisError, timeout: Duration) -> String {
 /// Turns one poll's answers into observations (counters as raw values;
 /// the connector turns those into increases). Pure, so the tests can feed
 /// it real `INFO` answers.
-pub fn judge(
-    cluster: &ClusterConfig,
-    answers: &[(String, Result<Facts, Failure>, Duration)],
-) -> Vec<Observation> {
+pub fn judge(cluster: &ClusterConfig, answers: &[NodeAnswer<Facts>]) -> Vec<Observation> {
     let mut out = Vec::new();
     let answered: Vec<(&str, &Facts)> = answers
         .iter()
@@ -414,18 +391,7 @@ pub fn judge(
         let facts = match result {
             Ok(f) => f,
             Err(failure) => {
-                let (status, why) = match failure {
-                    Failure::Down(w) => (Status::Crit, w),
-                    Failure::Unknown(w) => (Status::Unknown, w),
-                };
-                if check(cluster, UP_CHECK).is_some() {
-                    out.push(Observation::new(node, UP_CHECK, status, why.clone()));
-                }
-                for name in NODE_CHECKS {
-                    if check(cluster, name).is_some() {
-                        out.push(Observation::new(node, name, Status::Unknown, why.clone()));
-                    }
-                }
+                out.extend(failed_node(cluster, node, failure, NODE_CHECKS));
                 continue;
             }
         };
@@ -708,14 +674,8 @@ fn now_secs() -> Option<f64> {
         .map(|d| d.as_secs_f64())
 }
 
-fn quorum(
-    answers: &[(String, Result<Facts, Failure>, Duration)],
-    answered: &[(&str, &Facts)],
-) -> Observation {
-    let silent = answers
-        .iter()
-        .filter(|(_, r, _)| matches!(r, Err(Failure::Unknown(_))))
-        .count();
+fn quorum(answers: &[NodeAnswer<Facts>], answered: &[(&str, &Facts)]) -> Observation {
+    let silent = silent(answers);
     let cluster_mode = answered.iter().any(|(_, f)| f.cluster_mode());
     let (status, message, value, unit) = if cluster_mode {
         cluster_quorum(answered)
