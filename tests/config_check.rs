@@ -23,7 +23,7 @@ const CASES: &[(&str, &str, &str)] = &[
     (
         "unknown cluster field",
         "clusters:\n  - name: a\n    kind: etcd\n    nodes: [127.0.0.1:2379]\n    intervl: 5s\n",
-        "FILE:5:5: clusters[0]: unknown field `intervl`, expected one of name, kind, preset, nodes, interval, timeout, max_backoff, tls, auth, requests, checks, labels",
+        "FILE:5:5: clusters[0]: unknown field `intervl`, expected one of name, kind, preset, nodes, interval, timeout, max_backoff, tls, auth, requests, checks, labels, public",
     ),
     (
         "not a duration",

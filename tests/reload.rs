@@ -214,7 +214,7 @@ fn the_server_reloads_alerting_and_refuses_a_broken_file() {
     assert!(
         h.contains("configuration reloaded at")
             && h.contains(
-                "assignments for 1 collector(s), session_ttl 2h, alerting: 1 rule(s), 1 receiver(s)"
+                "assignments for 1 collector(s), 0 public badge(s), session_ttl 2h, alerting: 1 rule(s), 1 receiver(s)"
             ),
         "{h}"
     );

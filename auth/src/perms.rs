@@ -16,10 +16,13 @@ pub enum Op {
     Sessions,
     /// Add and expire silences.
     Silence,
+    /// A cluster's status badge (`/badge/NAME.svg`), and nothing else: the
+    /// only op of a badge token, the only token ever put in a URL.
+    Badge,
 }
 
 impl Op {
-    pub const ALL: [Op; 4] = [Op::Read, Op::Watch, Op::Sessions, Op::Silence];
+    pub const ALL: [Op; 5] = [Op::Read, Op::Watch, Op::Sessions, Op::Silence, Op::Badge];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -27,6 +30,7 @@ impl Op {
             Op::Watch => "watch",
             Op::Sessions => "sessions",
             Op::Silence => "silence",
+            Op::Badge => "badge",
         }
     }
 
@@ -63,7 +67,7 @@ impl Role {
     pub fn ops(self) -> BTreeSet<Op> {
         match self {
             Role::Admin | Role::Operator => Op::ALL.into_iter().collect(),
-            Role::Viewer => [Op::Read, Op::Watch].into_iter().collect(),
+            Role::Viewer => [Op::Read, Op::Watch, Op::Badge].into_iter().collect(),
         }
     }
 
@@ -118,6 +122,8 @@ pub const METHODS: &[(&str, Access)] = &[
     ("/dbmon.v1.Auth/Logout", Access::Session),
     ("/dbmon.v1.Sessions/ListSessions", Access::Op(Op::Sessions)),
     ("/dbmon.v1.Sessions/RevokeSession", Access::Op(Op::Sessions)),
+    // Any reader of a cluster may make its badge token.
+    ("/dbmon.v1.Sessions/MintBadge", Access::Op(Op::Read)),
     ("/dbmon.v1.Alerts/ListAlerts", Access::Op(Op::Read)),
     ("/dbmon.v1.Silences/ListSilences", Access::Op(Op::Read)),
     ("/dbmon.v1.Silences/AddSilence", Access::Op(Op::Silence)),

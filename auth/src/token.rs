@@ -317,30 +317,63 @@ impl Verifier {
         caveats: &[crate::caveat::Caveat],
         peer: &str,
     ) -> Result<(String, String), crate::store::StoreError> {
+        self.mint_login(name, "service token", ttl_ms, caveats, peer, |u| {
+            match u {
+                None => Err(format!(
+                    "no user {name:?}; `dbmon user add {name} --service --role viewer` makes a service account"
+                )),
+                Some(u) if !u.service => Err(format!(
+                    "{name:?} is a person, who signs in with a passkey (`dbmon-client login`); tokens are minted only for service accounts (`dbmon user add NAME --service`)"
+                )),
+                Some(_) => Ok(()),
+            }
+        })
+    }
+
+    /// Mints a badge token of `user` for `cluster`, valid `ttl_ms`: a new
+    /// login of theirs (listed and revoked like any other) whose token
+    /// allows the `badge` operation on that one cluster, nothing else.
+    pub fn mint_badge_token(
+        &self,
+        user: &str,
+        cluster: &str,
+        ttl_ms: i64,
+        peer: &str,
+    ) -> Result<(String, String), crate::store::StoreError> {
+        let caveats = [
+            crate::caveat::Caveat::Ops([Op::Badge].into_iter().collect()),
+            crate::caveat::Caveat::Clusters([cluster.to_string()].into_iter().collect()),
+        ];
+        let credential = format!("badge token for {cluster}");
+        self.mint_login(user, &credential, ttl_ms, &caveats, peer, |u| match u {
+            None => Err(format!("no user {user:?}")),
+            Some(_) => Ok(()),
+        })
+    }
+
+    /// A new login of `user`, stored if `allowed` accepts the user as
+    /// stored now, and its token with `caveats`.
+    fn mint_login(
+        &self,
+        user: &str,
+        credential: &str,
+        ttl_ms: i64,
+        caveats: &[crate::caveat::Caveat],
+        peer: &str,
+        allowed: impl Fn(Option<&crate::store::User>) -> Result<(), String>,
+    ) -> Result<(String, String), crate::store::StoreError> {
         let id = crate::store::random_secret()[..32].to_string();
         let session = Session {
             root_key: crate::store::random_secret(),
-            user: name.to_string(),
-            credential: "service token".into(),
+            user: user.to_string(),
+            credential: credential.to_string(),
             peer: peer.to_string(),
             created_ms: now_ms(),
             expires_ms: now_ms() + ttl_ms,
             revoked_ms: None,
         };
         self.store.update(|s| {
-            match s.users.get(name) {
-                None => {
-                    return Err(crate::store::StoreError::Refused(format!(
-                        "no user {name:?}; `dbmon user add {name} --service --role viewer` makes a service account"
-                    )));
-                }
-                Some(u) if !u.service => {
-                    return Err(crate::store::StoreError::Refused(format!(
-                        "{name:?} is a person, who signs in with a passkey (`dbmon-client login`); tokens are minted only for service accounts (`dbmon user add NAME --service`)"
-                    )));
-                }
-                Some(_) => {}
-            }
+            allowed(s.users.get(user)).map_err(crate::store::StoreError::Refused)?;
             let now = now_ms();
             s.sessions.retain(|_, l| l.expires_ms > now);
             s.sessions.insert(id.clone(), session.clone());

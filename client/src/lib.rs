@@ -139,6 +139,16 @@ pub enum TokenWhat {
         #[arg(long)]
         ops: Vec<String>,
     },
+    /// Make a badge token for one cluster: a new login (listed by
+    /// `sessions list`, revoked by `sessions revoke`) that allows the
+    /// cluster's status badge and nothing else. Prints the badge URLs.
+    Badge {
+        #[arg(long)]
+        cluster: String,
+        /// Lifetime, like 30d; at most a year.
+        #[arg(long, default_value = "90d")]
+        ttl: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -225,6 +235,9 @@ pub async fn run(cli: Cli) -> Result<()> {
             println!("{narrowed}");
             Ok(())
         }
+        Command::Token {
+            what: TokenWhat::Badge { cluster, ttl },
+        } => badge(&target, &cluster, &ttl).await,
         Command::Sessions { what } => sessions(&target, what).await,
         Command::Alerts { clusters, output } => alerts::alerts(&target, clusters, output).await,
         Command::Silence { what } => alerts::silence(&target, what).await,
@@ -366,6 +379,32 @@ async fn whoami(target: &Target) -> Result<()> {
     Ok(())
 }
 
+async fn badge(target: &Target, cluster: &str, ttl: &str) -> Result<()> {
+    let server = target.server.as_str();
+    let ttl = humantime::parse_duration(ttl)
+        .with_context(|| format!("--ttl {ttl:?}: expected a duration like 90d"))?;
+    let mut client =
+        SessionsClient::with_interceptor(channel(target).await?, session::interceptor(server)?);
+    let r = client
+        .mint_badge(dbmon_proto::v1::MintBadgeRequest {
+            cluster: cluster.to_string(),
+            ttl_ms: ttl.as_millis() as i64,
+        })
+        .await
+        .map_err(|s| rpc_error(server, s))?
+        .into_inner();
+    let base = server.trim_end_matches('/');
+    eprintln!(
+        "badge token for {cluster}, login {}, until {}; it allows this badge and nothing else (revoke: dbmon-client sessions revoke --login {})",
+        r.login,
+        view::timestamp(r.expires_at_ms),
+        r.login
+    );
+    println!("{base}/badge/{cluster}.svg?token={}", r.token);
+    println!("{base}/badge/{cluster}.json?token={}", r.token);
+    Ok(())
+}
+
 async fn sessions(target: &Target, what: SessionsWhat) -> Result<()> {
     let server = target.server.as_str();
     let mut client =
@@ -380,6 +419,7 @@ async fn sessions(target: &Target, what: SessionsWhat) -> Result<()> {
             let mut rows = vec![vec![
                 "LOGIN".to_string(),
                 "USER".into(),
+                "WITH".into(),
                 "PEER".into(),
                 "CREATED".into(),
                 "EXPIRES".into(),
@@ -389,6 +429,7 @@ async fn sessions(target: &Target, what: SessionsWhat) -> Result<()> {
                 rows.push(vec![
                     s.login,
                     s.user,
+                    s.credential,
                     s.peer,
                     view::timestamp(s.created_at_ms),
                     view::timestamp(s.expires_at_ms),

@@ -33,6 +33,8 @@ pub struct ClusterConfig {
     /// defaults. Always holds every enabled check of the kind.
     pub checks: BTreeMap<String, CheckConfig>,
     pub labels: BTreeMap<String, String>,
+    /// Its badge (`/badge/NAME.svg`) may be fetched without a token.
+    pub public: bool,
     /// The requests and checks of a cluster defined in YAML (`kind: http`,
     /// or a preset); None for kinds whose checks are built in.
     pub definition: Option<crate::http::Definition>,
@@ -232,6 +234,7 @@ pub(crate) struct RawCluster {
     pub(crate) requests: Option<Spanned<BTreeMap<String, Spanned<crate::http::RawRequest>>>>,
     pub(crate) checks: Option<Spanned<BTreeMap<String, Spanned<Option<RawCheck>>>>>,
     labels: Option<BTreeMap<String, String>>,
+    public: Option<Spanned<Scalar>>,
 }
 
 impl RawCluster {
@@ -467,6 +470,11 @@ impl Validator<'_> {
                 password,
             })
         });
+        let public = rc
+            .public
+            .as_ref()
+            .and_then(|p| self.flag(p, &format!("{field}.public")))
+            .unwrap_or(false);
         let (checks, definition) = match specs {
             Some(_) if defined => (BTreeMap::new(), self.definition(&rc, field)),
             Some(specs) => (self.checks(&rc, field, specs), None),
@@ -486,6 +494,7 @@ impl Validator<'_> {
             auth,
             checks,
             labels: rc.labels.unwrap_or_default(),
+            public,
             definition,
         })
     }
@@ -806,8 +815,9 @@ impl Validator<'_> {
     }
 }
 
-/// Letters, digits, '-', '_' or '.', 1 to 63 characters.
-pub(crate) fn valid_name(name: &str) -> bool {
+/// Letters, digits, '-', '_' or '.', 1 to 63 characters: a cluster's (or
+/// a check's) name.
+pub fn valid_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 63
         && name

@@ -37,7 +37,7 @@ pub use alerting::{
 pub use client::ClientConfig;
 pub use cluster::{
     AuthConfig, Catalog, CheckConfig, CheckSpec, ClusterConfig, Direction, Level, Protocol,
-    Section, TlsConfig,
+    Section, TlsConfig, valid_name as valid_cluster_name,
 };
 pub use collector::CollectorConfig;
 pub use error::{ConfigError, ConfigErrors};

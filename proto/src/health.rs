@@ -71,7 +71,8 @@ pub struct ClusterSummary {
     pub health: Health,
     pub nodes_up: usize,
     pub nodes_total: usize,
-    /// Reports that are not ok, worst first (stale ones count as unknown).
+    /// Reports that are not ok, worst first (stale ones count as unknown),
+    /// leaving out the unknown checks of a node that is down.
     pub worst: Vec<Report>,
     /// Observation time of the newest report.
     pub newest_ms: i64,
@@ -171,6 +172,13 @@ fn summarize_one<'a>(
         Health::Healthy
     };
     blind.sort();
+    // A node that is down says why in its `up` report; its other checks,
+    // unknown for that reason, would only crowd out what else is wrong.
+    worst.retain(|(status, r)| {
+        !(matches!(status, Status::Unknown | Status::Unspecified)
+            && r.check != UP_CHECK
+            && nodes.get(r.node.as_str()) == Some(&false))
+    });
     worst.sort_by(|(sa, a), (sb, b)| {
         severity(*sb)
             .cmp(&severity(*sa))
@@ -292,6 +300,20 @@ mod tests {
         rs.pop();
         rs.push(rep("", QUORUM_CHECK, Status::Unknown));
         assert_eq!(derive(&rs, 2_000), Health::Unavailable);
+    }
+
+    #[test]
+    fn a_down_nodes_unknown_checks_do_not_crowd_the_worst() {
+        let mut rs = nodes(&[Status::Ok, Status::Crit, Status::Ok]);
+        rs.push(rep("n1", "connections", Status::Unknown));
+        rs.push(rep("n0", "memory", Status::Unknown));
+        let s = &summarize(&rs, 2_000)[0];
+        let worst: Vec<(&str, &str)> = s
+            .worst
+            .iter()
+            .map(|r| (r.node.as_str(), r.check.as_str()))
+            .collect();
+        assert_eq!(worst, [("n1", "up"), ("n0", "memory")]);
     }
 
     #[test]

@@ -18,9 +18,10 @@ use dbmon_proto::v1::auth_server::Auth;
 use dbmon_proto::v1::poll_login_response::State as PollState;
 use dbmon_proto::v1::sessions_server::Sessions;
 use dbmon_proto::v1::{
-    ListSessionsRequest, ListSessionsResponse, LogoutRequest, LogoutResponse, PollLoginRequest,
-    PollLoginResponse, RevokeSessionRequest, RevokeSessionResponse, Session, StartLoginRequest,
-    StartLoginResponse, WhoAmIRequest, WhoAmIResponse,
+    ListSessionsRequest, ListSessionsResponse, LogoutRequest, LogoutResponse, MintBadgeRequest,
+    MintBadgeResponse, PollLoginRequest, PollLoginResponse, RevokeSessionRequest,
+    RevokeSessionResponse, Session, StartLoginRequest, StartLoginResponse, WhoAmIRequest,
+    WhoAmIResponse,
 };
 use std::sync::Arc;
 use std::task::{Context, Poll as TaskPoll};
@@ -365,6 +366,54 @@ impl Sessions for PeopleAuth {
             dbmon_auth::audit("revoke", &target_user, id, &peer, &format!("by {}", g.user));
         }
         Ok(Response::new(RevokeSessionResponse { revoked }))
+    }
+
+    async fn mint_badge(
+        &self,
+        request: Request<MintBadgeRequest>,
+    ) -> Result<Response<MintBadgeResponse>, Status> {
+        const DAY_MS: i64 = 86_400_000;
+        let peer = peer_from(request.extensions());
+        let g = grant_of(&request)?;
+        let req = request.into_inner();
+        if !dbmon_config::valid_cluster_name(&req.cluster) {
+            return Err(Status::invalid_argument(format!(
+                "{:?} is not a cluster name (letters, digits, '-', '_' or '.')",
+                req.cluster
+            )));
+        }
+        if !g.sees(&req.cluster) {
+            return Err(Status::permission_denied(format!(
+                "this login may not read cluster {}, so it may not make its badge",
+                req.cluster
+            )));
+        }
+        let ttl = match req.ttl_ms {
+            0 => 90 * DAY_MS,
+            t if (1..=366 * DAY_MS).contains(&t) => t,
+            t => {
+                return Err(Status::invalid_argument(format!(
+                    "ttl {t} ms: expected more than 0 and at most a year"
+                )));
+            }
+        };
+        let (login, token) = self
+            .verifier
+            .mint_badge_token(&g.user, &req.cluster, ttl, &peer)
+            .map_err(|e| Status::failed_precondition(e.to_string()))?;
+        self.bump();
+        dbmon_auth::audit(
+            "badge",
+            &g.user,
+            &login,
+            &peer,
+            &format!("badge token for {}", req.cluster),
+        );
+        Ok(Response::new(MintBadgeResponse {
+            login,
+            token,
+            expires_at_ms: now_ms() + ttl,
+        }))
     }
 }
 

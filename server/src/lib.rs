@@ -11,6 +11,7 @@
 pub mod alerting;
 pub mod alerts_service;
 pub mod auth;
+pub mod badge;
 pub mod cache;
 pub mod enroll;
 pub mod http;
@@ -232,6 +233,17 @@ pub async fn serve(cfg: ServerConfig, shutdown: watch::Receiver<bool>) -> Result
     .await
 }
 
+/// The clusters whose badge needs no token.
+pub fn public_clusters(
+    clusters: &[dbmon_config::ClusterConfig],
+) -> std::collections::BTreeSet<String> {
+    clusters
+        .iter()
+        .filter(|c| c.public)
+        .map(|c| c.name.clone())
+        .collect()
+}
+
 /// Serves the whole deployment's server side (the `server:` section, and
 /// the alerting sections with the clusters' labels) until `shutdown` turns
 /// true.
@@ -350,6 +362,9 @@ pub async fn serve_reloading(
         signer: signer.clone(),
         auth: people_auth.clone(),
         reload: Default::default(),
+        public: Arc::new(std::sync::RwLock::new(public_clusters(
+            &deployment.clusters,
+        ))),
     };
     if let Some(r) = reload {
         tokio::spawn(reload::watch_file(
@@ -397,7 +412,12 @@ pub async fn serve_reloading(
             alerts_service::AlertServices { alerting },
         ))
         .into_axum_router()
-        .merge(web::router(passkeys));
+        .merge(web::router(passkeys))
+        .merge(badge::router(Arc::new(badge::Badges {
+            cache: services.cache.clone(),
+            verifier: verifier.clone(),
+            public: services.public.clone(),
+        })));
     let people_router = tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(Duration::from_secs(10)))
         .accept_http1(true)

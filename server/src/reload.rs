@@ -70,14 +70,17 @@ pub(crate) async fn watch_file(
                         .write()
                         .unwrap_or_else(|e| e.into_inner()) = cfg.server.assignments.clone();
                     passkeys.set_session_ttl(cfg.server.auth.session_ttl.as_millis() as i64);
+                    *services.public.write().unwrap_or_else(|e| e.into_inner()) =
+                        crate::public_clusters(&cfg.clusters);
                     let now = restart_only(&cfg.server);
                     if now != fixed {
                         tracing::warn!(%file, "server settings other than assignments and auth.session_ttl changed; restart the server to apply them");
                         fixed = now;
                     }
                     let detail = format!(
-                        "assignments for {} collector(s), session_ttl {}, alerting: {alerting}",
+                        "assignments for {} collector(s), {} public badge(s), session_ttl {}, alerting: {alerting}",
                         cfg.server.assignments.len(),
+                        crate::public_clusters(&cfg.clusters).len(),
                         humantime::format_duration(cfg.server.auth.session_ttl)
                     );
                     tracing::info!(%file, "configuration reloaded ({why}): {detail}");

@@ -41,6 +41,9 @@ pub struct Services {
     pub auth: crate::auth::PeopleAuth,
     /// The last reload of the configuration, for `/healthz`.
     pub reload: Arc<std::sync::Mutex<dbmon_pki::reload::ReloadStatus>>,
+    /// Clusters whose badge needs no token (`public: true`); replaced by a
+    /// reload.
+    pub public: Arc<std::sync::RwLock<std::collections::BTreeSet<String>>>,
 }
 
 /// The collector identity of the caller's certificate. Without TLS (the

@@ -40,7 +40,7 @@ pub static CHECKS: &[CheckSpec] = &[
     CheckSpec {
         name: QUORUM_CHECK,
         about: "exactly one answering node is a primary (none, or two: crit)",
-        unit: "primaries",
+        unit: "",
         direction: Direction::Above,
         warn: None,
         crit: None,
@@ -104,7 +104,7 @@ pub static CHECKS: &[CheckSpec] = &[
     CheckSpec {
         name: "version_skew",
         about: "every answering node runs the same PostgreSQL version (warn otherwise)",
-        unit: "versions",
+        unit: "",
         direction: Direction::Above,
         warn: None,
         crit: None,
@@ -755,7 +755,7 @@ fn quorum(answers: &[NodeAnswer<Facts>], primaries: &[(&str, &Facts)]) -> Observ
     };
     let mut o = Observation::new("", QUORUM_CHECK, status, message);
     o.value = Some(primaries.len() as f64);
-    o.unit = "primaries".into();
+
     o
 }
 
@@ -786,6 +786,6 @@ fn version_skew(answers: &[NodeAnswer<Facts>]) -> Observation {
     };
     let mut o = Observation::new("", "version_skew", status, message);
     o.value = Some(versions.len() as f64);
-    o.unit = "versions".into();
+
     o
 }

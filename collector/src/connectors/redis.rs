@@ -710,7 +710,7 @@ fn quorum(answers: &[NodeAnswer<Facts>], answered: &[(&str, &Facts)]) -> Observa
                 ),
             ),
         };
-        (status, message, masters.len() as f64, "masters")
+        (status, message, masters.len() as f64, "")
     };
     let mut o = Observation::new("", QUORUM_CHECK, status, message);
     o.value = Some(value);
@@ -781,5 +781,5 @@ fn cluster_quorum(answered: &[(&str, &Facts)]) -> (Status, String, f64, &'static
     if !notes.is_empty() {
         message.push_str(&format!("; {}", notes.join("; ")));
     }
-    (status, message, ok as f64, "nodes")
+    (status, message, ok as f64, "")
 }
