@@ -161,3 +161,61 @@ fn modules_have_no_circles() {
     }
     assert!(found.is_empty(), "module circles:\n{}", found.join("\n"));
 }
+
+/// Every `.rs` file under `dir`, recursively.
+fn rust_files(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+    for entry in std::fs::read_dir(dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
+        let path = entry.unwrap_or_else(|e| panic!("{e}")).path();
+        if path.is_dir() {
+            rust_files(&path, out);
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            out.push(path);
+        }
+    }
+}
+
+/// The client runs on people's machines, Windows among them: in it and in
+/// the crates it builds on, unix-only code (file modes) sits behind
+/// `#[cfg(unix)]` (or a narrower unix gate) written just above it, with a
+/// path for the other platforms beside it.
+#[test]
+fn unix_only_code_in_the_client_and_its_crates_is_gated() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files = Vec::new();
+    for krate in ["client", "auth", "config", "pki", "proto"] {
+        rust_files(&root.join(krate).join("src"), &mut files);
+    }
+    files.push(root.join("src/bin/dbmon-client.rs"));
+    let gate = |l: &str| {
+        let l = l.trim();
+        l.starts_with("#[cfg(")
+            && (l.contains("unix") || l.contains("target_os = \"linux\""))
+            && !l.contains("not(unix")
+    };
+    let mut ungated = Vec::new();
+    for f in &files {
+        let text = std::fs::read_to_string(f).unwrap_or_else(|e| panic!("{}: {e}", f.display()));
+        let lines: Vec<&str> = text.lines().collect();
+        for (i, line) in lines.iter().enumerate() {
+            if !line.contains("std::os::unix") || line.trim_start().starts_with("//") {
+                continue;
+            }
+            // The gate on the item itself, or on the block it opens.
+            let above = lines[i.saturating_sub(3)..i].iter().any(|l| gate(l));
+            if !above {
+                ungated.push(format!(
+                    "{}:{}: {}",
+                    f.strip_prefix(root).unwrap_or(f).display(),
+                    i + 1,
+                    line.trim()
+                ));
+            }
+        }
+    }
+    assert!(
+        ungated.is_empty(),
+        "std::os::unix outside a #[cfg(unix)] gate (the client must build on Windows):\n{}",
+        ungated.join("\n")
+    );
+    assert!(files.len() > 20, "scanned only {} files", files.len());
+}

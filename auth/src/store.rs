@@ -15,6 +15,7 @@ use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
+#[cfg(unix)]
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
@@ -191,6 +192,9 @@ impl FileBackend {
         };
         if !dir.exists() {
             std::fs::create_dir_all(dir).map_err(io)?;
+            // Elsewhere the directory keeps the ACL of where it is made
+            // (on Windows, the user's profile: the user alone).
+            #[cfg(unix)]
             std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(io)?;
         }
         Ok(FileBackend {
@@ -211,21 +215,7 @@ impl Backend for FileBackend {
     fn version(&self) -> Result<Option<String>, StoreError> {
         let path = self.path();
         match std::fs::metadata(&path) {
-            Ok(m) => {
-                if m.mode() & 0o077 != 0 {
-                    return Err(StoreError::Mode {
-                        path,
-                        mode: m.mode() & 0o777,
-                    });
-                }
-                Ok(Some(format!(
-                    "{}.{}:{}:{}",
-                    m.mtime(),
-                    m.mtime_nsec(),
-                    m.ino(),
-                    m.len()
-                )))
-            }
+            Ok(m) => file_version(path, &m).map(Some),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(source) => Err(StoreError::Io { path, source }),
         }
@@ -246,11 +236,7 @@ impl Backend for FileBackend {
             let path = path.to_path_buf();
             move |source| StoreError::Io { path, source }
         };
-        let lock = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .mode(0o600)
+        let lock = owner_only(OpenOptions::new().create(true).truncate(false).write(true))
             .open(&lock_path)
             .map_err(io(&lock_path))?;
         lock.lock().map_err(io(&lock_path))?;
@@ -261,13 +247,10 @@ impl Backend for FileBackend {
             .dir
             .join(format!(".{STATE_FILE}.{}", std::process::id()));
         {
-            let mut f: File = OpenOptions::new()
-                .create(true)
-                .truncate(true)
-                .write(true)
-                .mode(0o600)
-                .open(&tmp)
-                .map_err(io(&tmp))?;
+            let mut f: File =
+                owner_only(OpenOptions::new().create(true).truncate(true).write(true))
+                    .open(&tmp)
+                    .map_err(io(&tmp))?;
             f.write_all(&bytes).map_err(io(&tmp))?;
             f.sync_all().map_err(io(&tmp))?;
         }
@@ -281,6 +264,38 @@ impl Backend for FileBackend {
         drop(lock);
         Ok(version)
     }
+}
+
+/// Files readable and writable by their owner alone (mode 0600 where files
+/// have modes; on Windows they inherit the auth directory's ACL).
+fn owner_only(o: &mut OpenOptions) -> &mut OpenOptions {
+    #[cfg(unix)]
+    o.mode(0o600);
+    o
+}
+
+/// What changes when the file does; refuses a file others may read.
+#[cfg(unix)]
+fn file_version(path: PathBuf, m: &std::fs::Metadata) -> Result<String, StoreError> {
+    if m.mode() & 0o077 != 0 {
+        return Err(StoreError::Mode {
+            path,
+            mode: m.mode() & 0o777,
+        });
+    }
+    Ok(format!(
+        "{}.{}:{}:{}",
+        m.mtime(),
+        m.mtime_nsec(),
+        m.ino(),
+        m.len()
+    ))
+}
+
+/// What changes when the file does (no modes to check here).
+#[cfg(not(unix))]
+fn file_version(_path: PathBuf, m: &std::fs::Metadata) -> Result<String, StoreError> {
+    Ok(format!("{:?}:{}", m.modified().ok(), m.len()))
 }
 
 /// The state document in its backend, and an in-memory copy of it. Its
@@ -574,6 +589,7 @@ mod tests {
     use super::*;
 
     #[test]
+    #[cfg(unix)]
     fn changes_survive_reopen_and_refuse_loose_modes() {
         let dir = std::env::temp_dir().join(format!("dbmon-auth-store-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);

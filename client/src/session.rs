@@ -9,6 +9,7 @@ use anyhow::{Context, Result, bail};
 use dbmon_auth::caveat::{Caveat, format_ms};
 use dbmon_auth::perms::Op;
 use std::io::Write;
+#[cfg(unix)]
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -43,6 +44,11 @@ pub fn attach(md: &mut MetadataMap, token: &str) -> Result<()> {
 
 fn config_dir() -> Result<PathBuf> {
     if let Some(d) = std::env::var_os("XDG_CONFIG_HOME").filter(|d| !d.is_empty()) {
+        return Ok(PathBuf::from(d));
+    }
+    // Windows: the user's roaming profile, private to them.
+    #[cfg(windows)]
+    if let Some(d) = std::env::var_os("APPDATA").filter(|d| !d.is_empty()) {
         return Ok(PathBuf::from(d));
     }
     match std::env::var_os("HOME").filter(|d| !d.is_empty()) {
@@ -92,13 +98,18 @@ pub fn load(server: &str) -> Result<Option<(String, Source)>> {
     };
     match std::fs::read_to_string(&path) {
         Ok(t) => {
-            let mode = std::fs::metadata(&path)?.permissions().mode() & 0o777;
-            if mode & 0o077 != 0 {
-                bail!(
-                    "{} has mode {mode:o}; a token is a secret: run `chmod 600 {}`",
-                    path.display(),
-                    path.display()
-                );
+            // On Windows the file sits in the user's profile, whose ACL
+            // keeps other users out; there are no mode bits to check.
+            #[cfg(unix)]
+            {
+                let mode = std::fs::metadata(&path)?.permissions().mode() & 0o777;
+                if mode & 0o077 != 0 {
+                    bail!(
+                        "{} has mode {mode:o}; a token is a secret: run `chmod 600 {}`",
+                        path.display(),
+                        path.display()
+                    );
+                }
             }
             Ok(Some((t.trim().to_string(), Source::File(path))))
         }
@@ -140,17 +151,18 @@ pub fn save(server: &str, token: &str) -> Result<PathBuf> {
     let path = token_path(server)?;
     let dir = path.parent().expect("a token path has a directory");
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    #[cfg(unix)]
     for d in [dir, dir.parent().unwrap_or(dir)] {
         std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o700))
             .with_context(|| format!("cannot restrict {}", d.display()))?;
     }
     let tmp = path.with_extension("tmp");
     {
-        let mut f = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(true)
-            .write(true)
-            .mode(0o600)
+        let mut options = std::fs::OpenOptions::new();
+        options.create(true).truncate(true).write(true);
+        #[cfg(unix)]
+        options.mode(0o600);
+        let mut f = options
             .open(&tmp)
             .with_context(|| format!("cannot write {}", tmp.display()))?;
         f.write_all(token.as_bytes())?;

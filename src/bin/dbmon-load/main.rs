@@ -153,7 +153,14 @@ async fn main() -> Result<()> {
     let prometheus = if args.no_prometheus {
         None
     } else {
-        stack::start_prometheus(&dir, &nodes, &args.interval, &timeout, prom_port)?
+        stack::start_prometheus(
+            &dir,
+            &nodes,
+            &args.interval,
+            &timeout,
+            prom_port,
+            ports.http,
+        )?
     };
 
     eprintln!("dbmon-load: warming up");

@@ -248,8 +248,16 @@ pub async fn measure(w: Window<'_>, quiet_detection: Option<u64>) -> Result<Resu
         state_clusters: w.state_clusters,
         ..Default::default()
     };
-    if let (Some((p, _)), Some(p0)) = (w.prometheus, p0) {
+    if let (Some((p, prom_port)), Some(p0)) = (w.prometheus, p0) {
         let (p1, p_hwm, _) = usage(p.0.id())?;
+        // Prometheus read dbmon's own /metrics too: how many cluster
+        // health series it holds.
+        let dbmon_health_series = crate::measure::http_get(&format!(
+            "http://127.0.0.1:{prom_port}/api/v1/query?query=count(dbmon_cluster_health)"
+        ))
+        .await
+        .and_then(|body| serde_json::from_str::<serde_json::Value>(&body).ok())
+        .and_then(|v| v["data"]["result"][0]["value"][1].as_str()?.parse().ok());
         let version = Command::new("prometheus")
             .arg("--version")
             .output()
@@ -270,6 +278,7 @@ pub async fn measure(w: Window<'_>, quiet_detection: Option<u64>) -> Result<Resu
             evaluation_interval_s: 60.0,
             detection_ms: prom_detection,
             collector_cpu_ratio: if cpu > 0.0 { (c1 - c0) / cpu } else { 0.0 },
+            dbmon_health_series,
             collector_rss_ratio: if p_hwm > 0 {
                 c_hwm as f64 / p_hwm as f64
             } else {

@@ -52,6 +52,9 @@ pub struct PromResults {
     pub detection_ms: Option<u64>,
     pub collector_cpu_ratio: f64,
     pub collector_rss_ratio: f64,
+    /// Series of `dbmon_cluster_health` Prometheus read from the server's
+    /// own `/metrics` in the same run (None: it could not scrape them).
+    pub dbmon_health_series: Option<u64>,
 }
 
 pub fn write_results(out: &Path, r: &Results) -> Result<()> {
@@ -94,6 +97,14 @@ pub fn write_results(out: &Path, r: &Results) -> Result<()> {
         "\nFan-out alone (collector and Prometheus stopped): {:.0} reports/s to {} subscribers, {} of {} deliveries, latency p50 / p99 / max {} / {} / {} ms, server CPU {:.1} s in 20 s, resyncs so far {}.\n",
         r.fanout_rate, r.subscribers, r.fanout_deliveries, r.fanout_expected, r.fanout_p50_ms, r.fanout_p99_ms, r.fanout_max_ms, r.fanout_server_cpu_s, r.resyncs_after_fanout
     ));
+    if let Some(p) = &r.prometheus {
+        md.push_str(&match p.dbmon_health_series {
+            Some(n) => format!(
+                "\nPrometheus also scraped the server's own `/metrics` in the same run: {n} `dbmon_cluster_health` series.\n"
+            ),
+            None => "\nPrometheus did not return dbmon's own `dbmon_cluster_health` series.\n".to_string(),
+        });
+    }
     std::fs::write(out.join("load.md"), &md)?;
     std::fs::write(out.join("latency.svg"), svg(r))?;
     println!("{md}");

@@ -182,13 +182,15 @@ pub async fn wait_closed(port: u16) {
 }
 
 /// Prometheus scraping the same targets at the same interval, with an
-/// alert on `up == 0`, when it is installed.
+/// alert on `up == 0`, and the dbmon server's own `/metrics` (on
+/// `dbmon_http`), when it is installed.
 pub fn start_prometheus(
     dir: &Path,
     nodes: &Nodes,
     interval: &str,
     timeout: &str,
     port: u16,
+    dbmon_http: u16,
 ) -> Result<Option<Guard>> {
     let Some(bin) = dbmon::local::which("prometheus") else {
         return Ok(None);
@@ -205,7 +207,7 @@ pub fn start_prometheus(
     std::fs::write(
         dir.join("prometheus.yml"),
         format!(
-            "global:\n  scrape_interval: {interval}\n  scrape_timeout: {timeout}\nrule_files: [{}]\nscrape_configs:\n  - job_name: crdb\n    metrics_path: /_status/vars\n    static_configs:\n      - targets: [{}]\n",
+            "global:\n  scrape_interval: {interval}\n  scrape_timeout: {timeout}\nrule_files: [{}]\nscrape_configs:\n  - job_name: crdb\n    metrics_path: /_status/vars\n    static_configs:\n      - targets: [{}]\n  - job_name: dbmon\n    static_configs:\n      - targets: ['127.0.0.1:{dbmon_http}']\n",
             dir.join("rules.yml").display(),
             targets.join(", ")
         ),
