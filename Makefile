@@ -1,5 +1,5 @@
 # The two commands of the README, and their parts.
-.PHONY: local test deps lint bench deny
+.PHONY: local test deps lint bench deny check-windows
 
 # Start a local 3-member etcd cluster, a server and a collector (Ctrl-C stops all).
 local:
@@ -34,3 +34,12 @@ deny:
 	command -v cargo-deny >/dev/null 2>&1 || cargo install --locked --quiet cargo-deny
 	cargo fetch --locked --quiet
 	cargo deny --offline --log-level error check licenses bans sources
+
+# The client and the crates it builds on, checked for Windows (x86_64,
+# MinGW): the Rust target through rustup, Debian's MinGW compiler for the C
+# in ring, and the MinGW build of libsodium that libsodium-sys ships.
+check-windows:
+	rustup target add x86_64-pc-windows-gnu
+	command -v x86_64-w64-mingw32-gcc >/dev/null 2>&1 || { [ "$$(id -u)" -eq 0 ] && s="" || s=sudo; $$s apt-get install -y -qq gcc-mingw-w64-x86-64; }
+	SODIUM_LIB_DIR=$$(dirname $$(cargo metadata --format-version 1 | sed 's/.*"manifest_path":"\([^"]*libsodium-sys[^"]*\)".*/\1/'))/mingw/win64 \
+		cargo check --locked --target x86_64-pc-windows-gnu -p dbmon-client

@@ -14,6 +14,9 @@ pub fn write_atomic(
     private: bool,
     overwrite: bool,
 ) -> Result<(), PkiError> {
+    // Without file modes (Windows) the file takes its directory's ACL.
+    #[cfg(not(unix))]
+    let _ = private;
     if !overwrite && path.exists() {
         return Err(PkiError::Exists(path.to_path_buf()));
     }

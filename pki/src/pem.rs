@@ -63,6 +63,9 @@ pub fn read_identity(cert: &Path, key: &Path) -> Result<Vec<u8>, PkiError> {
 
 /// Fails when `path` is readable or writable by group or others.
 pub fn check_key_permissions(path: &Path) -> Result<(), PkiError> {
+    // Without file modes (Windows) the key's directory ACL decides.
+    #[cfg(not(unix))]
+    let _ = path;
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;

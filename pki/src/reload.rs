@@ -100,8 +100,15 @@ impl CertificateReloader {
 pub struct Trigger {
     path: std::path::PathBuf,
     seen: Option<std::time::SystemTime>,
-    hup: Option<tokio::signal::unix::Signal>,
+    hup: Option<Hangups>,
 }
+
+/// SIGHUP's stream where there is one; elsewhere (Windows) there is none,
+/// and only the file changing wakes a reload.
+#[cfg(unix)]
+type Hangups = tokio::signal::unix::Signal;
+#[cfg(not(unix))]
+type Hangups = std::convert::Infallible;
 
 /// Why a [`Trigger`] woke.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -151,21 +158,34 @@ impl Trigger {
 }
 
 /// SIGHUP, when this process can listen for it.
-fn hangups() -> Option<tokio::signal::unix::Signal> {
+#[cfg(unix)]
+fn hangups() -> Option<Hangups> {
     tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok()
+}
+
+#[cfg(not(unix))]
+fn hangups() -> Option<Hangups> {
+    None
+}
+
+#[cfg(unix)]
+async fn hangup(h: &mut Hangups) {
+    h.recv().await;
+}
+
+#[cfg(not(unix))]
+async fn hangup(h: &mut Hangups) {
+    match *h {}
 }
 
 /// Waits a second or for SIGHUP: Some(true) on the signal, Some(false) on
 /// the second, None once `shutdown` turns true.
-async fn tick(
-    hup: &mut Option<tokio::signal::unix::Signal>,
-    shutdown: &mut watch::Receiver<bool>,
-) -> Option<bool> {
+async fn tick(hup: &mut Option<Hangups>, shutdown: &mut watch::Receiver<bool>) -> Option<bool> {
     tokio::select! {
         _ = tokio::time::sleep(CHECK_EVERY) => Some(false),
         _ = async {
             match hup.as_mut() {
-                Some(h) => { h.recv().await; }
+                Some(h) => hangup(h).await,
                 None => std::future::pending().await,
             }
         } => Some(true),
