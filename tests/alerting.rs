@@ -11,7 +11,6 @@ mod support;
 use hmac::Mac;
 use serde_json::Value;
 use std::collections::BTreeSet;
-use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::time::Duration;
 use support::receivers::{Alertmanager, Answer, Hit, Hook, Smtp};
@@ -30,13 +29,6 @@ fn silence_add(
         args.extend(["--comment", c]);
     }
     stack.client_as(token, &args)
-}
-
-fn secret_file(dir: &Path, name: &str, value: &str) -> std::path::PathBuf {
-    let p = dir.join(name);
-    std::fs::write(&p, value).unwrap();
-    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
-    p
 }
 
 fn status_of(h: &Hit) -> String {

@@ -22,11 +22,7 @@ fn monitoring_role(primary: &Postgres, dir: &Path) -> std::path::PathBuf {
         "CREATE ROLE monitor LOGIN PASSWORD '{PASSWORD}'; GRANT pg_monitor TO monitor;"
     ));
     primary.hba_first("host all monitor 127.0.0.1/32 scram-sha-256");
-    let file = dir.join("pg-password");
-    std::fs::write(&file, format!("{PASSWORD}\n")).unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
-    file
+    secret_file(dir, "pg-password", PASSWORD)
 }
 
 const ALL_CHECKS: &[&str] = &[
@@ -188,10 +184,7 @@ fn a_wrong_password_and_a_wrong_ca_are_clear_errors() {
     let dir = tempfile::tempdir().unwrap();
     let plain = Postgres::start(&dir.path().join("plain"));
     let _ = monitoring_role(&plain, dir.path());
-    let wrong = dir.path().join("wrong-password");
-    std::fs::write(&wrong, "not-the-password").unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&wrong, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let wrong = secret_file(dir.path(), "wrong-password", "not-the-password");
     let obs = poll(&format!(
         "clusters:\n  - name: pg\n    kind: postgresql\n    nodes: [127.0.0.1:{}]\n    auth: {{username: monitor, password: {{file: {}}}}}\n",
         plain.port,

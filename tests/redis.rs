@@ -16,14 +16,6 @@ use support::*;
 
 const PASSWORD: &str = "redis-monitor-S3cret-9021";
 
-fn secret_file(dir: &Path, name: &str, value: &str) -> std::path::PathBuf {
-    use std::os::unix::fs::PermissionsExt;
-    let file = dir.join(name);
-    std::fs::write(&file, format!("{value}\n")).unwrap();
-    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
-    file
-}
-
 #[test]
 fn a_node_sleeps_a_replica_dies_and_watch_follows() {
     let dir = tempfile::tempdir().unwrap();

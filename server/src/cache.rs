@@ -29,6 +29,8 @@ pub enum Resume {
 pub struct Entry {
     pub position: u64,
     pub report: Stored,
+    /// When this server took it in (restored ones: when they were read).
+    pub arrived: std::time::Instant,
 }
 
 /// A report as the cache keeps it: names (cluster, node, check, kind,
@@ -182,7 +184,57 @@ pub struct Cache {
     resume_window: usize,
     pub ingested: AtomicU64,
     pub duplicates: AtomicU64,
+    /// Seconds from a report's arrival to its message being handed to a
+    /// subscriber's stream, once per message and subscriber (the oldest
+    /// report of a batch): the server's own share of delivery latency.
+    pub fanout: Latencies,
 }
+
+/// A histogram of durations kept in atomics: observing takes no lock
+/// (every subscriber's task observes once per message).
+#[derive(Debug, Default)]
+pub struct Latencies {
+    /// Count per bucket of [`FANOUT_BUCKETS`], then above the last.
+    buckets: [AtomicU64; FANOUT_BUCKETS.len() + 1],
+    sum_us: AtomicU64,
+}
+
+impl Latencies {
+    pub fn observe(&self, d: std::time::Duration) {
+        let s = d.as_secs_f64();
+        let i = FANOUT_BUCKETS
+            .iter()
+            .position(|b| s <= *b)
+            .unwrap_or(FANOUT_BUCKETS.len());
+        self.buckets[i].fetch_add(1, Ordering::Relaxed);
+        self.sum_us.fetch_add(
+            d.as_micros().min(u64::MAX as u128) as u64,
+            Ordering::Relaxed,
+        );
+    }
+
+    /// Sum in seconds, count, and (upper bound, count in that bucket).
+    pub fn get(&self) -> (f64, u64, Vec<(f64, u64)>) {
+        let buckets: Vec<(f64, u64)> = FANOUT_BUCKETS
+            .iter()
+            .copied()
+            .chain([f64::MAX])
+            .zip(self.buckets.iter().map(|b| b.load(Ordering::Relaxed)))
+            .collect();
+        let count = buckets.iter().map(|b| b.1).sum();
+        (
+            self.sum_us.load(Ordering::Relaxed) as f64 / 1e6,
+            count,
+            buckets,
+        )
+    }
+}
+
+/// Buckets of [`Cache::fanout`], in seconds: 0.5 ms to 10 s.
+pub const FANOUT_BUCKETS: [f64; 20] = [
+    0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.035, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75,
+    1.0, 1.5, 2.0, 5.0, 10.0,
+];
 
 impl Cache {
     /// `subscriber_queue` is how far a subscriber may fall behind before it
@@ -198,6 +250,7 @@ impl Cache {
             resume_window: RESUME_WINDOW,
             ingested: AtomicU64::new(0),
             duplicates: AtomicU64::new(0),
+            fanout: Latencies::default(),
         }
     }
 
@@ -243,6 +296,7 @@ impl Cache {
             let entry = Arc::new(Entry {
                 position: r.position,
                 report: inner.names.store(r.report),
+                arrived: std::time::Instant::now(),
             });
             Self::keep(inner, &entry, history, window);
         }
@@ -376,6 +430,7 @@ impl Cache {
         let entry = Arc::new(Entry {
             position: inner.position,
             report: inner.names.store(report),
+            arrived: std::time::Instant::now(),
         });
         Self::keep(
             &mut inner,

@@ -101,6 +101,26 @@ fn family<M: EncodeMetric + TypedMetric, L: EncodeLabelSet>(
     Ok(())
 }
 
+impl EncodeMetric for &crate::cache::Latencies {
+    fn encode(
+        &self,
+        mut encoder: prometheus_client::encoding::MetricEncoder,
+    ) -> Result<(), std::fmt::Error> {
+        let (sum, count, buckets) = self.get();
+        encoder
+            .encode_histogram::<prometheus_client::encoding::NoLabelSet>(sum, count, &buckets, None)
+    }
+
+    fn metric_type(&self) -> prometheus_client::metrics::MetricType {
+        prometheus_client::metrics::MetricType::Histogram
+    }
+}
+
+impl TypedMetric for &crate::cache::Latencies {
+    const TYPE: prometheus_client::metrics::MetricType =
+        prometheus_client::metrics::MetricType::Histogram;
+}
+
 /// Writes one metric without labels.
 fn single<M: EncodeMetric + TypedMetric>(
     encoder: &mut DescriptorEncoder,
@@ -179,6 +199,12 @@ impl Collector for Scrape {
             "dbmon_watch_subscribers",
             "Open Watch streams.",
             level(c.subscribers() as i64),
+        )?;
+        single(
+            &mut enc,
+            "dbmon_watch_fanout_seconds",
+            "From a report's arrival to its message being handed to a subscriber's stream, per message and subscriber (the oldest report of a batch).",
+            &c.fanout,
         )?;
         single(
             &mut enc,

@@ -156,6 +156,10 @@ impl Subscriber {
                     // Whatever else is already waiting goes in the same message.
                     let mut batch = Vec::new();
                     let mut last = e.position;
+                    let mut oldest: Option<std::time::Instant> = None;
+                    if e.report.in_clusters(&self.clusters) {
+                        oldest = Some(e.arrived);
+                    }
                     if e.report.in_clusters(&self.clusters) {
                         batch.push(e.report.to_report());
                     }
@@ -165,6 +169,7 @@ impl Subscriber {
                             Ok(more) => {
                                 last = more.position;
                                 if more.report.in_clusters(&self.clusters) {
+                                    oldest.get_or_insert(more.arrived);
                                     batch.push(more.report.to_report());
                                 }
                             }
@@ -175,7 +180,13 @@ impl Subscriber {
                             Err(_) => break,
                         }
                     }
-                    (batch.is_empty() || self.send_batch(batch, last).await)
+                    (batch.is_empty()
+                        || self.send_batch(batch, last).await && {
+                            if let Some(t) = oldest {
+                                self.cache.fanout.observe(t.elapsed());
+                            }
+                            true
+                        })
                         && match lagged {
                             Some(n) => self.resync(n).await,
                             None => true,

@@ -691,6 +691,17 @@ impl Watcher {
     }
 }
 
+/// Writes `value` and a newline to `dir/name`, mode 0600: a secret that
+/// configurations reference as `{file: ...}`.
+pub fn secret_file(dir: &Path, name: &str, value: &str) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let file = dir.join(name);
+    std::fs::write(&file, format!("{value}\n")).expect("write secret file");
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600))
+        .expect("chmod secret file");
+    file
+}
+
 /// Polls `cond` every 50 ms until it holds; panics after `within`.
 pub fn wait_until(within: Duration, what: &str, mut cond: impl FnMut() -> bool) {
     let deadline = Instant::now() + within;

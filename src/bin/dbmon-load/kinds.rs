@@ -165,6 +165,45 @@ async fn scrape_cost(
     Ok(Some(((p1 - p0 + e1 - e0) * 1000.0 / done as f64, done)))
 }
 
+/// Debian's `exporter` started with `args` (and its listening address:
+/// `--web.listen-address`, one dash for the Redis one) and `envs`, then
+/// [`scrape_cost`] through it; None when it is not installed.
+async fn exporter_cost(
+    dir: &Path,
+    exporter: &str,
+    args: &[String],
+    envs: &[(&str, String)],
+    scrapes: u64,
+    pace: Duration,
+) -> Result<Option<(f64, u64)>> {
+    let Some(bin) = dbmon::local::which(exporter) else {
+        return Ok(None);
+    };
+    let port = free_port();
+    let dashes = if exporter.contains("redis") {
+        "-"
+    } else {
+        "--"
+    };
+    let mut all = args.to_vec();
+    all.push(format!("{dashes}web.listen-address=127.0.0.1:{port}"));
+    let running = spawn(
+        &bin.display().to_string(),
+        &all,
+        envs,
+        &dir.join(format!("{exporter}.log")),
+    )?;
+    wait_http(&format!("http://127.0.0.1:{port}/metrics"), exporter).await?;
+    scrape_cost(
+        dir,
+        &format!("127.0.0.1:{port}"),
+        Some(&running),
+        scrapes,
+        pace,
+    )
+    .await
+}
+
 /// Runs the phase: `polls` polls (and scrapes) per kind, one every `pace`.
 pub async fn run(dir: &Path, polls: u64, pace: Duration) -> Result<Vec<KindCost>> {
     let mut out = Vec::new();
@@ -214,33 +253,21 @@ pub async fn run(dir: &Path, polls: u64, pace: Duration) -> Result<Vec<KindCost>
         pace,
     )
     .await?;
-    let prom = match dbmon::local::which("prometheus-postgres-exporter") {
-        Some(bin) => {
-            let port = free_port();
-            let exporter = spawn(
-                &bin.display().to_string(),
-                &[format!("--web.listen-address=127.0.0.1:{port}")],
-                &[(
-                    "DATA_SOURCE_NAME",
-                    format!(
-                        "postgresql://dbmon@127.0.0.1:{}/postgres?sslmode=disable",
-                        pg.port
-                    ),
-                )],
-                &dir.join("postgres-exporter.log"),
-            )?;
-            wait_http(&format!("http://127.0.0.1:{port}/metrics"), "the exporter").await?;
-            scrape_cost(
-                dir,
-                &format!("127.0.0.1:{port}"),
-                Some(&exporter),
-                polls,
-                pace,
-            )
-            .await?
-        }
-        None => None,
-    };
+    let prom = exporter_cost(
+        dir,
+        "prometheus-postgres-exporter",
+        &[],
+        &[(
+            "DATA_SOURCE_NAME",
+            format!(
+                "postgresql://dbmon@127.0.0.1:{}/postgres?sslmode=disable",
+                pg.port
+            ),
+        )],
+        polls,
+        pace,
+    )
+    .await?;
     row(
         "postgresql",
         cost,
@@ -285,30 +312,15 @@ pub async fn run(dir: &Path, polls: u64, pace: Duration) -> Result<Vec<KindCost>
         pace,
     )
     .await?;
-    let prom = match dbmon::local::which("prometheus-redis-exporter") {
-        Some(bin) => {
-            let port = free_port();
-            let exporter = spawn(
-                &bin.display().to_string(),
-                &[
-                    format!("-redis.addr=redis://127.0.0.1:{redis_port}"),
-                    format!("-web.listen-address=127.0.0.1:{port}"),
-                ],
-                &[],
-                &dir.join("redis-exporter.log"),
-            )?;
-            wait_http(&format!("http://127.0.0.1:{port}/metrics"), "the exporter").await?;
-            scrape_cost(
-                dir,
-                &format!("127.0.0.1:{port}"),
-                Some(&exporter),
-                polls,
-                pace,
-            )
-            .await?
-        }
-        None => None,
-    };
+    let prom = exporter_cost(
+        dir,
+        "prometheus-redis-exporter",
+        &[format!("-redis.addr=redis://127.0.0.1:{redis_port}")],
+        &[],
+        polls,
+        pace,
+    )
+    .await?;
     row("redis", cost, prom, Some("prometheus-redis-exporter"));
     drop(redis);
     Ok(out)

@@ -53,10 +53,15 @@ struct Args {
     /// Skip Prometheus even if it is installed.
     #[arg(long)]
     no_prometheus: bool,
+    /// Pin the server to CPU 0 and everything else (simulated nodes,
+    /// subscribers, collector, Prometheus) to the other CPUs, so that the
+    /// server's share is measured apart from the load it is given.
+    #[arg(long)]
+    pin: bool,
     /// Run only the native kinds' phase (PostgreSQL, Redis, etcd).
     #[arg(long)]
     only_kinds: bool,
-    /// Polls (and scrapes) per kind in the kinds' phase.
+    /// Polls (and scrapes) per kind in the kinds' phase (0: no kinds' phase).
     #[arg(long, default_value_t = 1000)]
     kind_polls: u64,
     /// One poll (and one scrape) every this long in the kinds' phase.
@@ -107,6 +112,29 @@ async fn kinds_phase(args: &Args, dir: &std::path::Path) -> Result<()> {
     Ok(())
 }
 
+/// With two CPUs or more, runs this process again under `taskset` on CPUs
+/// 1 and up (its children inherit them; the server alone goes on CPU 0).
+/// True when this process is the pinned one.
+fn pin_self() -> Result<bool> {
+    // Already pinned: this process sees only its own CPUs now.
+    if std::env::var_os("DBMON_LOAD_PINNED").is_some() {
+        return Ok(true);
+    }
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if cpus < 2 || dbmon::local::which("taskset").is_none() {
+        eprintln!("dbmon-load: --pin needs two CPUs and taskset; running unpinned");
+        return Ok(false);
+    }
+    let status = std::process::Command::new("taskset")
+        .arg("-c")
+        .arg(format!("1-{}", cpus - 1))
+        .args(std::env::args_os())
+        .env("DBMON_LOAD_PINNED", "1")
+        .status()
+        .context("run taskset")?;
+    std::process::exit(status.code().unwrap_or(1));
+}
+
 fn parse_duration(s: &str) -> Result<Duration> {
     humantime::parse_duration(s).with_context(|| format!("{s:?} is not a duration"))
 }
@@ -114,6 +142,7 @@ fn parse_duration(s: &str) -> Result<Duration> {
 #[tokio::main]
 async fn main() -> Result<()> {
     let args = Args::parse();
+    let pinned = args.pin && pin_self()?;
     let interval = parse_duration(&args.interval)?;
     let window = parse_duration(&args.duration)?;
     let dir = std::env::temp_dir().join(format!("dbmon-load-{}", std::process::id()));
@@ -136,9 +165,20 @@ async fn main() -> Result<()> {
     let nodes = stack::start_nodes(args.nodes).await?;
     let ports = stack::Ports::pick();
     let (config, clusters) =
-        stack::write_config(&dir, &pki, &ports, &nodes, &args.interval, &timeout)?;
+        stack::write_config(&dir, &pki, &ports, &nodes, &args.interval, &timeout, None)?;
+    // The memory phase's server starts empty: with the first one's store
+    // it would restore the whole run's history and not be idle at all.
+    let (fresh_config, _) = stack::write_config(
+        &dir,
+        &pki,
+        &ports,
+        &nodes,
+        &args.interval,
+        &timeout,
+        Some("memory"),
+    )?;
     let server_log = dir.join("server.log");
-    let server = stack::spawn(&dbmon, "server", &config, &server_log)?;
+    let server = stack::spawn_pinned(&dbmon, "server", &config, &server_log, pinned)?;
     stack::wait_listening(ports.collectors, "the server", &server_log).await?;
     let people_url = format!("https://127.0.0.1:{}", ports.people);
     let collector_url = format!("https://127.0.0.1:{}", ports.collectors);
@@ -202,6 +242,7 @@ async fn main() -> Result<()> {
         &collector_url,
         &pki,
         &server,
+        ports.http,
         &subs,
         args.fanout_rate,
     )
@@ -218,7 +259,7 @@ async fn main() -> Result<()> {
     drop(server);
     stack::wait_closed(ports.collectors).await;
     let state_log = dir.join("server-state.log");
-    let server = stack::spawn(&dbmon, "server", &config, &state_log)?;
+    let server = stack::spawn_pinned(&dbmon, "server", &fresh_config, &state_log, pinned)?;
     stack::wait_listening(ports.collectors, "the second server", &state_log).await?;
     phases::memory(
         &mut results,
@@ -230,8 +271,11 @@ async fn main() -> Result<()> {
     .await?;
     drop(server);
 
+    results.pinned = pinned;
     report::write_results(&args.out, &results)?;
-    kinds_phase(&args, &dir).await?;
+    if args.kind_polls > 0 {
+        kinds_phase(&args, &dir).await?;
+    }
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }

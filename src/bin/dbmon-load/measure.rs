@@ -125,3 +125,53 @@ pub fn machine() -> String {
         .unwrap_or(0);
     format!("{cpus} CPUs ({model}), {} GiB", mem / 1_048_576)
 }
+
+/// The server's `dbmon_watch_fanout_seconds` buckets (upper bound in
+/// seconds, cumulative count), read from its `/metrics` on `port`.
+pub async fn server_fanout(port: u16) -> Vec<(f64, u64)> {
+    let body = http_get(&format!("http://127.0.0.1:{port}/metrics"))
+        .await
+        .unwrap_or_default();
+    body.lines()
+        .filter_map(|l| l.strip_prefix("dbmon_watch_fanout_seconds_bucket{le=\""))
+        .filter_map(|l| {
+            let (le, rest) = l.split_once("\"}")?;
+            let le = if le == "+Inf" {
+                f64::INFINITY
+            } else {
+                le.parse().ok()?
+            };
+            Some((le, rest.trim().parse().ok()?))
+        })
+        .collect()
+}
+
+/// The `q` quantile (ms) of what was observed between `before` and
+/// `after`, interpolated within its bucket as Prometheus's
+/// `histogram_quantile` does. None when nothing was observed.
+pub fn share_ms(before: &[(f64, u64)], after: &[(f64, u64)], q: f64) -> Option<f64> {
+    let counts: Vec<(f64, u64)> = after
+        .iter()
+        .map(|(le, n)| {
+            let was = before.iter().find(|b| b.0 == *le).map_or(0, |b| b.1);
+            (*le, n.saturating_sub(was))
+        })
+        .collect();
+    let total = counts.last()?.1;
+    if total == 0 {
+        return None;
+    }
+    let rank = total as f64 * q;
+    let mut lower = (0.0, 0u64);
+    for (le, n) in &counts {
+        if *n as f64 >= rank {
+            if le.is_infinite() {
+                return Some(lower.0 * 1000.0);
+            }
+            let within = (rank - lower.1 as f64) / (*n - lower.1).max(1) as f64;
+            return Some((lower.0 + (le - lower.0) * within) * 1000.0);
+        }
+        lower = (*le, *n);
+    }
+    None
+}

@@ -179,6 +179,7 @@ pub async fn measure(w: Window<'_>, quiet_detection: Option<u64>) -> Result<Resu
         .prometheus
         .map(|(p, _)| usage(p.0.id()).map(|u| u.0).unwrap_or(0.0));
     let i0 = ingested(w.http_port).await;
+    let share0 = crate::measure::server_fanout(w.http_port).await;
     let hist = &w.subscribers.hist;
     let d0 = hist.count();
     let started = Instant::now();
@@ -220,6 +221,7 @@ pub async fn measure(w: Window<'_>, quiet_detection: Option<u64>) -> Result<Resu
     let (c1, c_hwm, _) = usage(w.collector.0.id())?;
     let (s1, s_hwm, _) = usage(w.server.0.id())?;
     let i1 = ingested(w.http_port).await;
+    let share1 = crate::measure::server_fanout(w.http_port).await;
     let polls = w.nodes.ports.len() as f64 * elapsed / w.interval.as_secs_f64();
     let mut results = Results {
         machine: machine(),
@@ -246,6 +248,10 @@ pub async fn measure(w: Window<'_>, quiet_detection: Option<u64>) -> Result<Resu
         detection_ms: detection,
         detection_quiet_ms: quiet_detection,
         state_clusters: w.state_clusters,
+        server_share_ms: (
+            crate::measure::share_ms(&share0, &share1, 0.50),
+            crate::measure::share_ms(&share0, &share1, 0.99),
+        ),
         ..Default::default()
     };
     if let (Some((p, prom_port)), Some(p0)) = (w.prometheus, p0) {
@@ -296,6 +302,7 @@ pub async fn fanout(
     collector_url: &str,
     pki: &Path,
     server: &Guard,
+    http_port: u16,
     subs: &Subscribers,
     rate: u64,
 ) -> Result<()> {
@@ -304,6 +311,7 @@ pub async fn fanout(
     let (ftx, mut facks) = open_publisher(collector_url, pki).await?;
     tokio::spawn(async move { while let Some(Ok(_)) = facks.next().await {} });
     let (s_f0, _, _) = usage(server.0.id())?;
+    let share0 = crate::measure::server_fanout(http_port).await;
     let fanout_started = Instant::now();
     let mut tick = tokio::time::interval(Duration::from_millis(10));
     let per_tick = (rate / 100).max(1);
@@ -338,6 +346,11 @@ pub async fn fanout(
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let (s_f1, _, _) = usage(server.0.id())?;
+    let share1 = crate::measure::server_fanout(http_port).await;
+    results.fanout_server_share_ms = (
+        crate::measure::share_ms(&share0, &share1, 0.50),
+        crate::measure::share_ms(&share0, &share1, 0.99),
+    );
     let h = &subs.fanout_hist;
     results.fanout_rate = fseq as f64 / fanout_started.elapsed().as_secs_f64();
     results.fanout_deliveries = h.count();

@@ -36,6 +36,12 @@ pub struct Results {
     pub fanout_max_ms: u64,
     pub fanout_server_cpu_s: f64,
     pub resyncs_after_fanout: u64,
+    /// The server's own share of delivery (report in to message handed to
+    /// the subscriber's stream), as bucket bounds in ms: p50, p99.
+    pub server_share_ms: (Option<f64>, Option<f64>),
+    pub fanout_server_share_ms: (Option<f64>, Option<f64>),
+    /// The server ran on CPU 0, everything else on the others.
+    pub pinned: bool,
     pub state_clusters: usize,
     pub server_rss_idle_mb: f64,
     pub server_rss_with_state_mb: f64,
@@ -105,6 +111,19 @@ pub fn write_results(out: &Path, r: &Results) -> Result<()> {
             None => "\nPrometheus did not return dbmon's own `dbmon_cluster_health` series.\n".to_string(),
         });
     }
+    let bound = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.0}"));
+    md.push_str(&format!(
+        "\nThe server's own share (`dbmon_watch_fanout_seconds`: a report in to its message handed to each subscriber's stream), p50 / p99 (interpolated in its buckets): {} / {} ms during the polling run, {} / {} ms in the fan-out phase; {}.\n",
+        bound(r.server_share_ms.0),
+        bound(r.server_share_ms.1),
+        bound(r.fanout_server_share_ms.0),
+        bound(r.fanout_server_share_ms.1),
+        if r.pinned {
+            "the server pinned to CPU 0, the load generator, collector and Prometheus to the others"
+        } else {
+            "every process shares every CPU"
+        }
+    ));
     std::fs::write(out.join("load.md"), &md)?;
     std::fs::write(out.join("latency.svg"), svg(r))?;
     println!("{md}");

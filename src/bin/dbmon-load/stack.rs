@@ -126,10 +126,12 @@ pub fn write_config(
     nodes: &Nodes,
     interval: &str,
     timeout: &str,
+    store: Option<&str>,
 ) -> Result<(PathBuf, usize)> {
     let clusters: Vec<&[u16]> = nodes.ports.chunks(3).collect();
+    let store_line = store.map(|s| format!("  store: {s}\n")).unwrap_or_default();
     let mut yaml = format!(
-        "server:\n  listen: 127.0.0.1:{people}\n  collector_listen: 127.0.0.1:{collectors}\n  http_listen: 127.0.0.1:{http}\n  pki_dir: {p}\n  subscriber_queue: 65536\n\
+        "server:\n  listen: 127.0.0.1:{people}\n  collector_listen: 127.0.0.1:{collectors}\n  http_listen: 127.0.0.1:{http}\n  pki_dir: {p}\n  subscriber_queue: 65536\n{store_line}\
          collector:\n  id: load\n  server: https://127.0.0.1:{collectors}\n  pki_dir: {p}\nclusters:\n",
         people = ports.people,
         collectors = ports.collectors,
@@ -143,16 +145,38 @@ pub fn write_config(
             list.join(", ")
         ));
     }
-    let config = dir.join("dbmon.yaml");
+    // One file per store setting: the run's, and an empty server's.
+    let config = dir.join(match store {
+        None => "dbmon.yaml".to_string(),
+        Some(s) => format!("dbmon-{s}.yaml"),
+    });
     std::fs::write(&config, yaml)?;
     Ok((config, clusters.len()))
 }
 
 /// Starts `dbmon ROLE --config CONFIG`, its stderr in `log`.
 pub fn spawn(dbmon: &Path, role: &str, config: &Path, log: &Path) -> Result<Guard> {
-    Ok(Guard(
+    spawn_pinned(dbmon, role, config, log, false)
+}
+
+/// [`spawn`], on CPU 0 alone when `pinned` (through `taskset`, which
+/// becomes `dbmon`: the child's pid is the server's).
+pub fn spawn_pinned(
+    dbmon: &Path,
+    role: &str,
+    config: &Path,
+    log: &Path,
+    pinned: bool,
+) -> Result<Guard> {
+    let mut cmd = if pinned {
+        let mut c = Command::new("taskset");
+        c.args(["-c", "0"]).arg(dbmon);
+        c
+    } else {
         Command::new(dbmon)
-            .args([role, "--config"])
+    };
+    Ok(Guard(
+        cmd.args([role, "--config"])
             .arg(config)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
