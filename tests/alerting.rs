@@ -86,7 +86,7 @@ fn a_killed_etcd_member_reaches_alertmanager_and_a_signed_webhook_and_the_resolv
     let hook = Hook::start(&[Answer::Status(500), Answer::Status(500)]);
     let am = Alertmanager::start(&dir.path().join("alertmanager"));
     let key = "hook-signing-key";
-    let secret = secret_file(dir.path(), "hook.secret", &format!("{key}\n"));
+    let secret = secret_file(dir.path(), "hook.secret", &key);
     let yaml = format!(
         "  - name: e1\n    kind: etcd\n    interval: 1s\n    timeout: 500ms\n    nodes: [{nodes}]\n    labels: {{env: test}}\n\
          receivers:\n\
@@ -493,8 +493,8 @@ fn mail_over_starttls_with_auth_and_slack_name_the_cluster() {
     let slack = Hook::start(&[]);
     let slack_url = secret_file(dir.path(), "slack-url", &slack.url);
     // The SMTP server requires AUTH over TLS; the password is by reference.
-    let smtp_password = secret_file(dir.path(), "smtp-password", "mail-secret-42\n");
-    let wrong_password = secret_file(dir.path(), "smtp-wrong", "not-it\n");
+    let smtp_password = secret_file(dir.path(), "smtp-password", "mail-secret-42");
+    let wrong_password = secret_file(dir.path(), "smtp-wrong", "not-it");
     let yaml = format!(
         "{x}\
          receivers:\n  - name: mail\n    email:\n      smarthost: 127.0.0.1:{port}\n      tls: starttls\n      ca_file: {ca}\n      from: dbmon@example.com\n      to: [oncall@example.com]\n      username: dbmon\n      password: {{file: {smtp_password}}}\n\
