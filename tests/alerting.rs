@@ -86,7 +86,7 @@ fn a_killed_etcd_member_reaches_alertmanager_and_a_signed_webhook_and_the_resolv
     let hook = Hook::start(&[Answer::Status(500), Answer::Status(500)]);
     let am = Alertmanager::start(&dir.path().join("alertmanager"));
     let key = "hook-signing-key";
-    let secret = secret_file(dir.path(), "hook.secret", &key);
+    let secret = secret_file(dir.path(), "hook.secret", key);
     let yaml = format!(
         "  - name: e1\n    kind: etcd\n    interval: 1s\n    timeout: 500ms\n    nodes: [{nodes}]\n    labels: {{env: test}}\n\
          receivers:\n\

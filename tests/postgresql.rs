@@ -369,3 +369,18 @@ fn a_role_that_logs_in_by_client_certificate() {
         up.message
     );
 }
+
+#[test]
+fn tls_without_a_ca_is_refused_where_it_is_written() {
+    for kind in ["postgresql", "redis"] {
+        let (code, out, err) = config_check(&format!(
+            "clusters:\n  - name: db\n    kind: {kind}\n    nodes: [db1.example.com]\n    tls: {{cert_file: /etc/c.crt, key_file: /etc/c.key}}\n"
+        ));
+        let said = out + &err;
+        assert_ne!(code, 0, "{said}");
+        assert!(
+            said.contains("clusters[0].tls.ca_file: expected ca_file"),
+            "{kind}: {said}"
+        );
+    }
+}

@@ -450,6 +450,19 @@ impl Validator<'_> {
             Some(t) => self.cluster_tls(t, field),
             None => TlsConfig::default(),
         };
+        // A database's own protocol has no system CA to fall back on: its
+        // certificates are checked against the CA given, or not at all.
+        if let Some(t) = &rc.tls
+            && protocol != Protocol::Http
+            && tls.ca_file.is_none()
+            && !tls.insecure_skip_verify
+        {
+            self.error_at(
+                t.referenced,
+                format!("{field}.tls.ca_file"),
+                "expected ca_file: the CA that signs the nodes' certificates (or insecure_skip_verify: true, which does not verify them)",
+            );
+        }
         let auth = rc.auth.as_ref().and_then(|a| {
             let password = match &a.value.password {
                 Some(p) => Some(self.secret(p, &format!("{field}.auth.password"))?),

@@ -167,6 +167,7 @@ pub fn build(cluster: &ClusterConfig) -> Result<Box<dyn Connector>, ConnectorErr
         None => redis::RedisConnectionInfo::default(),
     };
     let t = &cluster.tls;
+    // The configuration asks for ca_file (or insecure_skip_verify) with tls:.
     let tls = if t.ca_file.is_some() || t.insecure_skip_verify {
         if t.insecure_skip_verify {
             tracing::warn!(
