@@ -9,11 +9,13 @@
 //! 2. No reports, or only unknown ones: **unknown**.
 //! 3. Nodes are the distinct `node` values that have an [`UP_CHECK`] report.
 //!    A node is up when that report is ok or warn. A cluster-wide
-//!    [`QUORUM_CHECK`] crit: **unavailable**. Without a known quorum report,
-//!    at most half of the nodes up (no majority): **unavailable**. A known
-//!    quorum report decides on its own, since what keeps a cluster available
-//!    is the connector's to say: a PostgreSQL primary with one of its two
-//!    standbys down still takes writes.
+//!    [`QUORUM_CHECK`] crit: **unavailable**. Unless that report is ok, at
+//!    most half of the nodes up (no majority): **unavailable**. A quorum
+//!    that is ok outweighs the node count, since what keeps a cluster
+//!    available is the connector's to say: a PostgreSQL primary with one of
+//!    its two standbys down still takes writes. A quorum that only warns
+//!    does not (etcd members that answer but cannot serve while they elect
+//!    a leader).
 //! 4. Any node down, or any crit or warn report: **degraded**.
 //! 5. Any *essential* report (one the connector marks as needed to know the
 //!    cluster's health: etcd's quorum and has_leader, CockroachDB's
@@ -113,7 +115,7 @@ fn summarize_one<'a>(
     let mut known = 0usize;
     let mut any_bad = false;
     let mut quorum_lost = false;
-    let mut quorum_known = false;
+    let mut quorum_ok = false;
     let mut nodes: BTreeMap<&str, bool> = BTreeMap::new();
     let mut worst: Vec<(Status, &Report)> = Vec::new();
     let mut newest_ms = 0;
@@ -145,7 +147,7 @@ fn summarize_one<'a>(
         }
         if r.check == QUORUM_CHECK && r.node.is_empty() {
             quorum_lost |= status == Status::Crit;
-            quorum_known |= matches!(status, Status::Ok | Status::Warn | Status::Crit);
+            quorum_ok |= status == Status::Ok;
         }
         if r.essential && matches!(status, Status::Unknown | Status::Unspecified) {
             blind.push(if r.node.is_empty() {
@@ -162,7 +164,7 @@ fn summarize_one<'a>(
     let nodes_up = nodes.values().filter(|up| **up).count();
     let health = if total == 0 || known == 0 {
         Health::Unknown
-    } else if quorum_lost || (!quorum_known && nodes_total > 0 && nodes_up * 2 <= nodes_total) {
+    } else if quorum_lost || (!quorum_ok && nodes_total > 0 && nodes_up * 2 <= nodes_total) {
         Health::Unavailable
     } else if any_bad || nodes_up < nodes_total {
         Health::Degraded
@@ -291,15 +293,17 @@ mod tests {
     }
 
     #[test]
-    fn a_known_quorum_decides_over_the_node_majority() {
+    fn a_quorum_that_is_ok_outweighs_the_node_majority() {
         // A primary and one of two standbys down: still takes writes.
         let mut rs = nodes(&[Status::Ok, Status::Crit]);
         rs.push(rep("", QUORUM_CHECK, Status::Ok));
         assert_eq!(derive(&rs, 2_000), Health::Degraded);
-        // An unknown quorum does not: the majority rule applies again.
-        rs.pop();
-        rs.push(rep("", QUORUM_CHECK, Status::Unknown));
-        assert_eq!(derive(&rs, 2_000), Health::Unavailable);
+        // An unknown or warning quorum does not: the majority rule applies.
+        for q in [Status::Unknown, Status::Warn] {
+            rs.pop();
+            rs.push(rep("", QUORUM_CHECK, q));
+            assert_eq!(derive(&rs, 2_000), Health::Unavailable, "{q:?}");
+        }
     }
 
     #[test]

@@ -293,35 +293,50 @@ impl Redis {
     }
 
     async fn ask(&self, node: &Node) -> Result<Facts, NodeFailure> {
-        let mut slot = node.conn.lock().await;
-        let mut conn = match slot.as_ref() {
-            Some(c) => c.clone(),
-            None => {
-                let timeout = Some(self.cluster.timeout);
-                let config = redis::AsyncConnectionConfig::new()
-                    .set_connection_timeout(timeout)
-                    .set_response_timeout(timeout);
-                let c = node
-                    .client
-                    .get_multiplexed_async_connection_with_config(&config)
-                    .await
-                    .map_err(|e| NodeFailure::Down(connect_error(&e, &self.cluster)))?;
-                *slot = Some(c.clone());
-                c
+        let kept = node.conn.lock().await.clone();
+        if let Some(conn) = kept {
+            match self.ask_on(conn).await {
+                // The kept connection died with the node (or a restart):
+                // say what a new one finds, in this same poll.
+                Err(e) if e.is_io_error() || e.is_connection_dropped() => {}
+                other => {
+                    return other.map_err(|e| {
+                        NodeFailure::Unknown(command_error(&e, self.cluster.timeout))
+                    });
+                }
             }
-        };
-        drop(slot);
-        let failed =
-            |e: redis::RedisError| NodeFailure::Unknown(command_error(&e, self.cluster.timeout));
+        }
+        let timeout = Some(self.cluster.timeout);
+        let config = redis::AsyncConnectionConfig::new()
+            .set_connection_timeout(timeout)
+            .set_response_timeout(timeout);
+        let conn = node
+            .client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await
+            .map_err(|e| NodeFailure::Down(connect_error(&e, &self.cluster)))?;
+        *node.conn.lock().await = Some(conn.clone());
+        self.ask_on(conn)
+            .await
+            .map_err(|e| NodeFailure::Unknown(command_error(&e, self.cluster.timeout)))
+    }
+
+    /// `PING` and `INFO` in one round trip, then `CLUSTER INFO` in cluster
+    /// mode.
+    async fn ask_on(
+        &self,
+        mut conn: redis::aio::MultiplexedConnection,
+    ) -> Result<Facts, redis::RedisError> {
         let (pong, info): (String, String) = redis::pipe()
             .cmd("PING")
             .cmd("INFO")
             .query_async(&mut conn)
-            .await
-            .map_err(failed)?;
+            .await?;
         if pong != "PONG" {
-            return Err(NodeFailure::Unknown(format!(
-                "PING answered {pong:?}, not PONG"
+            return Err(redis::RedisError::from((
+                redis::ErrorKind::UnexpectedReturnType,
+                "PING answered something else than PONG",
+                pong,
             )));
         }
         let mut facts = Facts {
@@ -332,8 +347,7 @@ impl Redis {
             let text: String = redis::cmd("CLUSTER")
                 .arg("INFO")
                 .query_async(&mut conn)
-                .await
-                .map_err(failed)?;
+                .await?;
             facts.cluster = Some(parse_info(&text));
         }
         Ok(facts)
