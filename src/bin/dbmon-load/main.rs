@@ -249,6 +249,11 @@ async fn main() -> Result<()> {
     .await?;
     subs.stop();
 
+    eprintln!("dbmon-load: badge phase, 32 clients for 10 s");
+    let (rate, failed) = phases::badges(&people_url, &pki, &token, "crdb-0").await?;
+    results.badges_per_s = rate;
+    results.badge_failures = failed;
+
     eprintln!(
         "dbmon-load: memory phase ({} clusters)",
         args.state_clusters

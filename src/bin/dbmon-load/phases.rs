@@ -426,3 +426,48 @@ pub async fn memory(
     results.server_rss_with_state_mb = mb(s_rss);
     Ok(())
 }
+
+/// Badges served per second for 10 s by 32 clients over HTTPS (kept
+/// connections), with a badge token made by `Sessions/MintBadge` for
+/// `cluster`: each request verifies the token and derives the cluster's
+/// health from the cache. Requests per second, and how many failed.
+pub async fn badges(url: &str, pki: &Path, token: &str, cluster: &str) -> Result<(f64, u64)> {
+    use dbmon_proto::v1::sessions_client::SessionsClient;
+    let badge = SessionsClient::new(channel(url, pki, None).await?)
+        .mint_badge(authed(
+            dbmon_proto::v1::MintBadgeRequest {
+                cluster: cluster.to_string(),
+                ttl_ms: 3_600_000,
+            },
+            token,
+        )?)
+        .await?
+        .into_inner()
+        .token;
+    let target = format!("{url}/badge/{cluster}.svg?token={badge}");
+    let ca = std::fs::read(pki.join("ca.crt"))?;
+    let window = Duration::from_secs(10);
+    let started = Instant::now();
+    let ok = Arc::new(AtomicU64::new(0));
+    let failed = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..32 {
+        let http = crate::stack::https_client(&ca);
+        let (target, ok, failed) = (target.clone(), ok.clone(), failed.clone());
+        tasks.push(tokio::spawn(async move {
+            while started.elapsed() < window {
+                let served = match http.get(&target).send().await {
+                    Ok(r) if r.status().is_success() => r.bytes().await.is_ok(),
+                    _ => false,
+                };
+                let counter = if served { &ok } else { &failed };
+                counter.fetch_add(1, Ordering::Relaxed);
+            }
+        }));
+    }
+    for t in tasks {
+        let _ = t.await;
+    }
+    let rate = ok.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64();
+    Ok((rate, failed.load(Ordering::Relaxed)))
+}

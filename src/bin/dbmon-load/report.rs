@@ -42,6 +42,9 @@ pub struct Results {
     pub fanout_server_share_ms: (Option<f64>, Option<f64>),
     /// The server ran on CPU 0, everything else on the others.
     pub pinned: bool,
+    /// `/badge/NAME.svg` with a badge token, 32 clients, after the run.
+    pub badges_per_s: f64,
+    pub badge_failures: u64,
     pub state_clusters: usize,
     pub server_rss_idle_mb: f64,
     pub server_rss_with_state_mb: f64,
@@ -123,6 +126,10 @@ pub fn write_results(out: &Path, r: &Results) -> Result<()> {
         } else {
             "every process shares every CPU"
         }
+    ));
+    md.push_str(&format!(
+        "\nBadges: {:.0} `/badge/NAME.svg` per second with a badge token (32 HTTPS clients on kept connections, 10 s; each request verifies the token and derives the health), {} failed.\n",
+        r.badges_per_s, r.badge_failures
     ));
     std::fs::write(out.join("load.md"), &md)?;
     std::fs::write(out.join("latency.svg"), svg(r))?;

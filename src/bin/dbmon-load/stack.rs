@@ -282,6 +282,11 @@ pub async fn sign_in(url: &str, auth_dir: &Path, pki: &Path) -> Result<String> {
 }
 
 /// `msg` with the token in its metadata.
+/// An HTTPS client trusting the deployment's CA (PEM).
+pub fn https_client(ca_pem: &[u8]) -> reqwest::Client {
+    softlogin::http_client(Some(ca_pem))
+}
+
 pub fn authed<T>(msg: T, token: &str) -> Result<tonic::Request<T>> {
     let mut r = tonic::Request::new(msg);
     r.metadata_mut()
