@@ -380,6 +380,9 @@ impl Verifier {
             Ok(())
         })?;
         let token = mint(&id, &session);
+        if caveats.is_empty() {
+            return Ok((id, token));
+        }
         let token = attenuate(&token, caveats).map_err(|e| {
             crate::store::StoreError::Refused(format!("cannot add the caveats: {e}"))
         })?;
@@ -395,24 +398,6 @@ impl Verifier {
         peer: &str,
         ttl_ms: i64,
     ) -> Result<(String, String), StoreError> {
-        let id = crate::store::random_secret()[..32].to_string();
-        let session = Session {
-            root_key: crate::store::random_secret(),
-            user: user.to_string(),
-            credential: credential.to_string(),
-            peer: peer.to_string(),
-            created_ms: now_ms(),
-            expires_ms: now_ms() + ttl_ms,
-            revoked_ms: None,
-        };
-        let token = mint(&id, &session);
-        let id2 = id.clone();
-        self.store.update(move |s| {
-            let now = now_ms();
-            s.sessions.retain(|_, l| l.expires_ms > now);
-            s.sessions.insert(id2, session);
-            Ok(())
-        })?;
-        Ok((id, token))
+        self.mint_login(user, credential, ttl_ms, &[], peer, |_| Ok(()))
     }
 }

@@ -285,18 +285,7 @@ impl Postgres {
             account,
             args,
         };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while pg.try_psql("SELECT 1").is_none() {
-            if let Ok(Some(s)) = pg.child.try_wait() {
-                panic!("the standby exited ({s}); its log:\n{}", pg.log_text());
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the standby is not ready after 30s; its log:\n{}",
-                pg.log_text()
-            );
-            std::thread::park_timeout(Duration::from_millis(100));
-        }
+        pg.wait_answering();
         pg
     }
 
@@ -357,12 +346,22 @@ impl Postgres {
             .open(&self.log)
             .unwrap();
         self.child = Postgres::spawn(&bindir(), self.account, &self.data, &self.args, log);
+        self.wait_answering();
+    }
+
+    /// Returns once the server answers a query; panics with its log if it
+    /// exits or is not ready within 30 s.
+    fn wait_answering(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(30);
         while self.try_psql("SELECT 1").is_none() {
             if let Ok(Some(s)) = self.child.try_wait() {
                 panic!("postgres exited ({s}); its log:\n{}", self.log_text());
             }
-            assert!(Instant::now() < deadline, "postgres is not back after 30s");
+            assert!(
+                Instant::now() < deadline,
+                "postgres is not ready after 30s; its log:\n{}",
+                self.log_text()
+            );
             std::thread::park_timeout(Duration::from_millis(100));
         }
     }

@@ -182,7 +182,7 @@ pub fn build(cluster: &ClusterConfig) -> Result<Box<dyn Connector>, ConnectorErr
             .transpose()?;
         let client_tls = match (&t.cert_file, &t.key_file) {
             (Some(cert), Some(key)) => {
-                dbmon_pki::read_identity(cert, key)?;
+                dbmon_pki::check_key_permissions(key)?;
                 Some(redis::ClientTlsConfig {
                     client_cert: dbmon_pki::read_certificates(cert)?,
                     client_key: dbmon_pki::files::read(key)?,
