@@ -104,7 +104,24 @@ pub struct Passkeys {
     session_ttl_ms: std::sync::atomic::AtomicI64,
     registrations: Mutex<HashMap<String, Registration>>,
     logins: Mutex<HashMap<String, DeviceLogin>>,
+    /// Browser sign-ins in progress, by ceremony id.
+    signins: Mutex<HashMap<String, SignIn>>,
     limiter: Limiter,
+}
+
+/// A browser sign-in in progress: the user named and the assertion asked.
+struct SignIn {
+    user: String,
+    state: PasskeyAuthentication,
+    expires_ms: i64,
+}
+
+/// A finished browser sign-in: its login and the token for the cookie.
+pub struct SignedIn {
+    pub user: String,
+    pub login: String,
+    pub token: String,
+    pub expires_ms: i64,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -154,6 +171,7 @@ impl Passkeys {
             session_ttl_ms: std::sync::atomic::AtomicI64::new(session_ttl_ms),
             registrations: Mutex::new(HashMap::new()),
             logins: Mutex::new(HashMap::new()),
+            signins: Mutex::new(HashMap::new()),
             limiter,
         })
     }
@@ -191,6 +209,7 @@ impl Passkeys {
         let now = now_ms();
         lock(&self.registrations).retain(|_, r| r.expires_ms > now);
         lock(&self.logins).retain(|_, l| l.expires_ms > now);
+        lock(&self.signins).retain(|_, l| l.expires_ms > now);
     }
 
     /// Starts registering a passkey with an invite secret. Returns the
@@ -342,21 +361,7 @@ impl Passkeys {
         user: &str,
         peer: &str,
     ) -> Result<(String, RequestChallengeResponse), AuthError> {
-        self.check_rate(peer)?;
-        let state = self.store().fresh();
-        let passkeys: Vec<_> = state
-            .users
-            .get(user)
-            .map(|u| u.credentials.iter().map(|c| c.passkey.clone()).collect())
-            .unwrap_or_default();
-        if passkeys.is_empty() {
-            audit("login", user, "", "", peer, "no passkey");
-            return Err(AuthError::NoPasskey(user.to_string()));
-        }
-        let (options, auth) = self
-            .webauthn
-            .start_passkey_authentication(&passkeys)
-            .map_err(|e| AuthError::Refused(e.to_string()))?;
+        let (options, auth) = self.challenge(user, peer)?;
         let mut logins = lock(&self.logins);
         let login = logins
             .get_mut(login_id)
@@ -391,18 +396,60 @@ impl Passkeys {
                 }
             }
         };
+        let (_, token, _) =
+            self.verified_login(&user, &auth, credential, peer, |cred| cred.to_string())?;
+        if let Some(l) = lock(&self.logins).get_mut(login_id) {
+            l.token = Some((token, user.clone()));
+        }
+        Ok(user)
+    }
+
+    /// The passkeys of `user` and an assertion challenge for them.
+    fn challenge(
+        &self,
+        user: &str,
+        peer: &str,
+    ) -> Result<(RequestChallengeResponse, PasskeyAuthentication), AuthError> {
+        self.check_rate(peer)?;
+        let state = self.store().fresh();
+        let passkeys: Vec<_> = state
+            .users
+            .get(user)
+            .map(|u| u.credentials.iter().map(|c| c.passkey.clone()).collect())
+            .unwrap_or_default();
+        if passkeys.is_empty() {
+            audit("login", user, "", "", peer, "no passkey");
+            return Err(AuthError::NoPasskey(user.to_string()));
+        }
+        self.webauthn
+            .start_passkey_authentication(&passkeys)
+            .map_err(|e| AuthError::Refused(e.to_string()))
+    }
+
+    /// Checks `credential` against the challenge `auth` of `user`, records
+    /// the passkey's use, and makes a new login (its credential column from
+    /// `label` of the passkey's id). Returns the login, its token and when
+    /// it expires.
+    fn verified_login(
+        &self,
+        user: &str,
+        auth: &PasskeyAuthentication,
+        credential: &PublicKeyCredential,
+        peer: &str,
+        label: impl FnOnce(&str) -> String,
+    ) -> Result<(String, String, i64), AuthError> {
         let result = match self
             .webauthn
-            .finish_passkey_authentication(credential, &auth)
+            .finish_passkey_authentication(credential, auth)
         {
             Ok(r) => r,
             Err(e) => {
-                audit("login", &user, "", "", peer, &format!("refused: {e}"));
+                audit("login", user, "", "", peer, &format!("refused: {e}"));
                 return Err(AuthError::Refused(e.to_string()));
             }
         };
         let cred = cred_id_string(result.cred_id().as_ref());
-        let (u2, c2) = (user.clone(), cred.clone());
+        let (u2, c2) = (user.to_string(), cred.clone());
         self.store().update(move |s| {
             let u = s
                 .users
@@ -417,19 +464,64 @@ impl Passkeys {
             c.last_used_ms = Some(now_ms());
             Ok(())
         })?;
-        let (login, token) = self.verifier.new_login(
-            &user,
-            &cred,
-            peer,
-            self.session_ttl_ms
-                .load(std::sync::atomic::Ordering::Relaxed),
-        )?;
-        audit("login", &user, &cred, &login, peer, "ok");
-        audit("mint", &user, &cred, &login, peer, "ok");
-        if let Some(l) = lock(&self.logins).get_mut(login_id) {
-            l.token = Some((token, user.clone()));
+        let ttl = self
+            .session_ttl_ms
+            .load(std::sync::atomic::Ordering::Relaxed);
+        let expires_ms = now_ms() + ttl;
+        let (login, token) = self.verifier.new_login(user, &label(&cred), peer, ttl)?;
+        audit("login", user, &cred, &login, peer, "ok");
+        audit("mint", user, &cred, &login, peer, "ok");
+        Ok((login, token, expires_ms))
+    }
+
+    /// Starts a browser sign-in of `user` (the dashboard's): the ceremony
+    /// id and the options for `navigator.credentials.get`.
+    pub fn start_signin(
+        &self,
+        user: &str,
+        peer: &str,
+    ) -> Result<(String, RequestChallengeResponse), AuthError> {
+        self.prune();
+        let (options, state) = self.challenge(user, peer)?;
+        let mut signins = lock(&self.signins);
+        if signins.len() >= MAX_PENDING {
+            return Err(AuthError::Busy);
         }
-        Ok(user)
+        let ceremony = random_secret();
+        signins.insert(
+            ceremony.clone(),
+            SignIn {
+                user: user.to_string(),
+                state,
+                expires_ms: now_ms() + CEREMONY_TTL_MS,
+            },
+        );
+        Ok((ceremony, options))
+    }
+
+    /// Finishes a browser sign-in: a new login of its own (listed as a
+    /// browser's, revocable), whose token the server sets as the cookie.
+    pub fn finish_signin(
+        &self,
+        ceremony: &str,
+        credential: &PublicKeyCredential,
+        peer: &str,
+    ) -> Result<SignedIn, AuthError> {
+        self.check_rate(peer)?;
+        let signin = lock(&self.signins)
+            .remove(ceremony)
+            .filter(|s| s.expires_ms > now_ms())
+            .ok_or(AuthError::BadChallenge)?;
+        let (login, token, expires_ms) =
+            self.verified_login(&signin.user, &signin.state, credential, peer, |cred| {
+                format!("browser, passkey {cred}")
+            })?;
+        Ok(SignedIn {
+            user: signin.user,
+            login,
+            token,
+            expires_ms,
+        })
     }
 
     /// The CLI's poll with its device code.

@@ -130,6 +130,50 @@ pub const METHODS: &[(&str, Access)] = &[
     ("/dbmon.v1.Silences/ExpireSilence", Access::Op(Op::Silence)),
 ];
 
+/// Every route of the people endpoint's web side (the dashboard, the
+/// sign-in pages and their JSON API, badges) by method and route pattern,
+/// and what it needs. The same table as [`METHODS`] for the browser: a
+/// signed-in browser holds a login's token in its session cookie, checked
+/// against the route's access exactly as a method's. A route missing here
+/// is refused.
+pub const WEB_ROUTES: &[(&str, &str, Access)] = &[
+    // The dashboard.
+    ("GET", "/", Access::Op(Op::Read)),
+    ("GET", "/clusters/{cluster}", Access::Op(Op::Read)),
+    (
+        "GET",
+        "/clusters/{cluster}/nodes/{node}/checks/{check}",
+        Access::Op(Op::Read),
+    ),
+    ("GET", "/live", Access::Op(Op::Watch)),
+    ("POST", "/api/signout", Access::Session),
+    // Signing in, registering a passkey, a CLI login's page.
+    ("GET", "/signin", Access::Public),
+    ("POST", "/api/signin/start", Access::Public),
+    ("POST", "/api/signin/finish", Access::Public),
+    ("GET", "/invite", Access::Public),
+    ("GET", "/login/{id}", Access::Public),
+    ("POST", "/api/register/start", Access::Public),
+    ("POST", "/api/register/finish", Access::Public),
+    ("POST", "/api/login/start", Access::Public),
+    ("POST", "/api/login/finish", Access::Public),
+    ("GET", "/assets/dbmon.js", Access::Public),
+    ("GET", "/assets/dbmon.css", Access::Public),
+    ("GET", "/assets/dashboard.js", Access::Public),
+    // A badge authenticates by its own badge token in the URL, or answers
+    // for a cluster marked public.
+    ("GET", "/badge/{file}", Access::Public),
+];
+
+/// What the web route `pattern` (as routed, e.g. `/clusters/{cluster}`)
+/// requires for `method`, or None for a route nobody may call.
+pub fn web_access(method: &str, pattern: &str) -> Option<Access> {
+    WEB_ROUTES
+        .iter()
+        .find(|(m, p, _)| *m == method && *p == pattern)
+        .map(|(_, _, a)| *a)
+}
+
 /// What `path` requires, or None for a method nobody may call.
 pub fn access(path: &str) -> Option<Access> {
     METHODS.iter().find(|(p, _)| *p == path).map(|(_, a)| *a)

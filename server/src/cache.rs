@@ -60,6 +60,14 @@ impl Stored {
         &self.cluster
     }
 
+    pub fn node_name(&self) -> &str {
+        &self.node
+    }
+
+    pub fn check_name(&self) -> &str {
+        &self.check
+    }
+
     /// Cluster, node and check, shared with every report that names them.
     pub fn key(&self) -> (Arc<str>, Arc<str>, Arc<str>) {
         (self.cluster.clone(), self.node.clone(), self.check.clone())

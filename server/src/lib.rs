@@ -13,6 +13,7 @@ pub mod alerts_service;
 pub mod auth;
 pub mod badge;
 pub mod cache;
+pub mod dashboard;
 pub mod enroll;
 pub mod http;
 pub mod peer;
@@ -24,6 +25,7 @@ pub mod shared_auth;
 pub mod store;
 pub mod subscribers;
 pub mod web;
+pub mod webauth;
 
 use dbmon_config::{Config, ServerConfig};
 use dbmon_pki::tls::{ReloadingIdentity, Trust};
@@ -399,6 +401,26 @@ pub async fn serve_reloading(
             .await
     });
 
+    // Every web route (sign-in pages, dashboard, badges) behind one guard.
+    let web_guard = Arc::new(webauth::WebAuth {
+        verifier: verifier.clone(),
+        origin: passkeys.origin().origin().ascii_serialization(),
+    });
+    let web_side = web::router(passkeys)
+        .merge(badge::router(Arc::new(badge::Badges {
+            cache: services.cache.clone(),
+            verifier: verifier.clone(),
+            public: services.public.clone(),
+        })))
+        .merge(dashboard::router(Arc::new(dashboard::Dashboard {
+            cache: services.cache.clone(),
+            auth: people_auth.clone(),
+            alerting: alerting.clone(),
+        })))
+        .route_layer(axum::middleware::from_fn_with_state(
+            web_guard,
+            webauth::guard,
+        ));
     let people_routes = tonic::service::Routes::new(MonitorServer::new(services.clone()))
         .add_service(EnrollServer::new(enroll::Enrollment { signer }))
         .add_service(AuthServer::new(people_auth.clone()))
@@ -412,12 +434,7 @@ pub async fn serve_reloading(
             alerts_service::AlertServices { alerting },
         ))
         .into_axum_router()
-        .merge(web::router(passkeys))
-        .merge(badge::router(Arc::new(badge::Badges {
-            cache: services.cache.clone(),
-            verifier: verifier.clone(),
-            public: services.public.clone(),
-        })));
+        .merge(web_side);
     let people_router = tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(Duration::from_secs(10)))
         .accept_http1(true)

@@ -23,6 +23,7 @@ use serde_json::json;
 use std::sync::Arc;
 
 const JS: &str = include_str!("web/dbmon.js");
+const DASHBOARD_JS: &str = include_str!("web/dashboard.js");
 const CSS: &str = include_str!("web/dbmon.css");
 const MAX_BODY: usize = 64 * 1024;
 const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; \
@@ -37,6 +38,10 @@ pub fn router(passkeys: Arc<Passkeys>) -> Router {
             get(|| async { asset(JS, "text/javascript") }),
         )
         .route(
+            "/assets/dashboard.js",
+            get(|| async { asset(DASHBOARD_JS, "text/javascript") }),
+        )
+        .route(
             "/assets/dbmon.css",
             get(|| async { asset(CSS, "text/css") }),
         )
@@ -47,7 +52,7 @@ pub fn router(passkeys: Arc<Passkeys>) -> Router {
         .with_state(passkeys)
 }
 
-fn secure(mut r: Response) -> Response {
+pub(crate) fn secure(mut r: Response) -> Response {
     let h = r.headers_mut();
     h.insert(
         header::CONTENT_SECURITY_POLICY,
@@ -70,7 +75,7 @@ fn asset(body: &'static str, kind: &'static str) -> Response {
     secure(([(header::CONTENT_TYPE, kind)], body).into_response())
 }
 
-fn escape(s: &str) -> String {
+pub(crate) fn escape(s: &str) -> String {
     s.chars()
         .map(|c| match c {
             '<' => "&lt;".into(),
@@ -83,13 +88,30 @@ fn escape(s: &str) -> String {
         .collect()
 }
 
-fn page(status: StatusCode, data: &str, title: &str, body: &str) -> Response {
+pub(crate) fn page(status: StatusCode, data: &str, title: &str, body: &str) -> Response {
+    page_with(status, data, "", title, "", body)
+}
+
+/// A page with `head` added to its head and `header` before its title.
+pub(crate) fn page_with(
+    status: StatusCode,
+    data: &str,
+    head: &str,
+    title: &str,
+    header: &str,
+    body: &str,
+) -> Response {
+    let script = if data.contains("data-page=\"dashboard\"") {
+        "dashboard.js"
+    } else {
+        "dbmon.js"
+    };
     let html = format!(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
-         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">{head}\
          <title>dbmon: {title}</title><link rel=\"stylesheet\" href=\"/assets/dbmon.css\">\
-         <script src=\"/assets/dbmon.js\" defer></script></head>\
-         <body {data}><h1>{title}</h1>{body}<p id=\"status\" role=\"status\"></p></body></html>",
+         <script src=\"/assets/{script}\" defer></script></head>\
+         <body {data}>{header}<main><h1>{title}</h1>{body}<p id=\"status\" role=\"status\"></p></main></body></html>",
         title = escape(title)
     );
     secure(
@@ -136,7 +158,7 @@ async fn login_page(State(p): State<Arc<Passkeys>>, Path(id): Path<String>) -> R
 }
 
 /// A JSON error, with the HTTP status that fits it.
-fn fail(e: AuthError) -> Response {
+pub(crate) fn fail(e: AuthError) -> Response {
     let status = match &e {
         AuthError::RateLimited(_) | AuthError::Busy => StatusCode::TOO_MANY_REQUESTS,
         AuthError::Store(_) | AuthError::Config(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -150,11 +172,16 @@ fn fail(e: AuthError) -> Response {
 }
 
 fn bad(msg: String) -> Response {
-    secure((StatusCode::BAD_REQUEST, axum::Json(json!({ "error": msg }))).into_response())
+    json_error(StatusCode::BAD_REQUEST, &msg)
+}
+
+/// A JSON refusal: `{"error": msg}` with `status`.
+pub(crate) fn json_error(status: StatusCode, msg: &str) -> Response {
+    secure((status, axum::Json(json!({ "error": msg }))).into_response())
 }
 
 /// The peer and the JSON body of a request.
-async fn read<T: DeserializeOwned>(req: Request) -> Result<(String, T), Response> {
+pub(crate) async fn read<T: DeserializeOwned>(req: Request) -> Result<(String, T), Response> {
     let (parts, body) = req.into_parts();
     let peer = peer_from(&parts.extensions);
     let json = parts

@@ -670,6 +670,11 @@ impl Alerting {
             .collect()
     }
 
+    /// A cluster's alerting marks for the dashboard: see [`Engine::marks`].
+    pub fn marks(&self, cluster: &str) -> (usize, Option<String>) {
+        self.engine().marks(cluster, dbmon_proto::now_ms())
+    }
+
     /// Every receiver with its delivery health.
     pub fn receivers_in(&self, doc: &Doc) -> Vec<ReceiverView> {
         self.all_receivers()

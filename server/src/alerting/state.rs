@@ -236,13 +236,18 @@ fn mute_reason(
             s.comment
         ));
     }
+    maintenance_reason(windows, &a.cluster, now_ms)
+}
+
+/// The maintenance window `cluster` is in at `now_ms`, if any, as a reason.
+fn maintenance_reason(windows: &[MaintenanceWindow], cluster: &str, now_ms: i64) -> Option<String> {
     if windows.is_empty() {
         return None;
     }
     let now = jiff::Timestamp::from_millisecond(now_ms).ok()?;
     windows
         .iter()
-        .filter(|w| w.covers(&a.cluster))
+        .filter(|w| w.covers(cluster))
         .filter_map(|w| w.active_until(now).map(|end| (w, end)))
         .max_by_key(|(_, end)| *end)
         .map(|(w, end)| {
@@ -344,6 +349,23 @@ impl Engine {
         self.replace_doc(doc);
         // Saved at the next chance: the dropped alerts must stay dropped.
         self.dirty = true;
+    }
+
+    /// What a cluster's tile shows of alerting at `now_ms`: how many of
+    /// its alerts fire, and why notifications about it are muted (a firing
+    /// alert's silence, or a maintenance window it is in), if they are.
+    pub fn marks(&self, cluster: &str, now_ms: i64) -> (usize, Option<String>) {
+        let firing: Vec<&Alert> = self
+            .doc
+            .alerts
+            .values()
+            .filter(|a| a.cluster == cluster && a.state == AlertState::Firing)
+            .collect();
+        let muted = firing
+            .iter()
+            .find_map(|a| mute_reason(&self.doc.silences, &self.windows, a, now_ms))
+            .or_else(|| maintenance_reason(&self.windows, cluster, now_ms));
+        (firing.len(), muted)
     }
 
     pub fn rules(&self) -> impl Iterator<Item = &AlertRule> {

@@ -1,4 +1,4 @@
-// dbmon sign-in pages: passkey registration (invite) and CLI login.
+// dbmon sign-in pages: passkey registration (invite), CLI login, dashboard sign-in.
 "use strict";
 
 function b64uToBuf(s) {
@@ -72,29 +72,53 @@ async function register() {
   }
 }
 
-async function login() {
-  const loginId = document.body.dataset.login;
+// Asserts a passkey of `user`: `start` asks the server for a challenge,
+// `finish` sends the signed answer. Returns what `finish` answered.
+async function assertPasskey(start, finish) {
   const user = document.getElementById("user").value.trim();
-  if (!user) { say("Enter your user name.", "error"); return; }
+  if (!user) throw new Error("enter your user name");
   say("Waiting for your passkey…", "busy");
+  const started = await post(start.path, Object.assign({ user }, start.body));
+  const pk = started.options.publicKey;
+  pk.challenge = b64uToBuf(pk.challenge);
+  for (const c of pk.allowCredentials || []) c.id = b64uToBuf(c.id);
+  const cred = await navigator.credentials.get({ publicKey: pk });
+  const r = cred.response;
+  return post(finish.path, Object.assign({
+    ceremony: started.ceremony,
+    credential: credentialJSON(cred, {
+      authenticatorData: bufToB64u(r.authenticatorData),
+      clientDataJSON: bufToB64u(r.clientDataJSON),
+      signature: bufToB64u(r.signature),
+      userHandle: r.userHandle ? bufToB64u(r.userHandle) : null,
+    }),
+  }, finish.body));
+}
+
+// A CLI login: the token goes to the terminal that asked.
+async function login() {
+  const login = document.body.dataset.login;
   try {
-    const start = await post("/api/login/start", { login: loginId, user });
-    const pk = start.options.publicKey;
-    pk.challenge = b64uToBuf(pk.challenge);
-    for (const c of pk.allowCredentials || []) c.id = b64uToBuf(c.id);
-    const cred = await navigator.credentials.get({ publicKey: pk });
-    const r = cred.response;
-    const done = await post("/api/login/finish", {
-      login: loginId,
-      ceremony: start.ceremony,
-      credential: credentialJSON(cred, {
-        authenticatorData: bufToB64u(r.authenticatorData),
-        clientDataJSON: bufToB64u(r.clientDataJSON),
-        signature: bufToB64u(r.signature),
-        userHandle: r.userHandle ? bufToB64u(r.userHandle) : null,
-      }),
-    });
+    const done = await assertPasskey(
+      { path: "/api/login/start", body: { login } },
+      { path: "/api/login/finish", body: { login } },
+    );
     say("Signed in as " + done.user + ". Return to your terminal.", "done");
+  } catch (e) {
+    say("Sign-in failed: " + e.message, "error");
+  }
+}
+
+// The dashboard's sign-in: the server sets the session cookie, then the
+// page asked for (or the overview) opens.
+async function signin() {
+  try {
+    const done = await assertPasskey(
+      { path: "/api/signin/start", body: {} },
+      { path: "/api/signin/finish", body: {} },
+    );
+    say("Signed in as " + done.user + ".", "done");
+    location.replace(location.pathname === "/signin" ? "/" : location.href);
   } catch (e) {
     say("Sign-in failed: " + e.message, "error");
   }
@@ -103,6 +127,9 @@ async function login() {
 document.addEventListener("DOMContentLoaded", () => {
   const go = document.getElementById("go");
   if (!go) return;
-  go.addEventListener("click", document.body.dataset.page === "invite" ? register : login);
+  const pages = { invite: register, login, signin };
+  go.addEventListener("click", pages[document.body.dataset.page]);
+  const user = document.getElementById("user");
+  if (user) user.addEventListener("keydown", (e) => { if (e.key === "Enter") go.click(); });
   if (!window.PublicKeyCredential) say("This browser does not support passkeys.", "error");
 });
