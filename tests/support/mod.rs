@@ -4,6 +4,7 @@
 // Test helpers: a failed unwrap is a failed test, with its message.
 #![allow(clippy::unwrap_used)]
 
+pub mod browser;
 pub mod nats;
 pub mod postgres;
 pub mod receivers;

@@ -95,3 +95,44 @@ pub async fn approve(
     .await?;
     Ok(())
 }
+
+/// Signs in to the dashboard at `origin` as `user` with `key`: the
+/// session cookie the server set (`dbmon_session=TOKEN`) and the whole
+/// `Set-Cookie` header, to check its flags.
+#[allow(dead_code)] // not every includer of this file signs in to the dashboard
+pub async fn signin(
+    http: &reqwest::Client,
+    origin: &url::Url,
+    user: &str,
+    key: &mut SoftPasskey,
+) -> Result<(String, String), String> {
+    let start = post(
+        http,
+        format!("{origin}api/signin/start"),
+        json!({ "user": user }),
+    )
+    .await?;
+    let options: RequestChallengeResponse =
+        serde_json::from_value(start["options"].clone()).map_err(|e| e.to_string())?;
+    let cred = key
+        .do_authentication(origin.clone(), options)
+        .map_err(|e| format!("authenticator: {e:?}"))?;
+    let url = format!("{origin}api/signin/finish");
+    let r = http
+        .post(&url)
+        .json(&json!({ "ceremony": start["ceremony"], "credential": cred }))
+        .send()
+        .await
+        .map_err(|e| format!("POST {url}: {e}"))?;
+    if !r.status().is_success() {
+        return Err(format!("POST {url}: {}", r.status()));
+    }
+    let set = r
+        .headers()
+        .get("set-cookie")
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(|| format!("POST {url}: no Set-Cookie"))?
+        .to_string();
+    let cookie = set.split(';').next().unwrap_or("").to_string();
+    Ok((cookie, set))
+}

@@ -58,6 +58,13 @@ struct Args {
     /// server's share is measured apart from the load it is given.
     #[arg(long)]
     pin: bool,
+    /// Viewers in the viewers phase: this many `watch` subscribers on one
+    /// fresh server, then as many open dashboards on another (0: skip).
+    #[arg(long, default_value_t = 1000)]
+    viewers: usize,
+    /// Reports per second published in the viewers phase.
+    #[arg(long, default_value_t = 300)]
+    viewer_rate: u64,
     /// Run only the native kinds' phase (PostgreSQL, Redis, etcd).
     #[arg(long)]
     only_kinds: bool,
@@ -275,6 +282,42 @@ async fn main() -> Result<()> {
     )
     .await?;
     drop(server);
+    stack::wait_closed(ports.collectors).await;
+
+    // The viewers phase: the same load seen by `watch` subscribers, then
+    // by open dashboards, each on a fresh server.
+    if args.viewers > 0 {
+        for kind in [phases::Viewer::Watch, phases::Viewer::Dashboard] {
+            let name = match kind {
+                phases::Viewer::Watch => "watch",
+                phases::Viewer::Dashboard => "dashboard",
+            };
+            eprintln!(
+                "dbmon-load: viewers phase, {} {name} viewers, {} reports/s for 20 s",
+                args.viewers, args.viewer_rate
+            );
+            let log = dir.join(format!("server-{name}.log"));
+            let server = stack::spawn_pinned(&dbmon, "server", &fresh_config, &log, pinned)?;
+            stack::wait_listening(ports.people, "the viewers' server", &log).await?;
+            let run = phases::viewers(
+                kind,
+                &people_url,
+                &collector_url,
+                &pki,
+                &token,
+                &server,
+                args.viewers,
+                args.viewer_rate,
+            )
+            .await?;
+            match kind {
+                phases::Viewer::Watch => results.viewers_watch = Some(run),
+                phases::Viewer::Dashboard => results.viewers_dashboard = Some(run),
+            }
+            drop(server);
+            stack::wait_closed(ports.people).await;
+        }
+    }
 
     results.pinned = pinned;
     report::write_results(&args.out, &results)?;

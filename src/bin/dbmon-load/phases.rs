@@ -308,36 +308,10 @@ pub async fn fanout(
 ) -> Result<()> {
     let fanout_window = Duration::from_secs(20);
     eprintln!("dbmon-load: fan-out phase, {rate} reports/s for {fanout_window:?}");
-    let (ftx, mut facks) = open_publisher(collector_url, pki).await?;
-    tokio::spawn(async move { while let Some(Ok(_)) = facks.next().await {} });
     let (s_f0, _, _) = usage(server.0.id())?;
     let share0 = crate::measure::server_fanout(http_port).await;
     let fanout_started = Instant::now();
-    let mut tick = tokio::time::interval(Duration::from_millis(10));
-    let per_tick = (rate / 100).max(1);
-    let mut fseq = 0u64;
-    while fanout_started.elapsed() < fanout_window {
-        tick.tick().await;
-        for _ in 0..per_tick {
-            fseq += 1;
-            let mut r = Report {
-                cluster: format!("fanout-{}", fseq % 100),
-                node: format!("n{}", fseq % 3),
-                check: "up".into(),
-                message: "ok".into(),
-                observed_at_ms: now_ms(),
-                seq: fseq,
-                kind: "cockroachdb".into(),
-                stale_after_ms: 60_000,
-                ..Default::default()
-            };
-            r.set_status(Status::Ok);
-            ftx.send(PublishRequest {
-                msg: Some(publish_request::Msg::Report(r)),
-            })
-            .await?;
-        }
-    }
+    let fseq = publish_steady(collector_url, pki, "fanout", rate, fanout_window).await?;
     // Until the last deliveries land (or 10 s: what is missing by then is
     // counted as not delivered).
     let expected = fseq * subs.tasks.len() as u64;
@@ -361,6 +335,194 @@ pub async fn fanout(
     results.fanout_server_cpu_s = s_f1 - s_f0;
     results.resyncs_after_fanout = subs.resyncs.load(Ordering::Relaxed);
     Ok(())
+}
+
+/// Publishes `rate` reports per second for `window` straight to the
+/// server, as collector `state`: 100 clusters named `PREFIX-N` of three
+/// nodes each, their `up` checks ok, observed when sent. How many.
+async fn publish_steady(
+    collector_url: &str,
+    pki: &Path,
+    prefix: &str,
+    rate: u64,
+    window: Duration,
+) -> Result<u64> {
+    let (tx, mut acks) = open_publisher(collector_url, pki).await?;
+    tokio::spawn(async move { while let Some(Ok(_)) = acks.next().await {} });
+    let started = Instant::now();
+    let mut tick = tokio::time::interval(Duration::from_millis(10));
+    let per_tick = (rate / 100).max(1);
+    let mut seq = 0u64;
+    while started.elapsed() < window {
+        tick.tick().await;
+        for _ in 0..per_tick {
+            seq += 1;
+            let mut r = Report {
+                cluster: format!("{prefix}-{}", seq % 100),
+                node: format!("n{}", seq % 3),
+                check: "up".into(),
+                message: "ok".into(),
+                observed_at_ms: now_ms(),
+                seq,
+                kind: "cockroachdb".into(),
+                stale_after_ms: 60_000,
+                ..Default::default()
+            };
+            r.set_status(Status::Ok);
+            tx.send(PublishRequest {
+                msg: Some(publish_request::Msg::Report(r)),
+            })
+            .await?;
+        }
+    }
+    Ok(seq)
+}
+
+/// Which live channel the viewers phase opens.
+#[derive(Clone, Copy, PartialEq)]
+pub enum Viewer {
+    /// `Monitor.Watch` over gRPC, as `dbmon-client watch`.
+    Watch,
+    /// The dashboard's `GET /live` (Server-Sent Events of drawn tiles), as
+    /// an open overview page.
+    Dashboard,
+}
+
+/// What one viewers phase measured on its own fresh server.
+#[derive(serde::Serialize, Default, Clone)]
+pub struct ViewerRun {
+    pub viewers: usize,
+    pub rate: f64,
+    pub connect_s: f64,
+    pub server_rss_idle_mb: f64,
+    pub server_rss_connected_mb: f64,
+    pub server_rss_after_mb: f64,
+    pub server_cpu_s: f64,
+    pub deliveries: u64,
+    pub p50_ms: u64,
+    pub p99_ms: u64,
+    pub failed: u64,
+}
+
+/// `n` viewers of one kind open on `server` (fresh), then `rate` reports
+/// per second for 20 s: the server's CPU and memory, and how fast the
+/// viewers heard (a watcher from each report's observation time; a
+/// dashboard from the tile's newest observation, `data-at`).
+#[allow(clippy::too_many_arguments)]
+pub async fn viewers(
+    kind: Viewer,
+    people_url: &str,
+    collector_url: &str,
+    pki: &Path,
+    token: &str,
+    server: &Guard,
+    n: usize,
+    rate: u64,
+) -> Result<ViewerRun> {
+    let pid = server.0.id();
+    let mut run = ViewerRun {
+        viewers: n,
+        ..Default::default()
+    };
+    run.server_rss_idle_mb = mb(usage(pid)?.2);
+    let hist = Arc::new(Histogram::new());
+    let failed = Arc::new(AtomicU64::new(0));
+    let ca = std::fs::read(pki.join("ca.crt"))?;
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for i in 0..n {
+        let (hist, failed) = (hist.clone(), failed.clone());
+        match kind {
+            Viewer::Watch => {
+                let ch = channel(people_url, pki, None)
+                    .await
+                    .with_context(|| format!("watcher {i}"))?;
+                let mut stream = MonitorClient::new(ch)
+                    .watch(authed(WatchRequest::default(), token)?)
+                    .await?
+                    .into_inner();
+                tasks.push(tokio::spawn(async move {
+                    while let Some(Ok(e)) = stream.next().await {
+                        let now = now_ms();
+                        for r in e.into_reports() {
+                            if r.cluster.starts_with("view-") {
+                                hist.record(now - r.observed_at_ms);
+                            }
+                        }
+                    }
+                    failed.fetch_add(1, Ordering::Relaxed);
+                }));
+            }
+            Viewer::Dashboard => {
+                let http = crate::stack::https_client(&ca);
+                let mut r = http
+                    .get(format!("{people_url}/live"))
+                    .header("cookie", format!("dbmon_session={token}"))
+                    .send()
+                    .await
+                    .with_context(|| format!("dashboard {i}"))?;
+                anyhow::ensure!(
+                    r.status().is_success(),
+                    "dashboard {i}: the live channel answered {}",
+                    r.status()
+                );
+                tasks.push(tokio::spawn(async move {
+                    let mut pending = String::new();
+                    while let Ok(Some(chunk)) = r.chunk().await {
+                        pending.push_str(&String::from_utf8_lossy(&chunk));
+                        let Some(end) = pending.rfind('\n') else {
+                            continue;
+                        };
+                        let now = now_ms();
+                        for at in tile_times(&pending[..end]) {
+                            hist.record(now - at);
+                        }
+                        pending.drain(..=end);
+                    }
+                    failed.fetch_add(1, Ordering::Relaxed);
+                }));
+            }
+        }
+    }
+    run.connect_s = started.elapsed().as_secs_f64();
+    run.server_rss_connected_mb = mb(usage(pid)?.2);
+    let (cpu0, _, _) = usage(pid)?;
+    let window = Duration::from_secs(20);
+    let begun = Instant::now();
+    let sent = publish_steady(collector_url, pki, "view", rate, window).await?;
+    run.rate = sent as f64 / begun.elapsed().as_secs_f64();
+    // Until deliveries stop growing (at most 10 s more).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut last = u64::MAX;
+    while hist.count() != last && Instant::now() < deadline {
+        last = hist.count();
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let (cpu1, _, rss) = usage(pid)?;
+    run.server_cpu_s = cpu1 - cpu0;
+    run.server_rss_after_mb = mb(rss);
+    run.deliveries = hist.count();
+    run.p50_ms = hist.percentile(0.50);
+    run.p99_ms = hist.percentile(0.99);
+    for t in &tasks {
+        t.abort();
+    }
+    run.failed = failed.load(Ordering::Relaxed);
+    Ok(run)
+}
+
+/// The `data-at` times (the newest observation) of the tiles of `view-*`
+/// clusters in complete Server-Sent Event lines.
+fn tile_times(lines: &str) -> Vec<i64> {
+    lines
+        .lines()
+        .filter(|l| l.starts_with("data: ") && l.contains("tile-view-"))
+        .filter_map(|l| {
+            let rest = l.split("data-at=\\\"").nth(1)?;
+            let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+            digits.parse().ok()
+        })
+        .collect()
 }
 
 /// The memory of the latest state of `clusters` clusters (three nodes, six

@@ -49,6 +49,10 @@ pub struct Results {
     pub server_rss_idle_mb: f64,
     pub server_rss_with_state_mb: f64,
     pub prometheus: Option<PromResults>,
+    /// The viewers phase: `watch` subscribers and open dashboards, each on
+    /// a fresh server under the same published load.
+    pub viewers_watch: Option<crate::phases::ViewerRun>,
+    pub viewers_dashboard: Option<crate::phases::ViewerRun>,
 }
 
 #[derive(serde::Serialize, Default)]
@@ -131,11 +135,46 @@ pub fn write_results(out: &Path, r: &Results) -> Result<()> {
         "\nBadges: {:.0} `/badge/NAME.svg` per second with a badge token (32 HTTPS clients on kept connections, 10 s; each request verifies the token and derives the health), {} failed.\n",
         r.badges_per_s, r.badge_failures
     ));
+    if let (Some(w), Some(d)) = (&r.viewers_watch, &r.viewers_dashboard) {
+        md.push_str(&viewers_table(w, d));
+    }
     std::fs::write(out.join("load.md"), &md)?;
     std::fs::write(out.join("latency.svg"), svg(r))?;
     println!("{md}");
     println!("results: {}", out.display());
     Ok(())
+}
+
+/// The viewers phase: watchers against dashboards, with the ratio.
+fn viewers_table(w: &crate::phases::ViewerRun, d: &crate::phases::ViewerRun) -> String {
+    let ratio = |a: f64, b: f64| if b > 0.0 { a / b } else { 0.0 };
+    let grown = |r: &crate::phases::ViewerRun| r.server_rss_after_mb - r.server_rss_idle_mb;
+    let mut md = format!(
+        "\nViewers: {} `watch` subscribers, then {} open dashboards (`/live`, the overview), each on a fresh server, {:.0} reports/s for 20 s (100 clusters of 3 nodes):\n\n\
+         | measure | watch | dashboards | dashboards / watch |\n|---|---|---|---|\n",
+        w.viewers, d.viewers, w.rate
+    );
+    md.push_str(&format!(
+        "| server CPU, s | {:.2} | {:.2} | {:.2}x |\n",
+        w.server_cpu_s,
+        d.server_cpu_s,
+        ratio(d.server_cpu_s, w.server_cpu_s)
+    ));
+    md.push_str(&format!(
+        "| server RSS idle / connected / after, MB | {:.1} / {:.1} / {:.1} | {:.1} / {:.1} / {:.1} | {:.2}x (growth) |\n",
+        w.server_rss_idle_mb,
+        w.server_rss_connected_mb,
+        w.server_rss_after_mb,
+        d.server_rss_idle_mb,
+        d.server_rss_connected_mb,
+        d.server_rss_after_mb,
+        ratio(grown(d), grown(w))
+    ));
+    md.push_str(&format!(
+        "| deliveries (reports / tiles) | {} | {} | |\n| delivery p50 / p99, ms | {} / {} | {} / {} | |\n| connecting all, s | {:.1} | {:.1} | |\n| viewers that fell off | {} | {} | |\n",
+        w.deliveries, d.deliveries, w.p50_ms, w.p99_ms, d.p50_ms, d.p99_ms, w.connect_s, d.connect_s, w.failed, d.failed
+    ));
+    md
 }
 
 /// Bar charts of delivery latency percentiles: during the polling run and
