@@ -125,7 +125,24 @@ fn badges_show_health_to_whom_they_may_and_nothing_else() {
         "{}",
         full.body
     );
-    assert_eq!(get(&stack, "/badge/open.svg?window=7d", None).status, 400);
+    // Uptime over a window the server offers; others are refused.
+    let bad = get(&stack, "/badge/open.svg?window=30d", None);
+    assert_eq!(bad.status, 400);
+    assert!(
+        bad.body.contains("?window=24h or ?window=7d"),
+        "{}",
+        bad.body
+    );
+    let g = get(&stack, "/badge/open.svg?window=24h", None);
+    assert_eq!(g.status, 200, "{}", g.body);
+    let (title, texts, fills) = read_svg(&g.body);
+    // Known for seconds of the day so far, all of them up.
+    assert!(title.starts_with("open uptime 24h: 100% of "), "{title}");
+    assert_eq!(texts[0], "open uptime 24h");
+    assert!(fills.contains(&"#2e7d32".to_string()), "{fills:?}");
+    let j = get(&stack, "/badge/open.json?window=7d", None);
+    let v: serde_json::Value = serde_json::from_str(&j.body).unwrap();
+    assert_eq!(v["label"], "open uptime 7d");
 
     // A badge token for the closed cluster.
     let out = stack.client(&["token", "badge", "--cluster", "closed", "--ttl", "1d"]);
@@ -185,6 +202,21 @@ fn badges_show_health_to_whom_they_may_and_nothing_else() {
     let (title, _, fills) = read_svg(&get(&stack, &path, None).body);
     assert_eq!(title, "closed: unavailable");
     assert!(fills.contains(&"#c62828".to_string()), "{fills:?}");
+    // Time unavailable takes the uptime below 100%, never rounded up.
+    wait_until(
+        Duration::from_secs(20),
+        "the uptime badge counts the time down",
+        || {
+            let (title, _, _) = read_svg(&get(&stack, "/badge/open.svg?window=24h", None).body);
+            let pct: f64 = title
+                .trim_start_matches("open uptime 24h: ")
+                .split('%')
+                .next()
+                .and_then(|p| p.parse().ok())
+                .unwrap_or(100.0);
+            pct < 100.0
+        },
+    );
     // The open cluster polls the same member on its own schedule.
     wait_until(
         Duration::from_secs(20),

@@ -1,6 +1,11 @@
 //! Status badges on the people endpoint: `GET /badge/NAME.svg` (a flat
 //! SVG: "NAME | healthy", coloured by health) and `GET /badge/NAME.json`
 //! (the shields.io endpoint format), for a README, a wiki or a dashboard.
+//! With `?window=24h` or `?window=7d`, the badge is the cluster's uptime
+//! over that window ("NAME uptime 24h | 99.95%"): the time it was healthy
+//! or degraded against the time it was unavailable, from the cache's log
+//! of health changes; time without reports counts as neither, and a badge
+//! that knew the cluster for less than the window says for how long.
 //!
 //! A badge answers for a cluster marked `public: true` in the
 //! configuration, or with a badge token in `?token=` (made by
@@ -77,12 +82,25 @@ async fn badge(
     if !dbmon_config::valid_cluster_name(cluster) {
         return not_found();
     }
-    if let Some(other) = query.keys().find(|k| *k != "token") {
+    if let Some(other) = query.keys().find(|k| *k != "token" && *k != "window") {
         return plain(
             StatusCode::BAD_REQUEST,
-            &format!("unknown parameter {other:?}: a badge takes only ?token=\n"),
+            &format!("unknown parameter {other:?}: a badge takes only ?token= and ?window=\n"),
         );
     }
+    let window = match query.get("window").map(String::as_str) {
+        None => None,
+        Some("24h") => Some(("24h", 24 * 3_600_000)),
+        Some("7d") => Some(("7d", 7 * 24 * 3_600_000)),
+        Some(other) => {
+            return plain(
+                StatusCode::BAD_REQUEST,
+                &format!(
+                    "window {other:?} is not offered: an uptime badge takes ?window=24h or ?window=7d\n"
+                ),
+            );
+        }
+    };
     let public = b
         .public
         .read()
@@ -108,19 +126,36 @@ async fn badge(
     } else if !public {
         return not_found();
     }
-    let latest = b.cache.latest(&[cluster.to_string()]);
-    let health = dbmon_proto::health::summarize(&latest, dbmon_proto::now_ms())
-        .first()
-        .map_or(Health::Unknown, |s| s.health);
-    let word = dbmon_proto::health::health_name(health);
+    let now = dbmon_proto::now_ms();
+    let (label, word, fill) = match window {
+        None => {
+            let latest = b.cache.latest(&[cluster.to_string()]);
+            let health = dbmon_proto::health::summarize(&latest, now)
+                .first()
+                .map_or(Health::Unknown, |s| s.health);
+            (
+                cluster.to_string(),
+                dbmon_proto::health::health_name(health).to_string(),
+                colour(health),
+            )
+        }
+        Some((name, ms)) => {
+            let u = b.cache.uptime(cluster, ms, now).unwrap_or_default();
+            (
+                format!("{cluster} uptime {name}"),
+                uptime_words(&u),
+                uptime_colour(u.ratio()),
+            )
+        }
+    };
     let (body, kind) = match format {
-        Format::Svg => (svg(cluster, word, colour(health)), "image/svg+xml"),
+        Format::Svg => (svg(&label, &word, fill), "image/svg+xml"),
         Format::Json => (
             serde_json::json!({
                 "schemaVersion": 1,
-                "label": cluster,
+                "label": label,
                 "message": word,
-                "color": colour(health).trim_start_matches('#'),
+                "color": fill.trim_start_matches('#'),
             })
             .to_string(),
             "application/json",
@@ -156,6 +191,46 @@ async fn badge(
         HeaderValue::from_static("no-referrer"),
     );
     r
+}
+
+/// An uptime as a badge says it: `99.95%`, with `of 3h` when the server
+/// knew the cluster for less of the window than it asked (the server
+/// started since, or the cluster was silent), `no data` when not at all.
+fn uptime_words(u: &crate::cache::Uptime) -> String {
+    let Some(ratio) = u.ratio() else {
+        return "no data".into();
+    };
+    let pct = ratio * 100.0;
+    // Never round up to a perfect record that was not.
+    let shown = if pct < 100.0 {
+        format!("{:.2}%", (pct * 100.0).floor() / 100.0)
+    } else {
+        "100%".to_string()
+    };
+    if u.known_ms() * 10 < u.window_ms * 9 {
+        let known = std::time::Duration::from_secs((u.known_ms() / 1000).max(1) as u64);
+        let coarse = if known.as_secs() >= 3600 {
+            std::time::Duration::from_secs(known.as_secs() / 3600 * 3600)
+        } else if known.as_secs() >= 60 {
+            std::time::Duration::from_secs(known.as_secs() / 60 * 60)
+        } else {
+            known
+        };
+        format!("{shown} of {}", humantime::format_duration(coarse))
+    } else {
+        shown
+    }
+}
+
+/// Green from 99.9%, then shades down to red below 95%.
+fn uptime_colour(ratio: Option<f64>) -> &'static str {
+    match ratio {
+        None => "#616161",
+        Some(r) if r >= 0.999 => "#2e7d32",
+        Some(r) if r >= 0.99 => "#5b7f00",
+        Some(r) if r >= 0.95 => "#b35c00",
+        Some(_) => "#c62828",
+    }
 }
 
 /// Dark enough for white text (contrast above 4.5:1); the word says the

@@ -412,11 +412,11 @@ pub async fn serve_reloading(
             verifier: verifier.clone(),
             public: services.public.clone(),
         })))
-        .merge(dashboard::router(Arc::new(dashboard::Dashboard {
-            cache: services.cache.clone(),
-            auth: people_auth.clone(),
-            alerting: alerting.clone(),
-        })))
+        .merge(dashboard::router(Arc::new(dashboard::Dashboard::new(
+            services.cache.clone(),
+            people_auth.clone(),
+            alerting.clone(),
+        ))))
         .route_layer(axum::middleware::from_fn_with_state(
             web_guard,
             webauth::guard,

@@ -3,6 +3,7 @@
 //!
 //! - `GET /invite#SECRET`: register a passkey with an invite.
 //! - `GET /login/ID`: show a CLI login's code and assert a passkey.
+//! - The dashboard's sign-in page ([`signin_page`], routed by the dashboard).
 //! - `POST /api/register/{start,finish}`, `POST /api/login/{start,finish}`.
 //!
 //! Pages load only their own script and style (a strict Content Security
@@ -121,6 +122,25 @@ pub(crate) fn page_with(
             html,
         )
             .into_response(),
+    )
+}
+
+/// The sign-in page, saying `why` the browser is here (if it was sent).
+pub(crate) fn signin_page(status: StatusCode, why: &str) -> Response {
+    let why = if why.is_empty() {
+        String::new()
+    } else {
+        format!("<p class=\"why\">{}</p>", escape(why))
+    };
+    page(
+        status,
+        "data-page=\"signin\"",
+        "Sign in to dbmon",
+        &format!(
+            "{why}<p><label>User name <input id=\"user\" autocomplete=\"username webauthn\" autofocus></label></p>\
+             <p><button id=\"go\" type=\"button\">Sign in with a passkey</button></p>\
+             <p>No passkey yet? Ask an admin for an invite (<code>dbmon user invite NAME</code>).</p>"
+        ),
     )
 }
 

@@ -176,7 +176,7 @@ pub async fn guard(
 /// a page (the cookie cleared), 401 for a script.
 fn signed_out(method: &Method, pattern: &str, why: &str) -> Response {
     let mut r = if is_page(method, pattern) {
-        crate::dashboard::signin_page(StatusCode::UNAUTHORIZED, why)
+        crate::web::signin_page(StatusCode::UNAUTHORIZED, why)
     } else {
         crate::web::json_error(StatusCode::UNAUTHORIZED, &format!("{why}; sign in again"))
     };

@@ -946,8 +946,31 @@ mod tests {
                 .unwrap()
                 .starts_with("silenced by alice")
         );
+        // The dashboard's tile says so.
+        let (firing, muted) = e.marks("c", S);
+        assert_eq!(firing, 1);
+        assert!(muted.unwrap().starts_with("silenced by alice"));
+        assert_eq!(e.marks("other", S), (0, None));
         assert_eq!(e.tick(99 * S), 0);
         assert_eq!(e.tick(100 * S), 1, "the silence ended while still bad");
+    }
+
+    #[test]
+    fn a_cluster_in_maintenance_is_marked_without_an_alert() {
+        let window = MaintenanceWindow {
+            name: "all-day".into(),
+            clusters: vec!["c".into()],
+            days: vec![],
+            start: jiff::civil::time(0, 0, 0, 0),
+            duration: Duration::from_secs(86_400),
+            time_zone: jiff::tz::TimeZone::UTC,
+            time_zone_name: "UTC".into(),
+        };
+        let e = Engine::new(&[rule(0, 0, 60, 3600)], &[window], Doc::default());
+        let (firing, muted) = e.marks("c", 1_764_590_400_000);
+        assert_eq!(firing, 0);
+        assert!(muted.unwrap().starts_with("in maintenance all-day until"));
+        assert_eq!(e.marks("d", 1_764_590_400_000), (0, None));
     }
 
     #[test]

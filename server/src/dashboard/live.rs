@@ -170,19 +170,20 @@ impl Drawn {
         tx: &mpsc::Sender<Event>,
     ) -> bool {
         let now = dbmon_proto::now_ms();
-        let mut out: Vec<(String, String)> = Vec::new();
+        // Event data ready to send: a shared tile's, or drawn here.
+        let mut out: Vec<Arc<str>> = Vec::new();
         let all = matches!(touched, Touched::All);
         let entries = match touched {
             Touched::All => Vec::new(),
             Touched::Some(e) => e,
         };
-        // The clusters whose tiles to look at: those reported on, and on a
-        // recheck (no entries) every one drawn.
+        // The clusters whose tiles to look at: those reported on, every one
+        // in view when drawing anew, and on a recheck (no entries) every
+        // one drawn.
         let names: BTreeSet<String> = if all {
             d.cache
-                .latest(&view.clusters())
+                .cluster_names(&view.clusters())
                 .into_iter()
-                .map(|r| r.cluster)
                 .collect()
         } else if entries.is_empty() {
             self.tiles.keys().cloned().collect()
@@ -194,33 +195,26 @@ impl Drawn {
         };
         let rechecking = !all && entries.is_empty();
         for name in &names {
-            let latest = d.cache.latest(std::slice::from_ref(name));
-            let id = format!("tile-{name}");
-            let Some(sum) = dbmon_proto::health::summarize(&latest, now)
-                .into_iter()
-                .next()
-            else {
-                out.push((id, String::new()));
+            let Some(tile) = d.tile(name, now) else {
+                out.push(fragment(&format!("tile-{name}"), ""));
                 self.tiles.remove(name);
                 continue;
             };
-            let key = (sum.health, sum.stale, sum.nodes_up);
-            let before = self.tiles.insert(name.clone(), key);
-            if rechecking && before == Some(key) {
+            let before = self.tiles.insert(name.clone(), tile.key);
+            if rechecking && before == Some(tile.key) {
                 continue;
             }
-            let health_changed = before.is_none_or(|b| b.0 != sum.health);
-            out.push((id, render::tile(&sum, &d.alerting.marks(name), now)));
+            let health_changed = before.is_none_or(|b| b.0 != tile.key.0);
+            out.push(tile.data.clone());
             if let View::Cluster(c) = view {
                 if all {
+                    let latest = d.cache.latest(std::slice::from_ref(c));
                     out.extend(cells(latest.iter(), now));
                 }
                 if all || health_changed {
                     let history = d.cache.history(std::slice::from_ref(c));
-                    out.push((
-                        "strip".into(),
-                        render::strip(&render::health_changes(&history), now),
-                    ));
+                    let strip = render::strip(&render::health_changes(&history), now);
+                    out.push(fragment("strip", &strip));
                 }
             }
         }
@@ -236,12 +230,9 @@ impl Drawn {
             let reports: Vec<Report> = last.values().map(|e| e.report.to_report()).collect();
             out.extend(cells(reports.iter(), now));
         }
-        for (id, html) in out {
-            let data = serde_json::json!({ "id": id, "html": html }).to_string();
-            let event = Event::default()
-                .event("html")
-                .id(position.to_string())
-                .data(data);
+        let id = position.to_string();
+        for data in out {
+            let event = Event::default().event("html").id(&id).data(&*data);
             if tx.send(event).await.is_err() {
                 return false;
             }
@@ -250,9 +241,16 @@ impl Drawn {
     }
 }
 
+/// The data of an `html` event: the element's id and its new HTML.
+pub fn fragment(id: &str, html: &str) -> Arc<str> {
+    serde_json::json!({ "id": id, "html": html })
+        .to_string()
+        .into()
+}
+
 fn cells<'a>(
     reports: impl Iterator<Item = &'a Report> + 'a,
     now: i64,
-) -> impl Iterator<Item = (String, String)> + 'a {
-    reports.map(move |r| (render::cell_id(&r.node, &r.check), render::cell(r, now)))
+) -> impl Iterator<Item = Arc<str>> + 'a {
+    reports.map(move |r| fragment(&render::cell_id(&r.node, &r.check), &render::cell(r, now)))
 }

@@ -26,18 +26,80 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use dbmon_auth::passkey::AuthError;
 use dbmon_auth::webauthn::PublicKeyCredential;
+use dbmon_proto::v1::Health;
 use dbmon_proto::v1::Report;
 use serde_json::json;
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 /// What the dashboard's routes need.
 pub struct Dashboard {
     pub cache: Arc<Cache>,
     pub auth: crate::auth::PeopleAuth,
     pub alerting: Arc<crate::alerting::Alerting>,
+    /// The tile of each cluster as last drawn, shared by every open page:
+    /// a thousand pages showing one change draw it once.
+    pub tiles: Mutex<HashMap<String, Arc<Tile>>>,
 }
 
+/// A cluster's tile as drawn for the live channel.
+pub struct Tile {
+    /// The cluster's version (its newest entry's position) and the time
+    /// bucket it was drawn in.
+    version: u64,
+    bucket: i64,
+    /// The `html` event's data: `{"id": "tile-NAME", "html": …}`.
+    pub data: Arc<str>,
+    /// Health, stale, nodes up: what a page compares to know the clock
+    /// changed a tile.
+    pub key: (Health, bool, usize),
+}
+
+/// How long a drawn tile serves while its cluster is unchanged: what the
+/// clock alone changes (staleness, alert marks) shows at most this late.
+const TILE_TTL_MS: i64 = 2000;
+
 impl Dashboard {
+    pub fn new(
+        cache: Arc<Cache>,
+        auth: crate::auth::PeopleAuth,
+        alerting: Arc<crate::alerting::Alerting>,
+    ) -> Dashboard {
+        Dashboard {
+            cache,
+            auth,
+            alerting,
+            tiles: Mutex::default(),
+        }
+    }
+
+    /// The tile of `cluster` at `now`: the shared one while its cluster is
+    /// unchanged and it is fresh, else drawn anew (None: no such cluster).
+    pub fn tile(&self, cluster: &str, now: i64) -> Option<Arc<Tile>> {
+        let version = self.cache.cluster_version(cluster)?;
+        let bucket = now / TILE_TTL_MS;
+        let lock = || self.tiles.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(t) = lock().get(cluster)
+            && t.version == version
+            && t.bucket == bucket
+        {
+            return Some(t.clone());
+        }
+        let latest = self.cache.latest(&[cluster.to_string()]);
+        let sum = dbmon_proto::health::summarize(&latest, now)
+            .into_iter()
+            .next()?;
+        let html = render::tile(&sum, &self.alerting.marks(cluster), now);
+        let tile = Arc::new(Tile {
+            version,
+            bucket,
+            data: live::fragment(&format!("tile-{cluster}"), &html),
+            key: (sum.health, sum.stale, sum.nodes_up),
+        });
+        lock().insert(cluster.to_string(), tile.clone());
+        Some(tile)
+    }
+
     /// The clusters `session` may see, as a scope for the cache (empty: all).
     fn scope(&self, session: &Session) -> Vec<String> {
         session
@@ -77,29 +139,13 @@ pub fn router(d: Arc<Dashboard>) -> Router {
         )
         .route("/live", get(live::live))
         .route("/api/signout", post(signout))
-        .route("/signin", get(|| async { signin_page(StatusCode::OK, "") }))
+        .route(
+            "/signin",
+            get(|| async { crate::web::signin_page(StatusCode::OK, "") }),
+        )
         .route("/api/signin/start", post(signin_start))
         .route("/api/signin/finish", post(signin_finish))
         .with_state(d)
-}
-
-/// The sign-in page, saying `why` the browser is here (if it was sent).
-pub fn signin_page(status: StatusCode, why: &str) -> Response {
-    let why = if why.is_empty() {
-        String::new()
-    } else {
-        format!("<p class=\"why\">{}</p>", escape(why))
-    };
-    crate::web::page(
-        status,
-        "data-page=\"signin\"",
-        "Sign in to dbmon",
-        &format!(
-            "{why}<p><label>User name <input id=\"user\" autocomplete=\"username webauthn\" autofocus></label></p>\
-             <p><button id=\"go\" type=\"button\">Sign in with a passkey</button></p>\
-             <p>No passkey yet? Ask an admin for an invite (<code>dbmon user invite NAME</code>).</p>"
-        ),
-    )
 }
 
 /// A dashboard page: the header (who is signed in, sign out), `body`, the

@@ -454,7 +454,7 @@ pub async fn viewers(
                 }));
             }
             Viewer::Dashboard => {
-                let http = crate::stack::https_client(&ca);
+                let http = crate::stack::streaming_client(&ca)?;
                 let mut r = http
                     .get(format!("{people_url}/live"))
                     .header("cookie", format!("dbmon_session={token}"))

@@ -281,12 +281,22 @@ pub async fn sign_in(url: &str, auth_dir: &Path, pki: &Path) -> Result<String> {
     Ok(poll.macaroon)
 }
 
-/// `msg` with the token in its metadata.
 /// An HTTPS client trusting the deployment's CA (PEM).
 pub fn https_client(ca_pem: &[u8]) -> reqwest::Client {
     softlogin::http_client(Some(ca_pem))
 }
 
+/// An HTTPS client for a long-lived stream (the dashboard's live
+/// channel): a deadline to connect, none on the whole response.
+pub fn streaming_client(ca_pem: &[u8]) -> Result<reqwest::Client> {
+    Ok(reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(10))
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(reqwest::Certificate::from_pem(ca_pem)?)
+        .build()?)
+}
+
+/// `msg` with the token in its metadata.
 pub fn authed<T>(msg: T, token: &str) -> Result<tonic::Request<T>> {
     let mut r = tonic::Request::new(msg);
     r.metadata_mut()
