@@ -3,8 +3,8 @@
 //! (the shields.io endpoint format), for a README, a wiki or a dashboard.
 //! With `?window=24h` or `?window=7d`, the badge is the cluster's uptime
 //! over that window ("NAME uptime 24h | 99.95%"): the time it was healthy
-//! or degraded against the time it was unavailable, from the cache's log
-//! of health changes; time without reports counts as neither, and a badge
+//! or degraded against the time it was unavailable, from the log of
+//! health changes ([`crate::uptime`]); time without reports counts as neither, and a badge
 //! that knew the cluster for less than the window says for how long.
 //!
 //! A badge answers for a cluster marked `public: true` in the
@@ -33,6 +33,8 @@ const MAX_AGE: &str = "max-age=30";
 /// What the badge routes need.
 pub struct Badges {
     pub cache: Arc<Cache>,
+    /// Each cluster's health changes, for uptime badges.
+    pub uptime: Arc<crate::uptime::HealthLog>,
     pub verifier: Verifier,
     /// Clusters marked `public: true`; replaced by a reload.
     pub public: Arc<RwLock<BTreeSet<String>>>,
@@ -140,7 +142,7 @@ async fn badge(
             )
         }
         Some((name, ms)) => {
-            let u = b.cache.uptime(cluster, ms, now).unwrap_or_default();
+            let u = b.uptime.uptime(cluster, ms, now).unwrap_or_default();
             (
                 format!("{cluster} uptime {name}"),
                 uptime_words(&u),
@@ -196,7 +198,7 @@ async fn badge(
 /// An uptime as a badge says it: `99.95%`, with `of 3h` when the server
 /// knew the cluster for less of the window than it asked (the server
 /// started since, or the cluster was silent), `no data` when not at all.
-fn uptime_words(u: &crate::cache::Uptime) -> String {
+fn uptime_words(u: &crate::uptime::Uptime) -> String {
     let Some(ratio) = u.ratio() else {
         return "no data".into();
     };

@@ -7,7 +7,6 @@
 //! subscriber sees each report exactly once: in its snapshot, or after it.
 
 use dbmon_proto::Report;
-use dbmon_proto::v1::Health;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
@@ -67,6 +66,14 @@ impl Stored {
 
     pub fn check_name(&self) -> &str {
         &self.check
+    }
+
+    pub fn observed_at_ms(&self) -> i64 {
+        self.observed_at_ms
+    }
+
+    pub fn stale_after_ms(&self) -> i64 {
+        self.stale_after_ms
     }
 
     /// Cluster, node and check, shared with every report that names them.
@@ -166,44 +173,9 @@ pub enum Ingested {
 struct ClusterState {
     latest: BTreeMap<(Arc<str>, Arc<str>), Arc<Entry>>,
     history: VecDeque<Arc<Entry>>,
-    /// The cluster's health at each change `(from_ms, health)`, in time
-    /// order, for uptime: far smaller than the history (a change, not a
-    /// report), so it reaches back days where the history holds minutes.
-    health: VecDeque<(i64, Health)>,
-    /// Until when the newest reports vouch for the cluster (observed plus
-    /// stale-after): a report arriving later than this follows a silence,
-    /// which the health log records as unknown.
-    heard_until: i64,
     /// The position of the cluster's newest entry: its latest state changes
     /// exactly when this does.
     version: u64,
-}
-
-/// Health changes kept per cluster (besides the age bound).
-const HEALTH_CHANGES: usize = 10_000;
-
-/// How a cluster fared over a window, from its health log.
-#[derive(Debug, Clone, Copy, PartialEq, Default)]
-pub struct Uptime {
-    /// Time healthy or degraded (taking requests), ms.
-    pub up_ms: i64,
-    /// Time unavailable, ms.
-    pub down_ms: i64,
-    /// Time the window asked for, ms; the rest of it was unknown (no
-    /// reports, the server not running, or before its first report).
-    pub window_ms: i64,
-}
-
-impl Uptime {
-    /// Up as a share of the time known, or None when none was.
-    pub fn ratio(&self) -> Option<f64> {
-        let known = self.up_ms + self.down_ms;
-        (known > 0).then(|| self.up_ms as f64 / known as f64)
-    }
-
-    pub fn known_ms(&self) -> i64 {
-        self.up_ms + self.down_ms
-    }
 }
 
 #[derive(Default)]
@@ -374,11 +346,6 @@ impl Cache {
                 state.history.pop_front();
                 dropped += 1;
             }
-            // Keep the change in force at the cutoff: it says how the
-            // window began.
-            while state.health.len() > 1 && state.health[1].0 < cutoff {
-                state.health.pop_front();
-            }
         }
         while inner
             .recent
@@ -416,39 +383,10 @@ impl Cache {
                 .entry(entry.report.cluster().to_string())
                 .or_default(),
         };
-        let r = &entry.report;
-        let at = r.observed_at_ms;
-        if state.heard_until > 0 && at > state.heard_until {
-            Self::health_change(state, state.heard_until, Health::Unknown);
-        }
-        let vouched = if r.stale_after_ms > 0 {
-            at.saturating_add(r.stale_after_ms)
-        } else {
-            i64::MAX
-        };
-        state.heard_until = state.heard_until.max(vouched);
-        let before = state
-            .latest
-            .insert((r.node.clone(), r.check.clone()), entry.clone());
-        // The health may change with a new status, and with a report that
-        // replaces a stale one (the cluster heard from again).
-        let changed = before.is_none_or(|b| {
-            b.report.status != r.status
-                || (b.report.stale_after_ms > 0
-                    && at
-                        > b.report
-                            .observed_at_ms
-                            .saturating_add(b.report.stale_after_ms))
-        });
-        if changed {
-            let reports: Vec<Report> = state
-                .latest
-                .values()
-                .map(|e| e.report.to_report())
-                .collect();
-            let h = dbmon_proto::health::derive(&reports, at);
-            Self::health_change(state, at, h);
-        }
+        state.latest.insert(
+            (entry.report.node.clone(), entry.report.check.clone()),
+            entry.clone(),
+        );
         state.version = state.version.max(entry.position);
         state.history.push_back(entry.clone());
         while state.history.len() > history {
@@ -478,49 +416,6 @@ impl Cache {
     /// what was drawn from its latest reports at this version still holds.
     pub fn cluster_version(&self, cluster: &str) -> Option<u64> {
         self.read().clusters.get(cluster).map(|s| s.version)
-    }
-
-    /// Records `health` from `at` when it differs from the last recorded.
-    fn health_change(state: &mut ClusterState, at: i64, health: Health) {
-        if state.health.back().is_some_and(|(_, h)| *h == health) {
-            return;
-        }
-        // A report observed before the last change (a late one from a
-        // slow node) moves nothing back in time.
-        let at = state.health.back().map_or(at, |(last, _)| at.max(*last));
-        state.health.push_back((at, health));
-        while state.health.len() > HEALTH_CHANGES {
-            state.health.pop_front();
-        }
-    }
-
-    /// How `cluster` fared over the `window_ms` before `now_ms`: time up
-    /// (healthy or degraded), time unavailable; time without reports counts
-    /// as neither. None for a cluster the cache does not hold.
-    pub fn uptime(&self, cluster: &str, window_ms: i64, now_ms: i64) -> Option<Uptime> {
-        let inner = self.read();
-        let state = inner.clusters.get(cluster)?;
-        let start = now_ms.saturating_sub(window_ms);
-        let mut u = Uptime {
-            window_ms,
-            ..Default::default()
-        };
-        let changes: Vec<(i64, Health)> = state.health.iter().copied().collect();
-        for (i, (from, h)) in changes.iter().enumerate() {
-            let to = changes
-                .get(i + 1)
-                .map_or(now_ms.min(state.heard_until), |n| n.0);
-            let span = to.min(now_ms) - (*from).max(start);
-            if span <= 0 {
-                continue;
-            }
-            match h {
-                Health::Healthy | Health::Degraded => u.up_ms += span,
-                Health::Unavailable => u.down_ms += span,
-                Health::Unknown | Health::Unspecified => {}
-            }
-        }
-        Some(u)
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, Inner> {
@@ -750,55 +645,6 @@ mod tests {
             seq,
             ..Default::default()
         }
-    }
-
-    #[test]
-    fn uptime_counts_up_and_down_time_and_a_silence_as_neither() {
-        use dbmon_proto::v1::Status;
-        let cache = Cache::new(100, 16);
-        let min = 60_000;
-        let up = |seq: u64, node: &str, status: Status, at: i64| {
-            let mut r = rep("a", node, seq);
-            r.set_status(status);
-            r.observed_at_ms = at;
-            r.stale_after_ms = 3 * min;
-            r
-        };
-        let mut seq = 0;
-        let mut poll = |at: i64, statuses: [Status; 3]| {
-            for (node, st) in ["n1", "n2", "n3"].into_iter().zip(statuses) {
-                seq += 1;
-                cache.ingest(1, up(seq, node, st, at));
-            }
-        };
-        let ok = Status::Ok;
-        let crit = Status::Crit;
-        // Healthy for 10 min, two nodes down (unavailable) for 5, healthy
-        // again for 5, then nothing heard for 20 (stale after 3), then
-        // healthy for 10 more.
-        for m in 0..10 {
-            poll(m * min, [ok, ok, ok]);
-        }
-        for m in 10..15 {
-            poll(m * min, [ok, crit, crit]);
-        }
-        for m in 15..20 {
-            poll(m * min, [ok, ok, ok]);
-        }
-        for m in 40..50 {
-            poll(m * min, [ok, ok, ok]);
-        }
-        let now = 50 * min;
-        let u = cache.uptime("a", 60 * min, now).unwrap();
-        // Up: 0..10, 15..22 (heard until 19 + 3), 40..50 = 27 min; down 5.
-        assert_eq!(u.down_ms, 5 * min);
-        assert_eq!(u.up_ms, 27 * min);
-        assert_eq!(u.window_ms, 60 * min);
-        assert!((u.ratio().unwrap() - 27.0 / 32.0).abs() < 1e-9);
-        // A window within the last healthy stretch: all up.
-        let recent = cache.uptime("a", 5 * min, now).unwrap();
-        assert_eq!((recent.up_ms, recent.down_ms), (5 * min, 0));
-        assert!(cache.uptime("nosuch", min, now).is_none());
     }
 
     #[test]

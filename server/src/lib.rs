@@ -24,6 +24,7 @@ pub mod shared;
 pub mod shared_auth;
 pub mod store;
 pub mod subscribers;
+pub mod uptime;
 pub mod web;
 pub mod webauth;
 
@@ -320,6 +321,8 @@ pub async fn serve_reloading(
     tokio::spawn(auth::watch_store(people_auth.clone(), shutdown.clone()));
     let (cache, opened) = open_store(&cfg).await?;
     let cache = Arc::new(cache.with_max_age(cfg.history_max_age));
+    let health_log = Arc::new(uptime::HealthLog::new(cfg.history_max_age));
+    uptime::spawn(health_log.clone(), cache.clone(), shutdown.clone());
     tokio::spawn(expire_history(Arc::downgrade(&cache)));
     // One choice: the store keeps the reports and the alerting state.
     let (store, alert_state): (Arc<dyn report_store::ReportStore>, alerting::StateStore) =
@@ -409,6 +412,7 @@ pub async fn serve_reloading(
     let web_side = web::router(passkeys)
         .merge(badge::router(Arc::new(badge::Badges {
             cache: services.cache.clone(),
+            uptime: health_log,
             verifier: verifier.clone(),
             public: services.public.clone(),
         })))

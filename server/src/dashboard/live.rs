@@ -213,7 +213,7 @@ impl Drawn {
                 }
                 if all || health_changed {
                     let history = d.cache.history(std::slice::from_ref(c));
-                    let strip = render::strip(&render::health_changes(&history), now);
+                    let strip = render::strip(&crate::uptime::health_changes(&history), now);
                     out.push(fragment("strip", &strip));
                 }
             }

@@ -221,7 +221,7 @@ async fn cluster_page(
     let history = d.cache.history(std::slice::from_ref(&cluster));
     let body = format!(
         "<section class=\"summary\" id=\"summary\">{tile}</section>{strip}<h2>Nodes and checks</h2>{matrix}",
-        strip = render::strip(&render::health_changes(&history), now),
+        strip = render::strip(&crate::uptime::health_changes(&history), now),
         matrix = render::matrix(&latest, now),
     );
     let live = format!("/live?cluster={}", url_part(&cluster));
