@@ -8,7 +8,7 @@
 
 use dbmon_proto::Report;
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use tokio::sync::broadcast;
 
@@ -190,6 +190,33 @@ struct Inner {
     names: Names,
 }
 
+/// Open streams of one kind (Watch streams, dashboards' live channels),
+/// counted while their guards live: the broadcast's receivers also count
+/// the server's own readers (alerting, the uptime log).
+#[derive(Default)]
+pub struct Streams(AtomicUsize);
+
+impl Streams {
+    /// Counts one more until the guard is dropped.
+    pub fn open(self: &Arc<Self>) -> StreamGuard {
+        self.0.fetch_add(1, Ordering::Relaxed);
+        StreamGuard(self.clone())
+    }
+
+    pub fn count(&self) -> usize {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// One open stream, counted in its [`Streams`] until dropped.
+pub struct StreamGuard(Arc<Streams>);
+
+impl Drop for StreamGuard {
+    fn drop(&mut self) {
+        self.0.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 /// The server's in-memory state.
 pub struct Cache {
     inner: RwLock<Inner>,
@@ -207,6 +234,10 @@ pub struct Cache {
     /// subscriber's stream, once per message and subscriber (the oldest
     /// report of a batch): the server's own share of delivery latency.
     pub fanout: Latencies,
+    /// Open `Watch` streams.
+    pub watch_streams: Arc<Streams>,
+    /// Open dashboard live channels.
+    pub live_pages: Arc<Streams>,
 }
 
 /// A histogram of durations kept in atomics: observing takes no lock
@@ -270,6 +301,8 @@ impl Cache {
             ingested: AtomicU64::new(0),
             duplicates: AtomicU64::new(0),
             fanout: Latencies::default(),
+            watch_streams: Arc::default(),
+            live_pages: Arc::default(),
         }
     }
 
@@ -612,7 +645,6 @@ impl Cache {
             .collect()
     }
 
-    /// Number of live subscribers.
     /// Waits until this cache holds `position`, at most `within`; whether
     /// it does.
     pub async fn wait_position(&self, position: u64, within: std::time::Duration) -> bool {
@@ -625,10 +657,6 @@ impl Cache {
             }
         }
         true
-    }
-
-    pub fn subscribers(&self) -> usize {
-        self.events.receiver_count()
     }
 }
 

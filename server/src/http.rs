@@ -198,7 +198,13 @@ impl Collector for Scrape {
             &mut enc,
             "dbmon_watch_subscribers",
             "Open Watch streams.",
-            level(c.subscribers() as i64),
+            level(c.watch_streams.count() as i64),
+        )?;
+        single(
+            &mut enc,
+            "dbmon_dashboard_live_pages",
+            "Open dashboard pages on the live channel.",
+            level(c.live_pages.count() as i64),
         )?;
         single(
             &mut enc,

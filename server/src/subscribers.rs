@@ -75,6 +75,7 @@ pub async fn open(
     tracing::debug!(%peer, ?clusters, "watch started");
     let sub = Subscriber {
         tx,
+        _counted: services.cache.watch_streams.open(),
         cache: services.cache.clone(),
         clusters,
         peer,
@@ -103,6 +104,8 @@ pub async fn open(
 /// One subscriber's side of the fan-out.
 struct Subscriber {
     tx: Tx,
+    /// Counts this stream in `dbmon_watch_subscribers` while it is open.
+    _counted: crate::cache::StreamGuard,
     cache: Arc<Cache>,
     clusters: Vec<String>,
     peer: String,

@@ -100,6 +100,7 @@ pub async fn live(
 
 /// One channel's loop: updates until the page goes or the login ends.
 async fn run(d: Arc<Dashboard>, view: View, after: u64, s: Session, tx: mpsc::Sender<Event>) {
+    let _counted = d.cache.live_pages.open();
     let (end_tx, mut ended) = tokio::sync::oneshot::channel::<dbmon_auth::Denied>();
     tokio::spawn(crate::auth::watch_login(d.auth.clone(), s.grant, end_tx));
     let clusters = view.clusters();

@@ -48,6 +48,8 @@ pub struct Tile {
     /// bucket it was drawn in.
     version: u64,
     bucket: i64,
+    /// The tile's HTML, for a page.
+    pub html: String,
     /// The `html` event's data: `{"id": "tile-NAME", "html": …}`.
     pub data: Arc<str>,
     /// Health, stale, nodes up: what a page compares to know the clock
@@ -94,6 +96,7 @@ impl Dashboard {
             version,
             bucket,
             data: live::fragment(&format!("tile-{cluster}"), &html),
+            html,
             key: (sum.health, sum.stale, sum.nodes_up),
         });
         lock().insert(cluster.to_string(), tile.clone());
@@ -118,14 +121,6 @@ impl Dashboard {
         }
         let latest = self.cache.latest(&[cluster.to_string()]);
         (!latest.is_empty()).then_some(latest)
-    }
-
-    /// The tile of `cluster` drawn from its latest reports.
-    fn tile_of(&self, latest: &[Report], now_ms: i64) -> Option<String> {
-        let s = dbmon_proto::health::summarize(latest, now_ms)
-            .into_iter()
-            .next()?;
-        Some(render::tile(&s, &self.alerting.marks(&s.cluster), now_ms))
     }
 }
 
@@ -190,16 +185,16 @@ fn not_found(what: &str) -> Response {
 }
 
 async fn overview(State(d): State<Arc<Dashboard>>, Extension(s): Extension<Session>) -> Response {
-    let scope = d.scope(&s);
     let position = d.cache.position();
-    let latest = d.cache.latest(&scope);
     let now = dbmon_proto::now_ms();
-    let summaries = dbmon_proto::health::summarize(&latest, now);
-    let mut tiles = String::new();
-    for sum in &summaries {
-        tiles.push_str(&render::tile(sum, &d.alerting.marks(&sum.cluster), now));
-    }
-    let body = if summaries.is_empty() {
+    let tiles: String = d
+        .cache
+        .cluster_names(&d.scope(&s))
+        .iter()
+        .filter_map(|name| d.tile(name, now))
+        .map(|t| t.html.clone())
+        .collect();
+    let body = if tiles.is_empty() {
         "<p id=\"empty\">No cluster has reported yet (or none is yours to see). Tiles appear here as collectors report.</p><section class=\"tiles\" id=\"tiles\"></section>".to_string()
     } else {
         format!("<section class=\"tiles\" id=\"tiles\" aria-label=\"clusters\">{tiles}</section>")
@@ -217,7 +212,10 @@ async fn cluster_page(
         return not_found(&format!("No cluster {cluster:?} here."));
     };
     let now = dbmon_proto::now_ms();
-    let tile = d.tile_of(&latest, now).unwrap_or_default();
+    let tile = d
+        .tile(&cluster, now)
+        .map(|t| t.html.clone())
+        .unwrap_or_default();
     let history = d.cache.history(std::slice::from_ref(&cluster));
     let body = format!(
         "<section class=\"summary\" id=\"summary\">{tile}</section>{strip}<h2>Nodes and checks</h2>{matrix}",
