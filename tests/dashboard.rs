@@ -357,7 +357,10 @@ fn the_dashboard_shows_each_person_what_they_may_see_and_nothing_else() {
     // The real sign-out ends the login: its live view closes.
     let live = Web::new(&stack, &cookie).live_until_end("/live");
     let metrics = stack.http_get("/metrics");
-    assert!(metrics.contains("dbmon_dashboard_live_pages 1"), "{metrics}");
+    assert!(
+        metrics.contains("dbmon_dashboard_live_pages 1"),
+        "{metrics}"
+    );
     assert!(metrics.contains("dbmon_watch_subscribers 0"), "{metrics}");
     let g = ada.send(
         "POST",
