@@ -179,6 +179,8 @@ fn badges_show_health_to_whom_they_may_and_nothing_else() {
         vec!["alerts"],
         vec!["sessions", "list"],
         vec!["token", "badge", "--cluster", "closed"],
+        vec!["whoami"],
+        vec!["logout"],
     ] {
         let out = stack.client_as(&token, &args);
         assert!(!out.status.success(), "{args:?} took a badge token");

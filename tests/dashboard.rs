@@ -194,22 +194,13 @@ fn the_dashboard_shows_each_person_what_they_may_see_and_nothing_else() {
     assert!(!home.body.contains("<script>"), "no inline script");
     // The browser's login is listed like any other.
     let sessions = String::from_utf8_lossy(&stack.client(&["sessions", "list"]).stdout).to_string();
-    let ada_login = sessions
-        .lines()
-        .find(|l| l.contains("ada") && l.contains("browser, passkey"))
-        .and_then(|l| l.split_whitespace().next())
-        .unwrap_or_else(|| panic!("no browser login of ada in:\n{sessions}"))
-        .to_string();
+    let ada_login = wait_for_login(&stack, "ada");
+    assert!(sessions.contains(&ada_login), "{sessions}");
 
     // Every route of the table is served behind the guard; others are not.
     let served = |g: &Got| g.headers.contains_key("x-content-type-options");
     for (method, pattern, _) in dbmon_auth::perms::WEB_ROUTES {
-        let path = pattern
-            .replace("{cluster}", "alpha")
-            .replace("{node}", "(cluster)")
-            .replace("{check}", "quorum")
-            .replace("{id}", "nosuch")
-            .replace("{file}", "alpha.svg");
+        let path = route_path(pattern, "alpha");
         let g = if *method == "GET" && path == "/live" {
             // A stream: its headers are enough.
             let url = format!("{}{path}", ada.base);
@@ -243,14 +234,25 @@ fn the_dashboard_shows_each_person_what_they_may_see_and_nothing_else() {
     assert_eq!(overview.status, 200);
     assert!(overview.body.contains("tile-alpha"), "{}", overview.body);
     assert!(!overview.body.contains("bravo"), "{}", overview.body);
-    for path in [
-        "/clusters/bravo",
-        "/clusters/bravo/nodes/(cluster)/checks/quorum",
-        "/live?cluster=bravo",
-        "/clusters/nosuch",
-    ] {
+    // Every route of the table that names a cluster, asked for bravo (and
+    // the live channel of bravo): the answer of a cluster that does not exist.
+    let mut probes: Vec<String> = dbmon_auth::perms::WEB_ROUTES
+        .iter()
+        .filter(|(m, p, _)| *m == "GET" && p.contains("{cluster}"))
+        .map(|(_, p, _)| route_path(p, "bravo"))
+        .collect();
+    probes.push("/live?cluster=bravo".into());
+    probes.push("/badge/bravo.svg".into());
+    assert!(probes.len() >= 4, "{probes:?}");
+    for path in &probes {
         let g = vic.get(path);
+        let nosuch = vic.get(&path.replace("bravo", "nosuch"));
         assert_eq!(g.status, 404, "{path}: {}", g.body);
+        assert_eq!(
+            g.body,
+            nosuch.body.replace("nosuch", "bravo"),
+            "{path} tells bravo from no cluster"
+        );
         assert!(!g.body.contains("tile-bravo"), "{path}: {}", g.body);
     }
     assert_eq!(vic.get("/clusters/alpha").status, 200);
@@ -288,6 +290,31 @@ fn the_dashboard_shows_each_person_what_they_may_see_and_nothing_else() {
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or_else(|| panic!("{resumed}"));
     assert!(first_id > last_id, "{first_id} after {last_id}");
+    // As a browser reconnects: the last id it saw in `Last-Event-ID`,
+    // which wins over the page's `?after=`.
+    let url = format!("{}/live?after=0", vic.base);
+    let resumed_at = block_on(async {
+        let mut r = vic
+            .http
+            .get(&url)
+            .header("cookie", &vic.cookie)
+            .header("last-event-id", last_id.to_string())
+            .send()
+            .await
+            .unwrap();
+        let c = tokio::time::timeout(Duration::from_secs(10), r.chunk())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        String::from_utf8_lossy(&c).to_string()
+    });
+    let id: u64 = resumed_at
+        .lines()
+        .find_map(|l| l.strip_prefix("id: "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{resumed_at}"));
+    assert!(id > last_id, "{id} after {last_id}: {resumed_at}");
 
     // A tampered cookie, an expired one: the sign-in page, the cookie cleared.
     let tampered = Web::new(&stack, &format!("{cookie}x"));
@@ -328,13 +355,15 @@ fn the_dashboard_shows_each_person_what_they_may_see_and_nothing_else() {
         .unwrap()
         .to_string();
     let b = Web::new(&stack, &format!("dbmon_session={badge}"));
-    for path in ["/", "/clusters/alpha", "/live"] {
-        let g = b.get(path);
-        assert_eq!(g.status, 403, "{path}: {}", g.body);
+    for (method, pattern, access) in dbmon_auth::perms::WEB_ROUTES {
+        if *access == dbmon_auth::perms::Access::Public {
+            continue;
+        }
+        let path = route_path(pattern, "alpha");
+        let g = b.send(method, &path, &[("origin", &origin)]);
+        assert_eq!(g.status, 403, "{method} {path}: {}", g.body);
         assert!(g.body.contains("this token allows badge"), "{}", g.body);
     }
-    let g = b.send("POST", "/api/signout", &[("origin", &origin)]);
-    assert_eq!(g.status, 403, "{}", g.body);
 
     // Signing out needs the page's origin and its CSRF token.
     let csrf = csrf_of(&ada.get("/").body);
@@ -419,6 +448,16 @@ fn the_dashboard_shows_each_person_what_they_may_see_and_nothing_else() {
     }
 }
 
+/// A route of the table made a path, about `cluster`.
+fn route_path(pattern: &str, cluster: &str) -> String {
+    pattern
+        .replace("{cluster}", cluster)
+        .replace("{node}", "(cluster)")
+        .replace("{check}", "quorum")
+        .replace("{id}", "nosuch")
+        .replace("{file}", &format!("{cluster}.svg"))
+}
+
 /// The browser login of `who` (waiting for `sessions list` to show it).
 fn wait_for_login(stack: &Stack, who: &str) -> String {
     let mut login = String::new();
@@ -430,7 +469,9 @@ fn wait_for_login(stack: &Stack, who: &str) -> String {
                 String::from_utf8_lossy(&stack.client(&["sessions", "list"]).stdout).to_string();
             if let Some(id) = s
                 .lines()
-                .find(|l| l.contains(who) && l.contains("browser, passkey"))
+                .find(|l| {
+                    l.split_whitespace().nth(1) == Some(who) && l.contains("browser, passkey")
+                })
                 .and_then(|l| l.split_whitespace().next())
             {
                 login = id.to_string();

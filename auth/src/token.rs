@@ -50,6 +50,10 @@ pub enum Denied {
         needed: Op,
         allowed: String,
     },
+    #[error(
+        "{0} needs a login's token; this token allows badge only: it opens one cluster's badge and nothing else"
+    )]
+    BadgeOnly(String),
     #[error("cluster {cluster:?} is outside this token's scope ({scope})")]
     Cluster { cluster: String, scope: String },
     #[error("{0} is served to collectors only, on the collector endpoint")]
@@ -66,6 +70,7 @@ impl Denied {
         matches!(
             self,
             Denied::Op { .. }
+                | Denied::BadgeOnly(_)
                 | Denied::Cluster { .. }
                 | Denied::CollectorOnly(_)
                 | Denied::UnknownMethod(_)
@@ -91,6 +96,11 @@ pub struct Grant {
 impl Grant {
     pub fn allows(&self, op: Op) -> bool {
         self.ops.contains(&op)
+    }
+
+    /// A badge token: the `badge` operation alone.
+    pub fn is_badge_only(&self) -> bool {
+        self.ops.len() == 1 && self.ops.contains(&Op::Badge)
     }
 
     pub fn sees(&self, cluster: &str) -> bool {
@@ -122,7 +132,11 @@ impl Grant {
     /// Checks `access` for the method at `path`.
     pub fn authorize(&self, path: &str, access: Access) -> Result<(), Denied> {
         match access {
-            Access::Public | Access::Session => Ok(()),
+            Access::Public => Ok(()),
+            // A badge token is a login of its own, but it speaks for
+            // nobody: it may not ask who it is, end itself, or anything else.
+            Access::Session if self.is_badge_only() => Err(Denied::BadgeOnly(path.to_string())),
+            Access::Session => Ok(()),
             Access::Collector => Err(Denied::CollectorOnly(path.to_string())),
             Access::Op(op) if self.allows(op) => Ok(()),
             Access::Op(op) => Err(Denied::Op {

@@ -21,7 +21,6 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use dbmon_auth::Verifier;
-use dbmon_auth::perms::Op;
 use dbmon_proto::v1::Health;
 use std::collections::{BTreeSet, HashMap};
 use std::hash::{Hash, Hasher};
@@ -116,7 +115,7 @@ async fn badge(
                     &format!("badge token refused: {e}\n"),
                 );
             }
-            Ok(g) if g.ops != BTreeSet::from([Op::Badge]) || g.clusters.is_none() => {
+            Ok(g) if !g.is_badge_only() || g.clusters.is_none() => {
                 return plain(
                     StatusCode::UNAUTHORIZED,
                     "a login's token is refused here: a token in a URL is left in logs and histories; make a badge token with `dbmon-client token badge --cluster NAME`, which allows nothing else\n",
