@@ -14,8 +14,8 @@
 //! Default thresholds follow CockroachDB's own alerting rules.
 
 use crate::connector::{Connector, ConnectorError, Observation, bytes, check, fmt_num, node_label};
-use crate::http::{excerpt, fetch, join};
-use crate::prom::Metrics;
+use crate::http::{excerpt, fetch, fetch_with, join};
+use crate::prom::{LineFilter, Metrics};
 use crate::window::CounterWindow;
 use dbmon_config::{CheckSpec, ClusterConfig, Direction};
 use dbmon_proto::Status;
@@ -201,9 +201,16 @@ impl CockroachDb {
         let timeout = self.cluster.timeout;
         let mut health_url = join(base, "health");
         health_url.set_query(Some("ready=1"));
+        // The metrics page goes through a line filter as it arrives: a
+        // node's 175 KB are never held, only the families the checks read.
+        let mut filter = LineFilter::new(VARS);
         let (health, vars) = tokio::join!(
             fetch(self.client.get(health_url), timeout),
-            fetch(self.client.get(join(base, "_status/vars")), timeout)
+            fetch_with(
+                self.client.get(join(base, "_status/vars")),
+                timeout,
+                |chunk| filter.push(chunk)
+            )
         );
         let mut out = Vec::new();
         let up = match &health {
@@ -238,16 +245,16 @@ impl CockroachDb {
         let parsed = match vars {
             Err(e) if answered => Err(format!("/_status/vars: {e}")),
             Err(_) => return (node, out, None),
-            Ok(a) if a.status != 200 => Err(format!(
-                "/_status/vars answered HTTP {}: {}",
-                a.status,
-                excerpt(&a.body)
+            Ok((status, _)) if status != 200 => Err(format!(
+                "/_status/vars answered HTTP {status}: {}",
+                filter.excerpt()
             )),
-            Ok(a) => Metrics::parse_only(&a.body, VARS)
+            Ok((_, latency)) => filter
+                .finish()
                 .map_err(|e| format!("/_status/vars: {e}"))
                 .and_then(|m| {
                     if m.has("sys_uptime") && m.has("liveness_livenodes") {
-                        Ok((m, a.latency))
+                        Ok((m, latency))
                     } else {
                         Err("/_status/vars has no sys_uptime or liveness_livenodes: \
                              is this a CockroachDB node's HTTP address?"

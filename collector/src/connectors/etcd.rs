@@ -7,8 +7,8 @@
 //! while.
 
 use crate::connector::{Connector, ConnectorError, Observation, bytes, check, fmt_num, node_label};
-use crate::http::{excerpt, fetch, join};
-use crate::prom::Metrics;
+use crate::http::{excerpt, fetch, fetch_with, join};
+use crate::prom::{LineFilter, Metrics};
 use crate::window::CounterWindow;
 use dbmon_config::{CheckSpec, ClusterConfig, Direction};
 use dbmon_proto::Status;
@@ -157,7 +157,12 @@ impl Etcd {
         let node = node_label(base);
         let timeout = self.cluster.timeout;
         let health = fetch(self.client.get(join(base, "health")), timeout);
-        let metrics = fetch(self.client.get(join(base, "metrics")), timeout);
+        // /metrics through a line filter as it arrives: only the families
+        // the checks read are kept, never the whole page.
+        let mut filter = LineFilter::new(METRICS);
+        let metrics = fetch_with(self.client.get(join(base, "metrics")), timeout, |chunk| {
+            filter.push(chunk)
+        });
         let members = fetch(
             self.client
                 .post(join(base, "v3/cluster/member/list"))
@@ -215,13 +220,13 @@ impl Etcd {
                 format!("/metrics: {e}"),
             )),
             Err(_) => {}
-            Ok(a) if a.status != 200 => out.push(Observation::new(
+            Ok((status, _)) if status != 200 => out.push(Observation::new(
                 &node,
                 "metrics",
                 Status::Unknown,
-                format!("/metrics answered HTTP {}: {}", a.status, excerpt(&a.body)),
+                format!("/metrics answered HTTP {status}: {}", filter.excerpt()),
             )),
-            Ok(a) => match Metrics::parse_only(&a.body, METRICS) {
+            Ok((_, metrics_latency)) => match filter.finish() {
                 Err(e) => out.push(Observation::new(
                     &node,
                     "metrics",
@@ -234,7 +239,7 @@ impl Etcd {
                     Status::Unknown,
                     "/metrics has no etcd_server_has_leader: is this an etcd member's client URL?",
                 )),
-                Ok(m) => out.extend(self.judge_metrics(&node, &m, a.latency)),
+                Ok(m) => out.extend(self.judge_metrics(&node, &m, metrics_latency)),
             },
         }
 
