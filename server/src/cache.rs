@@ -190,6 +190,24 @@ struct Inner {
     names: Names,
 }
 
+/// `first` and whatever else is already waiting on `rx`, at most `max` in
+/// all: what a reader of the broadcast takes in one round. A lag shows at
+/// its next `recv`.
+pub fn with_waiting(
+    rx: &mut broadcast::Receiver<Arc<Entry>>,
+    first: Arc<Entry>,
+    max: usize,
+) -> Vec<Arc<Entry>> {
+    let mut batch = vec![first];
+    while batch.len() < max {
+        match rx.try_recv() {
+            Ok(e) => batch.push(e),
+            Err(_) => break,
+        }
+    }
+    batch
+}
+
 /// Open streams of one kind (Watch streams, dashboards' live channels),
 /// counted while their guards live: the broadcast's receivers also count
 /// the server's own readers (alerting, the uptime log).

@@ -198,13 +198,7 @@ pub fn spawn(log: Arc<HealthLog>, cache: Arc<Cache>, mut shutdown: watch::Receiv
                 _ = shutdown.wait_for(|s| *s) => return,
                 got = rx.recv() => match got {
                     Ok(first) => {
-                        let mut batch = vec![first];
-                        while batch.len() < MAX_BATCH {
-                            match rx.try_recv() {
-                                Ok(e) => batch.push(e),
-                                Err(_) => break,
-                            }
-                        }
+                        let batch = crate::cache::with_waiting(&mut rx, first, MAX_BATCH);
                         log.note(&cache, &batch);
                     }
                     Err(broadcast::error::RecvError::Lagged(_)) => {

@@ -67,6 +67,44 @@ pub async fn register(http: &reqwest::Client, invite_url: &str) -> Result<SoftPa
     Ok(key)
 }
 
+/// Asserts `key`'s passkey for `user` through one of the sign-in APIs
+/// (`api`: `login` for a CLI login's page, `signin` for the dashboard):
+/// `start` with `body`, then `finish` with the ceremony, the credential and
+/// `body`. The finish's answer, refused unless it succeeded.
+async fn assert_passkey(
+    http: &reqwest::Client,
+    origin: &url::Url,
+    api: &str,
+    user: &str,
+    body: Value,
+    key: &mut SoftPasskey,
+) -> Result<reqwest::Response, String> {
+    let mut start_body = body.clone();
+    start_body["user"] = user.into();
+    let start = post(http, format!("{origin}api/{api}/start"), start_body).await?;
+    let options: RequestChallengeResponse =
+        serde_json::from_value(start["options"].clone()).map_err(|e| e.to_string())?;
+    let cred = key
+        .do_authentication(origin.clone(), options)
+        .map_err(|e| format!("authenticator: {e:?}"))?;
+    let mut finish = body;
+    finish["ceremony"] = start["ceremony"].clone();
+    finish["credential"] = serde_json::to_value(cred).map_err(|e| e.to_string())?;
+    let url = format!("{origin}api/{api}/finish");
+    let r = http
+        .post(&url)
+        .json(&finish)
+        .send()
+        .await
+        .map_err(|e| format!("POST {url}: {e}"))?;
+    if !r.status().is_success() {
+        let status = r.status();
+        let v: Value = r.json().await.unwrap_or_default();
+        return Err(format!("{status}: {}", v["error"].as_str().unwrap_or("")));
+    }
+    Ok(r)
+}
+
 /// Completes a CLI login (`ORIGIN/login/ID`) as `user` with `key`.
 pub async fn approve(
     http: &reqwest::Client,
@@ -76,23 +114,7 @@ pub async fn approve(
 ) -> Result<(), String> {
     let origin = origin_of(login_url);
     let id = login_url.rsplit('/').next().unwrap_or("");
-    let start = post(
-        http,
-        format!("{origin}api/login/start"),
-        json!({ "login": id, "user": user }),
-    )
-    .await?;
-    let options: RequestChallengeResponse =
-        serde_json::from_value(start["options"].clone()).map_err(|e| e.to_string())?;
-    let cred = key
-        .do_authentication(origin.clone(), options)
-        .map_err(|e| format!("authenticator: {e:?}"))?;
-    post(
-        http,
-        format!("{origin}api/login/finish"),
-        json!({ "login": id, "ceremony": start["ceremony"], "credential": cred }),
-    )
-    .await?;
+    assert_passkey(http, &origin, "login", user, json!({ "login": id }), key).await?;
     Ok(())
 }
 
@@ -106,32 +128,12 @@ pub async fn signin(
     user: &str,
     key: &mut SoftPasskey,
 ) -> Result<(String, String), String> {
-    let start = post(
-        http,
-        format!("{origin}api/signin/start"),
-        json!({ "user": user }),
-    )
-    .await?;
-    let options: RequestChallengeResponse =
-        serde_json::from_value(start["options"].clone()).map_err(|e| e.to_string())?;
-    let cred = key
-        .do_authentication(origin.clone(), options)
-        .map_err(|e| format!("authenticator: {e:?}"))?;
-    let url = format!("{origin}api/signin/finish");
-    let r = http
-        .post(&url)
-        .json(&json!({ "ceremony": start["ceremony"], "credential": cred }))
-        .send()
-        .await
-        .map_err(|e| format!("POST {url}: {e}"))?;
-    if !r.status().is_success() {
-        return Err(format!("POST {url}: {}", r.status()));
-    }
+    let r = assert_passkey(http, origin, "signin", user, json!({}), key).await?;
     let set = r
         .headers()
         .get("set-cookie")
         .and_then(|v| v.to_str().ok())
-        .ok_or_else(|| format!("POST {url}: no Set-Cookie"))?
+        .ok_or("the sign-in set no cookie")?
         .to_string();
     let cookie = set.split(';').next().unwrap_or("").to_string();
     Ok((cookie, set))

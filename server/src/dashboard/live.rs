@@ -128,13 +128,7 @@ async fn run(d: Arc<Dashboard>, view: View, after: u64, s: Session, tx: mpsc::Se
             _ = recheck.tick() => Touched::Some(Vec::new()),
             got = rx.recv() => match got {
                 Ok(first) => {
-                    let mut batch = vec![first];
-                    while batch.len() < MAX_BATCH {
-                        match rx.try_recv() {
-                            Ok(e) => batch.push(e),
-                            Err(_) => break,
-                        }
-                    }
+                    let mut batch = crate::cache::with_waiting(&mut rx, first, MAX_BATCH);
                     position = position.max(batch.last().map_or(0, |e| e.position));
                     batch.retain(|e| e.report.in_clusters(&clusters));
                     Touched::Some(batch)

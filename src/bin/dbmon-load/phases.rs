@@ -337,6 +337,23 @@ pub async fn fanout(
     Ok(())
 }
 
+/// An ok report of a simulated CockroachDB node, observed now.
+fn ok_report(cluster: String, node: String, check: &str, seq: u64) -> Report {
+    let mut r = Report {
+        cluster,
+        node,
+        check: check.into(),
+        message: "ok".into(),
+        observed_at_ms: now_ms(),
+        seq,
+        kind: "cockroachdb".into(),
+        stale_after_ms: 60_000,
+        ..Default::default()
+    };
+    r.set_status(Status::Ok);
+    r
+}
+
 /// Publishes `rate` reports per second for `window` straight to the
 /// server, as collector `state`: 100 clusters named `PREFIX-N` of three
 /// nodes each, their `up` checks ok, observed when sent. How many.
@@ -357,18 +374,12 @@ async fn publish_steady(
         tick.tick().await;
         for _ in 0..per_tick {
             seq += 1;
-            let mut r = Report {
-                cluster: format!("{prefix}-{}", seq % 100),
-                node: format!("n{}", seq % 3),
-                check: "up".into(),
-                message: "ok".into(),
-                observed_at_ms: now_ms(),
+            let r = ok_report(
+                format!("{prefix}-{}", seq % 100),
+                format!("n{}", seq % 3),
+                "up",
                 seq,
-                kind: "cockroachdb".into(),
-                stale_after_ms: 60_000,
-                ..Default::default()
-            };
-            r.set_status(Status::Ok);
+            );
             tx.send(PublishRequest {
                 msg: Some(publish_request::Msg::Report(r)),
             })
@@ -552,19 +563,13 @@ pub async fn memory(
             for n in 0..3 {
                 for check in checks {
                     seq += 1;
-                    let mut r = Report {
-                        cluster: format!("state-{c}"),
-                        node: format!("10.{}.{}.{n}:26258", c / 250, c % 250),
-                        check: check.into(),
-                        value: Some(1.0),
-                        message: "ok".into(),
-                        observed_at_ms: now_ms(),
+                    let mut r = ok_report(
+                        format!("state-{c}"),
+                        format!("10.{}.{}.{n}:26258", c / 250, c % 250),
+                        check,
                         seq,
-                        kind: "cockroachdb".into(),
-                        stale_after_ms: 60_000,
-                        ..Default::default()
-                    };
-                    r.set_status(Status::Ok);
+                    );
+                    r.value = Some(1.0);
                     if tx
                         .send(PublishRequest {
                             msg: Some(publish_request::Msg::Report(r)),
