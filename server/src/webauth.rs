@@ -133,7 +133,8 @@ pub async fn guard(
         Access::Session | Access::Op(_) => {}
     }
     let Some(token) = session_token(req.headers()).map(str::to_string) else {
-        return signed_out(&method, &pattern, "you are not signed in");
+        // No cookie at all: a first visit, nothing to warn about.
+        return signed_out(&method, &pattern, "you are not signed in", false);
     };
     let grant = match w.verifier.verify(&token, now_ms()) {
         Ok(g) => g,
@@ -145,7 +146,7 @@ pub async fn guard(
                 &peer,
                 &format!("{method} {}: {d}", req.uri().path()),
             );
-            return signed_out(&method, &pattern, &d.to_string());
+            return signed_out(&method, &pattern, &d.to_string(), true);
         }
     };
     if let Err(d) = grant.authorize(&pattern, access) {
@@ -173,10 +174,10 @@ pub async fn guard(
 }
 
 /// The answer to a request without a valid session: the sign-in page for
-/// a page (the cookie cleared), 401 for a script.
-fn signed_out(method: &Method, pattern: &str, why: &str) -> Response {
+/// a page (saying `why` when `tell`, the cookie cleared), 401 for a script.
+fn signed_out(method: &Method, pattern: &str, why: &str, tell: bool) -> Response {
     let mut r = if is_page(method, pattern) {
-        crate::web::signin_page(StatusCode::UNAUTHORIZED, why)
+        crate::web::signin_page(StatusCode::UNAUTHORIZED, if tell { why } else { "" })
     } else {
         crate::web::json_error(StatusCode::UNAUTHORIZED, &format!("{why}; sign in again"))
     };
