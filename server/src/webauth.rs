@@ -19,7 +19,7 @@ use crate::peer::peer_from;
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use dbmon_auth::perms::{Access, web_access};
 use dbmon_auth::store::{now_ms, sha256_hex};
 use dbmon_auth::{Denied, Grant, Verifier};
@@ -133,7 +133,7 @@ pub async fn guard(
         Access::Session | Access::Op(_) => {}
     }
     let Some(token) = session_token(req.headers()).map(str::to_string) else {
-        // No cookie at all: a first visit, nothing to warn about.
+        // No cookie at all: a first visit, nothing to warn about or clear.
         return signed_out(&method, &pattern, "you are not signed in", false);
     };
     let grant = match w.verifier.verify(&token, now_ms()) {
@@ -181,8 +181,11 @@ fn signed_out(method: &Method, pattern: &str, why: &str, tell: bool) -> Response
     } else {
         crate::web::json_error(StatusCode::UNAUTHORIZED, &format!("{why}; sign in again"))
     };
-    r.headers_mut().insert(header::SET_COOKIE, clear_cookie());
-    r.into_response()
+    // A cookie that was sent and refused is cleared.
+    if tell {
+        r.headers_mut().insert(header::SET_COOKIE, clear_cookie());
+    }
+    r
 }
 
 #[cfg(test)]
