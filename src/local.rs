@@ -24,8 +24,24 @@ fn die_with_parent(cmd: &mut Command) -> &mut Command {
     }
 }
 
-/// A free TCP port on 127.0.0.1 (the OS picks it; we release it at once).
+/// A TCP port free on 127.0.0.1 now, for a process started next to take.
+///
+/// Chosen at random below Linux's ephemeral range (32768 and up), where the
+/// OS never hands out the local port of an outgoing connection: a port the
+/// OS picked (`bind :0`) and released could be taken by any connection
+/// opened before the process binds it, and an etcd member that finds its
+/// port taken exits. Falls back to the OS's choice if nothing below is free.
 pub fn free_port() -> u16 {
+    use std::hash::{BuildHasher, Hasher};
+    for _ in 0..64 {
+        let random = std::collections::hash_map::RandomState::new()
+            .build_hasher()
+            .finish();
+        let port = 20_000 + (random % 12_000) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
