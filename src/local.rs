@@ -72,6 +72,9 @@ pub struct EtcdCluster {
     initial_cluster: String,
     tls: Option<EtcdTls>,
     pub members: Vec<EtcdMember>,
+    /// Whether the cluster has answered healthy once: until then, a member
+    /// that finds its port taken moves the cluster to new ports.
+    ever_healthy: bool,
 }
 
 /// TLS on the client URLs, with client-certificate authentication.
@@ -98,28 +101,43 @@ impl EtcdCluster {
         let members: Vec<EtcdMember> = (1..=n)
             .map(|i| EtcdMember {
                 name: format!("etcd{i}"),
-                client_port: free_port(),
-                peer_port: free_port(),
+                client_port: 0,
+                peer_port: 0,
                 child: None,
             })
             .collect();
-        let initial_cluster = members
-            .iter()
-            .map(|m| format!("{}=http://127.0.0.1:{}", m.name, m.peer_port))
-            .collect::<Vec<_>>()
-            .join(",");
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
         let mut cluster = EtcdCluster {
             dir: dir.to_path_buf(),
             binary,
-            initial_cluster,
+            initial_cluster: String::new(),
             tls,
             members,
+            ever_healthy: false,
         };
-        for i in 0..n {
-            cluster.spawn(i)?;
-        }
+        cluster.spawn_all_on_new_ports()?;
         Ok(cluster)
+    }
+
+    /// Every member (stopped first, its data gone) started afresh on ports
+    /// free now.
+    fn spawn_all_on_new_ports(&mut self) -> Result<()> {
+        for i in 0..self.members.len() {
+            self.kill(i);
+            let _ = std::fs::remove_dir_all(self.dir.join(&self.members[i].name));
+            self.members[i].client_port = free_port();
+            self.members[i].peer_port = free_port();
+        }
+        self.initial_cluster = self
+            .members
+            .iter()
+            .map(|m| format!("{}=http://127.0.0.1:{}", m.name, m.peer_port))
+            .collect::<Vec<_>>()
+            .join(",");
+        for i in 0..self.members.len() {
+            self.spawn(i)?;
+        }
+        Ok(())
     }
 
     fn scheme(&self) -> &'static str {
@@ -197,19 +215,21 @@ impl EtcdCluster {
     }
 
     /// Waits until every running member answers `/health` with health true.
+    /// Before the cluster was ever healthy, a member that found one of its
+    /// ports taken (by another process between choosing and binding it)
+    /// moves the whole cluster to new ports, twice at most.
     pub fn wait_healthy(&mut self, timeout: Duration) -> Result<()> {
         let deadline = Instant::now() + timeout;
+        let mut moves = 0;
         loop {
             let mut all = true;
+            let mut exited = None;
             for (i, m) in self.members.iter_mut().enumerate() {
                 if let Some(c) = m.child.as_mut()
                     && let Ok(Some(status)) = c.try_wait()
                 {
-                    bail!(
-                        "etcd member {} exited ({status}); see {}",
-                        i + 1,
-                        self.dir.join(format!("{}.log", m.name)).display()
-                    );
+                    exited = Some((i, status));
+                    break;
                 }
                 let ready = if self.tls.is_some() {
                     // The member's certificate demands ours; an open port will do here.
@@ -221,7 +241,24 @@ impl EtcdCluster {
                     all = false;
                 }
             }
+            if let Some((i, status)) = exited {
+                let log = self.dir.join(format!("{}.log", self.members[i].name));
+                let text = std::fs::read_to_string(&log).unwrap_or_default();
+                if !self.ever_healthy && moves < 2 && text.contains("address already in use") {
+                    moves += 1;
+                    self.spawn_all_on_new_ports()?;
+                    continue;
+                }
+                let tail: Vec<&str> = text.lines().rev().take(3).collect();
+                bail!(
+                    "etcd member {} exited ({status}); its log {} ends: {}",
+                    i + 1,
+                    log.display(),
+                    tail.into_iter().rev().collect::<Vec<_>>().join(" | ")
+                );
+            }
             if all {
+                self.ever_healthy = true;
                 return Ok(());
             }
             if Instant::now() > deadline {
