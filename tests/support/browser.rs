@@ -65,13 +65,12 @@ impl Page {
 
     pub async fn open(&mut self, url: &str) {
         self.call("Page.navigate", json!({ "url": url })).await;
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while self.eval("document.readyState").await != "complete"
-            || self.eval("!!document.getElementById('status')").await != true
-        {
-            assert!(Instant::now() < deadline, "{url} did not load");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        self.wait_js(
+            "document.readyState === 'complete' && !!document.getElementById('status')",
+            Duration::from_secs(20),
+            &format!("{url} loads"),
+        )
+        .await;
     }
 
     /// Waits until the expression `js` is true; how long it took.
@@ -84,6 +83,7 @@ impl Page {
                     .await;
                 panic!("not true within {within:?}: {what}; the page: {page}");
             }
+            // The page is another process: ask again shortly.
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
         started.elapsed()
@@ -104,22 +104,20 @@ impl Page {
 
     /// Waits for the page's status line to say done (or fails with what it says).
     pub async fn wait_done(&mut self, what: &str) -> String {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let state = self
-                .eval("document.getElementById('status').dataset.state || ''")
-                .await;
-            let text = self
-                .eval("document.getElementById('status').textContent")
-                .await;
-            match state.as_str() {
-                Some("done") => return text.as_str().unwrap_or("").to_string(),
-                Some("error") => panic!("{what}: the page says {text}"),
-                _ => {}
-            }
-            assert!(Instant::now() < deadline, "{what}: still {state} / {text}");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        self.wait_js(
+            "['done', 'error'].includes(document.getElementById('status').dataset.state)",
+            Duration::from_secs(20),
+            what,
+        )
+        .await;
+        let state = self
+            .eval("document.getElementById('status').dataset.state")
+            .await;
+        let text = self
+            .eval("document.getElementById('status').textContent")
+            .await;
+        assert_eq!(state, "done", "{what}: the page says {text}");
+        text.as_str().unwrap_or("").to_string()
     }
 }
 

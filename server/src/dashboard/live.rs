@@ -68,7 +68,7 @@ pub async fn live(
     headers: HeaderMap,
 ) -> Response {
     let view = match q.cluster {
-        Some(c) if d.cluster(&s, &c).is_some() => View::Cluster(c),
+        Some(c) if s.grant.sees(&c) && d.cache.cluster_version(&c).is_some() => View::Cluster(c),
         Some(c) => {
             return crate::web::json_error(
                 StatusCode::NOT_FOUND,
