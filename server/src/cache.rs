@@ -33,6 +33,43 @@ pub struct Entry {
     pub arrived: std::time::Instant,
 }
 
+/// What the broadcast carries: a new entry, and its report encoded for
+/// the wire once (by the first Watch stream that sends it) for every
+/// stream, so that a report to 1,000 subscribers is built and encoded once,
+/// not 1,000 times. Readers that only need the entry reach it through
+/// `Deref`. The encoding lives as long as the broadcast ring holds the
+/// event, not in the cache's latest state or history.
+#[derive(Debug)]
+pub struct Published {
+    pub entry: Arc<Entry>,
+    wire: std::sync::OnceLock<prost::bytes::Bytes>,
+}
+
+impl Published {
+    pub fn new(entry: Arc<Entry>) -> Self {
+        Published {
+            entry,
+            wire: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// The report's protobuf encoding (a `Report` message).
+    pub fn wire(&self) -> &prost::bytes::Bytes {
+        self.wire
+            .get_or_init(|| prost::Message::encode_to_vec(&self.entry.report.to_report()).into())
+    }
+}
+
+impl std::ops::Deref for Published {
+    type Target = Entry;
+    fn deref(&self) -> &Entry {
+        &self.entry
+    }
+}
+
+/// One item of the broadcast.
+pub type Event = Arc<Published>;
+
 /// A report as the cache keeps it: names (cluster, node, check, kind,
 /// collector, unit) shared with every other report that carries them, one
 /// allocation for the message. A `Report` holds seven strings of its own;
@@ -193,11 +230,7 @@ struct Inner {
 /// `first` and whatever else is already waiting on `rx`, at most `max` in
 /// all: what a reader of the broadcast takes in one round. A lag shows at
 /// its next `recv`.
-pub fn with_waiting(
-    rx: &mut broadcast::Receiver<Arc<Entry>>,
-    first: Arc<Entry>,
-    max: usize,
-) -> Vec<Arc<Entry>> {
+pub fn with_waiting(rx: &mut broadcast::Receiver<Event>, first: Event, max: usize) -> Vec<Event> {
     let mut batch = vec![first];
     while batch.len() < max {
         match rx.try_recv() {
@@ -241,16 +274,17 @@ pub struct Cache {
     /// Where ingested entries are written, when the server has a store.
     sink: Option<Arc<dyn EntrySink>>,
 
-    events: broadcast::Sender<Arc<Entry>>,
+    events: broadcast::Sender<Event>,
     history_per_cluster: usize,
     /// History observed longer ago than this is dropped by [`Cache::expire`].
     max_age_ms: Option<i64>,
     resume_window: usize,
     pub ingested: AtomicU64,
     pub duplicates: AtomicU64,
-    /// Seconds from a report's arrival to its message being handed to a
-    /// subscriber's stream, once per message and subscriber (the oldest
-    /// report of a batch): the server's own share of delivery latency.
+    /// Seconds from a report's arrival to its message being written to a
+    /// subscriber's stream (encoded into the stream's buffer), once per
+    /// message and subscriber (the oldest report of a batch): the server's
+    /// own share of delivery latency.
     pub fanout: Latencies,
     /// Open `Watch` streams.
     pub watch_streams: Arc<Streams>,
@@ -533,7 +567,7 @@ impl Cache {
             p.push(entry.clone(), epoch);
         }
         let position = entry.position;
-        let _ = self.events.send(entry);
+        let _ = self.events.send(Arc::new(Published::new(entry)));
         self.ingested.fetch_add(1, Ordering::Relaxed);
         Ingested::Stored(position)
     }
@@ -580,10 +614,7 @@ impl Cache {
 
     /// Subscribes and snapshots atomically: the snapshot holds everything up
     /// to the returned position, the receiver everything after it.
-    pub fn subscribe(
-        &self,
-        clusters: &[String],
-    ) -> (broadcast::Receiver<Arc<Entry>>, Vec<Report>, u64) {
+    pub fn subscribe(&self, clusters: &[String]) -> (broadcast::Receiver<Event>, Vec<Report>, u64) {
         let inner = self.read();
         let rx = self.events.subscribe();
         (rx, Self::latest_of(&inner, clusters), inner.position)
@@ -595,7 +626,7 @@ impl Cache {
     pub fn subscribe_entries(
         &self,
         clusters: &[String],
-    ) -> (broadcast::Receiver<Arc<Entry>>, Vec<Arc<Entry>>, u64) {
+    ) -> (broadcast::Receiver<Event>, Vec<Arc<Entry>>, u64) {
         let inner = self.read();
         let rx = self.events.subscribe();
         (rx, Self::entries_of(&inner, clusters), inner.position)
@@ -608,7 +639,7 @@ impl Cache {
         &self,
         clusters: &[String],
         after: u64,
-    ) -> (broadcast::Receiver<Arc<Entry>>, Resume, u64) {
+    ) -> (broadcast::Receiver<Event>, Resume, u64) {
         let inner = self.read();
         let rx = self.events.subscribe();
         let oldest = inner

@@ -209,7 +209,7 @@ impl Collector for Scrape {
         single(
             &mut enc,
             "dbmon_watch_fanout_seconds",
-            "From a report's arrival to its message being handed to a subscriber's stream, per message and subscriber (the oldest report of a batch).",
+            "From a report's arrival to its message being written to a subscriber's stream, per message and subscriber (the oldest report of a batch).",
             &c.fanout,
         )?;
         single(

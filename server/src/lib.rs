@@ -27,6 +27,7 @@ pub mod subscribers;
 pub mod uptime;
 pub mod web;
 pub mod webauth;
+pub mod wire;
 
 use dbmon_config::{Config, ServerConfig};
 use dbmon_pki::tls::{ReloadingIdentity, Trust};
@@ -35,7 +36,6 @@ use dbmon_pki::{Ca, Role};
 use dbmon_proto::v1::auth_server::AuthServer;
 use dbmon_proto::v1::enroll_server::EnrollServer;
 use dbmon_proto::v1::ingest_server::IngestServer;
-use dbmon_proto::v1::monitor_server::MonitorServer;
 use dbmon_proto::v1::sessions_server::SessionsServer;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -425,7 +425,7 @@ pub async fn serve_reloading(
             web_guard,
             webauth::guard,
         ));
-    let people_routes = tonic::service::Routes::new(MonitorServer::new(services.clone()))
+    let people_routes = tonic::service::Routes::new(wire::Monitor::new(services.clone()))
         .add_service(EnrollServer::new(enroll::Enrollment { signer }))
         .add_service(AuthServer::new(people_auth.clone()))
         .add_service(SessionsServer::new(people_auth))

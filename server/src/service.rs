@@ -289,12 +289,35 @@ impl Monitor for Services {
         }))
     }
 
-    type WatchStream = crate::subscribers::WatchStream;
+    type WatchStream = std::pin::Pin<
+        Box<
+            dyn tokio_stream::Stream<Item = Result<dbmon_proto::v1::WatchEvent, Status>>
+                + Send
+                + 'static,
+        >,
+    >;
 
+    /// The server routes `Watch` to [`crate::wire::Monitor`], which writes
+    /// the same messages from shared encodings; this is the same stream
+    /// as plain `WatchEvent`s.
     async fn watch(
         &self,
         request: Request<WatchRequest>,
     ) -> Result<Response<Self::WatchStream>, Status> {
+        use tokio_stream::StreamExt;
+        let stream = self.watch_stream(request).await?.into_inner();
+        Ok(Response::new(Box::pin(
+            stream.map(|m| m.map(crate::wire::Outgoing::into_event)),
+        )))
+    }
+}
+
+impl Services {
+    /// A Watch stream for the request's grant and clusters.
+    pub async fn watch_stream(
+        &self,
+        request: Request<WatchRequest>,
+    ) -> Result<Response<crate::subscribers::WatchStream>, Status> {
         let sources = crate::subscribers::Sources {
             cache: &self.cache,
             shared_store: self.store.shared(),

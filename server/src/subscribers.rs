@@ -6,9 +6,9 @@
 //! silent gap; one whose login ends is told so and closed.
 
 use crate::auth::scoped;
-use crate::cache::{Cache, Entry, Resume};
+use crate::cache::{Cache, Entry, Event, Resume};
 use crate::peer::peer_of;
-use dbmon_proto::Report;
+use crate::wire::Outgoing;
 use dbmon_proto::v1::{ReportBatch, Snapshot, WatchEvent, WatchRequest, watch_event};
 use std::pin::Pin;
 use std::sync::Arc;
@@ -23,9 +23,9 @@ pub const MAX_BATCH: usize = 64;
 pub const SNAPSHOT_PART: usize = 500;
 
 /// The stream a Watch returns.
-pub type WatchStream = Pin<Box<dyn Stream<Item = Result<WatchEvent, Status>> + Send + 'static>>;
+pub type WatchStream = Pin<Box<dyn Stream<Item = Result<Outgoing, Status>> + Send + 'static>>;
 
-type Tx = mpsc::Sender<Result<WatchEvent, Status>>;
+type Tx = mpsc::Sender<Result<Outgoing, Status>>;
 
 /// What a Watch needs of the server.
 pub struct Sources<'a> {
@@ -71,7 +71,7 @@ pub async fn open(
         services.cache.resume(&clusters, req.after_position)
     };
     // Small: the real queue is the broadcast ring; this only decouples.
-    let (tx, out) = mpsc::channel::<Result<WatchEvent, Status>>(16);
+    let (tx, out) = mpsc::channel::<Result<Outgoing, Status>>(16);
     tracing::debug!(%peer, ?clusters, "watch started");
     let sub = Subscriber {
         tx,
@@ -123,8 +123,17 @@ impl Subscriber {
                 tracing::debug!(peer = %self.peer, after, catching_up = entries.len(), "watch resumed");
                 for chunk in entries.chunks(MAX_BATCH) {
                     let last = chunk.last().map_or(position, |e| e.position);
-                    let reports = chunk.iter().map(|e| e.report.to_report()).collect();
-                    if !self.send_batch(reports, last).await {
+                    let mut reports: Vec<_> = chunk.iter().map(|e| e.report.to_report()).collect();
+                    let event = if reports.len() == 1 {
+                        watch_event::Event::Report(reports.remove(0))
+                    } else {
+                        watch_event::Event::Batch(ReportBatch { reports })
+                    };
+                    let message = Outgoing::Message(WatchEvent {
+                        event: Some(event),
+                        position: last,
+                    });
+                    if self.tx.send(Ok(message)).await.is_err() {
                         return false;
                     }
                 }
@@ -137,10 +146,10 @@ impl Subscriber {
     /// the subscriber leaves or its login ends.
     async fn follow(
         &self,
-        mut rx: broadcast::Receiver<Arc<Entry>>,
+        mut rx: broadcast::Receiver<Event>,
         position: u64,
         mut ended_rx: tokio::sync::oneshot::Receiver<dbmon_auth::Denied>,
-        ended: impl Fn(dbmon_auth::Denied) -> Result<WatchEvent, Status>,
+        ended: impl Fn(dbmon_auth::Denied) -> Result<Outgoing, Status>,
     ) {
         loop {
             let next = tokio::select! {
@@ -159,12 +168,8 @@ impl Subscriber {
                     // Whatever else is already waiting goes in the same message.
                     let mut batch = Vec::new();
                     let mut last = e.position;
-                    let mut oldest: Option<std::time::Instant> = None;
                     if e.report.in_clusters(&self.clusters) {
-                        oldest = Some(e.arrived);
-                    }
-                    if e.report.in_clusters(&self.clusters) {
-                        batch.push(e.report.to_report());
+                        batch.push(e);
                     }
                     let mut lagged = None;
                     while batch.len() < MAX_BATCH {
@@ -172,8 +177,7 @@ impl Subscriber {
                             Ok(more) => {
                                 last = more.position;
                                 if more.report.in_clusters(&self.clusters) {
-                                    oldest.get_or_insert(more.arrived);
-                                    batch.push(more.report.to_report());
+                                    batch.push(more);
                                 }
                             }
                             Err(broadcast::error::TryRecvError::Lagged(n)) => {
@@ -183,13 +187,7 @@ impl Subscriber {
                             Err(_) => break,
                         }
                     }
-                    (batch.is_empty()
-                        || self.send_batch(batch, last).await && {
-                            if let Some(t) = oldest {
-                                self.cache.fanout.observe(t.elapsed());
-                            }
-                            true
-                        })
+                    (batch.is_empty() || self.send_batch(batch, last).await)
                         && match lagged {
                             Some(n) => self.resync(n).await,
                             None => true,
@@ -204,19 +202,11 @@ impl Subscriber {
         }
     }
 
-    /// One message of reports (one alone, or a batch); false when the
+    /// One message of new reports (one alone, or a batch); false when the
     /// subscriber is gone.
-    async fn send_batch(&self, mut reports: Vec<Report>, position: u64) -> bool {
-        let event = if reports.len() == 1 {
-            watch_event::Event::Report(reports.remove(0))
-        } else {
-            watch_event::Event::Batch(ReportBatch { reports })
-        };
+    async fn send_batch(&self, events: Vec<Event>, position: u64) -> bool {
         self.tx
-            .send(Ok(WatchEvent {
-                event: Some(event),
-                position,
-            }))
+            .send(Ok(Outgoing::Reports { events, position }))
             .await
             .is_ok()
     }
@@ -245,7 +235,7 @@ async fn send_snapshot(tx: &Tx, entries: &[Arc<Entry>], position: u64, reason: &
             .iter()
             .skip(part * SNAPSHOT_PART)
             .take(SNAPSHOT_PART);
-        let event = WatchEvent {
+        let event = Outgoing::Message(WatchEvent {
             event: Some(watch_event::Event::Snapshot(Snapshot {
                 latest: chunk.map(|e| e.report.to_report()).collect(),
                 reason: reason.to_string(),
@@ -254,7 +244,7 @@ async fn send_snapshot(tx: &Tx, entries: &[Arc<Entry>], position: u64, reason: &
                 last: part + 1 == parts,
             })),
             position,
-        };
+        });
         if tx.send(Ok(event)).await.is_err() {
             return false;
         }

@@ -13,7 +13,7 @@
 //! The log lives in memory; at start it is replayed from the history the
 //! store gave back.
 
-use crate::cache::{Cache, Entry};
+use crate::cache::Cache;
 use dbmon_proto::Report;
 use dbmon_proto::v1::Health;
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -122,7 +122,7 @@ impl HealthLog {
     /// Takes in `entries`: silences noted, and each cluster they touch
     /// judged once from the cache's latest reports, as of the newest of
     /// its entries.
-    pub fn note(&self, cache: &Cache, entries: &[Arc<Entry>]) {
+    pub fn note(&self, cache: &Cache, entries: &[crate::cache::Event]) {
         let mut touched: BTreeMap<&str, i64> = BTreeMap::new();
         {
             let mut logs = self.logs();

@@ -131,7 +131,7 @@ async fn run(d: Arc<Dashboard>, view: View, after: u64, s: Session, tx: mpsc::Se
                     let mut batch = crate::cache::with_waiting(&mut rx, first, MAX_BATCH);
                     position = position.max(batch.last().map_or(0, |e| e.position));
                     batch.retain(|e| e.report.in_clusters(&clusters));
-                    Touched::Some(batch)
+                    Touched::Some(batch.into_iter().map(|e| e.entry.clone()).collect())
                 }
                 // Fell behind the broadcast ring: draw everything anew.
                 Err(broadcast::error::RecvError::Lagged(_)) => {

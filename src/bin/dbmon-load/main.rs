@@ -16,6 +16,7 @@ mod kinds;
 mod measure;
 mod phases;
 mod report;
+mod scale;
 mod stack;
 
 use anyhow::{Context, Result};
@@ -74,6 +75,24 @@ struct Args {
     /// One poll (and one scrape) every this long in the kinds' phase.
     #[arg(long, default_value = "20ms")]
     kind_pace: String,
+    /// Backpressure phase: the fan-out for this long on a fresh server with
+    /// the default queue, then the same with 1 % more subscribers that stop
+    /// reading for as long ("0s": skip).
+    #[arg(long, default_value = "40s")]
+    stall: String,
+    /// Subscribers of the wide fan-out phase (0: skip).
+    #[arg(long, default_value_t = 10_000)]
+    wide_subscribers: usize,
+    /// Reports per second of the wide fan-out phase.
+    #[arg(long, default_value_t = 100)]
+    wide_rate: u64,
+    /// Nodes of the collector's scale phase, polled after the same with
+    /// `--nodes` (0: skip).
+    #[arg(long, default_value_t = 10_000)]
+    scale_nodes: usize,
+    /// Poll interval of the scale phase.
+    #[arg(long, default_value = "30s")]
+    scale_interval: String,
 }
 
 /// The kinds' phase, its table written to `out/kinds.md` and `kinds.json`.
@@ -171,8 +190,15 @@ async fn main() -> Result<()> {
         humantime::format_duration((interval / 2).min(Duration::from_secs(3))).to_string();
     let nodes = stack::start_nodes(args.nodes).await?;
     let ports = stack::Ports::pick();
-    let (config, clusters) =
-        stack::write_config(&dir, &pki, &ports, &nodes, &args.interval, &timeout, None)?;
+    let (config, clusters) = stack::write_config(
+        &dir,
+        &pki,
+        &ports,
+        &nodes,
+        &args.interval,
+        &timeout,
+        &stack::RUN,
+    )?;
     // The memory phase's server starts empty: with the first one's store
     // it would restore the whole run's history and not be idle at all.
     let (fresh_config, _) = stack::write_config(
@@ -182,7 +208,7 @@ async fn main() -> Result<()> {
         &nodes,
         &args.interval,
         &timeout,
-        Some("memory"),
+        &stack::FRESH,
     )?;
     let server_log = dir.join("server.log");
     let server = stack::spawn_pinned(&dbmon, "server", &config, &server_log, pinned)?;
@@ -316,6 +342,58 @@ async fn main() -> Result<()> {
             }
             drop(server);
             stack::wait_closed(ports.people).await;
+        }
+    }
+
+    // Fan-out phases on fresh servers configured by default.
+    let stall = parse_duration(&args.stall)?;
+    if !stall.is_zero() || args.wide_subscribers > 0 {
+        let (defaults, _) = stack::write_config(
+            &dir,
+            &pki,
+            &ports,
+            &nodes,
+            &args.interval,
+            &timeout,
+            &stack::DEFAULTS,
+        )?;
+        for phase in ["backpressure", "wide"] {
+            if phase == "backpressure" && stall.is_zero()
+                || phase == "wide" && args.wide_subscribers == 0
+            {
+                continue;
+            }
+            let log = dir.join(format!("server-{phase}.log"));
+            let server = stack::spawn_pinned(&dbmon, "server", &defaults, &log, pinned)?;
+            stack::wait_listening(ports.people, "a fan-out phase's server", &log).await?;
+            let run = scale::Fanout {
+                people_url: &people_url,
+                collector_url: &collector_url,
+                pki: &pki,
+                token: &token,
+                server: &server,
+                http_port: ports.http,
+                seq: Default::default(),
+            };
+            if phase == "backpressure" {
+                results.backpressure = Some(
+                    run.backpressure(args.subscribers, args.fanout_rate, stall)
+                        .await?,
+                );
+            } else {
+                results.wide = Some(run.wide(args.wide_subscribers, args.wide_rate).await?);
+            }
+            drop(server);
+            stack::wait_closed(ports.people).await;
+        }
+    }
+    if args.scale_nodes > 0 {
+        drop(nodes);
+        let every = parse_duration(&args.scale_interval)?;
+        for n in [args.nodes, args.scale_nodes] {
+            eprintln!("dbmon-load: the collector polling {n} nodes every {every:?}");
+            let run = scale::poll_scale(&dir, &pki, n, every, every * 2, pinned).await?;
+            results.poll_scale.push(run);
         }
     }
 

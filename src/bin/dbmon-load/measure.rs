@@ -25,6 +25,14 @@ impl Histogram {
         self.max.fetch_max(ms as u64, Ordering::Relaxed);
     }
 
+    /// Empties it, for the next phase.
+    pub fn reset(&self) {
+        for b in &self.buckets {
+            b.store(0, Ordering::Relaxed);
+        }
+        self.max.store(0, Ordering::Relaxed);
+    }
+
     pub fn count(&self) -> u64 {
         self.buckets.iter().map(|b| b.load(Ordering::Relaxed)).sum()
     }

@@ -311,7 +311,7 @@ pub async fn fanout(
     let (s_f0, _, _) = usage(server.0.id())?;
     let share0 = crate::measure::server_fanout(http_port).await;
     let fanout_started = Instant::now();
-    let fseq = publish_steady(collector_url, pki, "fanout", rate, fanout_window).await?;
+    let fseq = publish_steady(collector_url, pki, "fanout", rate, fanout_window, 0).await?;
     // Until the last deliveries land (or 10 s: what is missing by then is
     // counted as not delivered).
     let expected = fseq * subs.tasks.len() as u64;
@@ -356,20 +356,22 @@ fn ok_report(cluster: String, node: String, check: &str, seq: u64) -> Report {
 
 /// Publishes `rate` reports per second for `window` straight to the
 /// server, as collector `state`: 100 clusters named `PREFIX-N` of three
-/// nodes each, their `up` checks ok, observed when sent. How many.
-async fn publish_steady(
+/// nodes each, their `up` checks ok, observed when sent, numbered from
+/// `after_seq + 1`. How many.
+pub async fn publish_steady(
     collector_url: &str,
     pki: &Path,
     prefix: &str,
     rate: u64,
     window: Duration,
+    after_seq: u64,
 ) -> Result<u64> {
     let (tx, mut acks) = open_publisher(collector_url, pki).await?;
     tokio::spawn(async move { while let Some(Ok(_)) = acks.next().await {} });
     let started = Instant::now();
     let mut tick = tokio::time::interval(Duration::from_millis(10));
     let per_tick = (rate / 100).max(1);
-    let mut seq = 0u64;
+    let mut seq = after_seq;
     while started.elapsed() < window {
         tick.tick().await;
         for _ in 0..per_tick {
@@ -386,7 +388,7 @@ async fn publish_steady(
             .await?;
         }
     }
-    Ok(seq)
+    Ok(seq - after_seq)
 }
 
 /// Which live channel the viewers phase opens.
@@ -500,7 +502,7 @@ pub async fn viewers(
     let (cpu0, _, _) = usage(pid)?;
     let window = Duration::from_secs(20);
     let begun = Instant::now();
-    let sent = publish_steady(collector_url, pki, "view", rate, window).await?;
+    let sent = publish_steady(collector_url, pki, "view", rate, window, 0).await?;
     run.rate = sent as f64 / begun.elapsed().as_secs_f64();
     // Until deliveries stop growing (at most 10 s more).
     let deadline = Instant::now() + Duration::from_secs(10);

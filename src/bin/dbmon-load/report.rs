@@ -53,6 +53,12 @@ pub struct Results {
     /// a fresh server under the same published load.
     pub viewers_watch: Option<crate::phases::ViewerRun>,
     pub viewers_dashboard: Option<crate::phases::ViewerRun>,
+    /// Fan-out with the default queue, without and with 1 % slow readers.
+    pub backpressure: Option<crate::scale::Backpressure>,
+    /// Fan-out to 10,000 subscribers.
+    pub wide: Option<crate::scale::FanoutRun>,
+    /// The collector polling 1,000 and 10,000 nodes.
+    pub poll_scale: Vec<crate::scale::PollScale>,
 }
 
 #[derive(serde::Serialize, Default)]
@@ -138,6 +144,7 @@ pub fn write_results(out: &Path, r: &Results) -> Result<()> {
     if let (Some(w), Some(d)) = (&r.viewers_watch, &r.viewers_dashboard) {
         md.push_str(&viewers_table(w, d));
     }
+    md.push_str(&crate::scale::markdown(r));
     std::fs::write(out.join("load.md"), &md)?;
     std::fs::write(out.join("latency.svg"), svg(r))?;
     println!("{md}");

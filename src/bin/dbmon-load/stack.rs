@@ -43,6 +43,14 @@ pub struct Nodes {
     pub tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
+impl Drop for Nodes {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
 pub async fn start_nodes(n: usize) -> Result<Nodes> {
     let app = axum::Router::new()
         .route("/health", get(|| async { "{}" }))
@@ -116,6 +124,38 @@ impl Ports {
     }
 }
 
+/// How a run's server is set up: its store (None: the embedded store),
+/// how far a subscriber may lag before a resync (None: the default), and
+/// the configuration file's name.
+pub struct Setup<'a> {
+    pub store: Option<&'a str>,
+    pub queue: Option<usize>,
+    pub file: &'a str,
+}
+
+/// The polling run's server: the embedded store, a queue deep enough that
+/// the run measures delivery rather than resyncs.
+pub const RUN: Setup<'static> = Setup {
+    store: None,
+    queue: Some(65_536),
+    file: "dbmon.yaml",
+};
+
+/// A fresh, empty server (memory store) with the run's deep queue.
+pub const FRESH: Setup<'static> = Setup {
+    store: Some("memory"),
+    queue: Some(65_536),
+    file: "dbmon-memory.yaml",
+};
+
+/// A fresh, empty server as configured by default (a resync after 1,024
+/// reports of lag).
+pub const DEFAULTS: Setup<'static> = Setup {
+    store: Some("memory"),
+    queue: None,
+    file: "dbmon-defaults.yaml",
+};
+
 /// The configuration: the server, the collector `load`, and one
 /// CockroachDB cluster per three simulated nodes. Returns its path and the
 /// number of clusters.
@@ -126,12 +166,19 @@ pub fn write_config(
     nodes: &Nodes,
     interval: &str,
     timeout: &str,
-    store: Option<&str>,
+    setup: &Setup,
 ) -> Result<(PathBuf, usize)> {
     let clusters: Vec<&[u16]> = nodes.ports.chunks(3).collect();
-    let store_line = store.map(|s| format!("  store: {s}\n")).unwrap_or_default();
+    let store_line = setup
+        .store
+        .map(|s| format!("  store: {s}\n"))
+        .unwrap_or_default();
+    let queue_line = setup
+        .queue
+        .map(|q| format!("  subscriber_queue: {q}\n"))
+        .unwrap_or_default();
     let mut yaml = format!(
-        "server:\n  listen: 127.0.0.1:{people}\n  collector_listen: 127.0.0.1:{collectors}\n  http_listen: 127.0.0.1:{http}\n  pki_dir: {p}\n  subscriber_queue: 65536\n{store_line}\
+        "server:\n  listen: 127.0.0.1:{people}\n  collector_listen: 127.0.0.1:{collectors}\n  http_listen: 127.0.0.1:{http}\n  pki_dir: {p}\n{queue_line}{store_line}\
          collector:\n  id: load\n  server: https://127.0.0.1:{collectors}\n  pki_dir: {p}\nclusters:\n",
         people = ports.people,
         collectors = ports.collectors,
@@ -145,11 +192,7 @@ pub fn write_config(
             list.join(", ")
         ));
     }
-    // One file per store setting: the run's, and an empty server's.
-    let config = dir.join(match store {
-        None => "dbmon.yaml".to_string(),
-        Some(s) => format!("dbmon-{s}.yaml"),
-    });
+    let config = dir.join(setup.file);
     std::fs::write(&config, yaml)?;
     Ok((config, clusters.len()))
 }
@@ -342,7 +385,8 @@ pub async fn open_publisher(
     tx.send(PublishRequest {
         msg: Some(publish_request::Msg::Hello(Hello {
             collector_id: "state".into(),
-            epoch: 1,
+            // A new epoch per stream: each numbers its reports from 1.
+            epoch: dbmon_proto::now_ms() as u64,
             clusters: vec![],
         })),
     })
