@@ -15,17 +15,18 @@ use tokio::sync::{mpsc, watch};
 /// (the publisher numbers them).
 pub type ReportSender = mpsc::Sender<Report>;
 
-/// Runs until `shutdown` turns true.
+/// Runs until `shutdown` turns true; the first poll comes at a random
+/// moment within `first_within`, so that many clusters' polls spread out.
 pub async fn run(
     cluster: ClusterConfig,
     collector_id: String,
     out: ReportSender,
+    first_within: Duration,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut connector: Option<Box<dyn Connector>> = None;
     let mut down_polls: u32 = 0;
-    // Spread the first polls of many clusters over a tenth of the interval.
-    let first = jitter(cluster.interval / 10);
+    let first = jitter(first_within);
     if wait(first, &mut shutdown).await {
         return;
     }

@@ -29,6 +29,18 @@ pub struct Agents {
     out: ReportSender,
     shutdown: watch::Receiver<bool>,
     running: BTreeMap<String, Running>,
+    /// Share of its interval over which a starting agent's first poll falls.
+    spread: f64,
+}
+
+/// The share of an interval over which agents spread their first polls: a
+/// tenth for a few clusters (the first reports come soon), growing with
+/// their number to the whole interval from 100 clusters on. Polls that start
+/// together keep their phase, so a collector of 3,000 clusters whose first
+/// polls fell within a tenth of the interval polled in bursts of ten times
+/// its mean rate, each holding its answer's buffers at once.
+pub fn first_poll_spread(clusters: usize) -> f64 {
+    (clusters as f64 / 100.0).clamp(0.1, 1.0)
 }
 
 impl Agents {
@@ -38,6 +50,7 @@ impl Agents {
             out,
             shutdown,
             running: BTreeMap::new(),
+            spread: 0.1,
         }
     }
 
@@ -50,6 +63,7 @@ impl Agents {
             cluster.clone(),
             self.collector_id.clone(),
             self.out.clone(),
+            cluster.interval.mul_f64(self.spread),
             stopped,
         ));
         self.running
@@ -64,6 +78,7 @@ impl Agents {
 
     /// Starts an agent per cluster.
     pub fn start_all(&mut self, clusters: Vec<ClusterConfig>) {
+        self.spread = first_poll_spread(clusters.len());
         for c in clusters {
             self.start(c);
         }
@@ -73,6 +88,7 @@ impl Agents {
     pub fn apply(&mut self, clusters: Vec<ClusterConfig>) -> String {
         let wanted: BTreeMap<String, ClusterConfig> =
             clusters.into_iter().map(|c| (c.name.clone(), c)).collect();
+        self.spread = first_poll_spread(wanted.len());
         let gone: Vec<String> = self
             .running
             .keys()
@@ -160,5 +176,19 @@ pub async fn watch_file(
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .record(outcome, dbmon_proto::now_ms());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::first_poll_spread;
+
+    #[test]
+    fn first_polls_spread_wider_the_more_clusters_a_collector_watches() {
+        assert_eq!(first_poll_spread(1), 0.1);
+        assert_eq!(first_poll_spread(10), 0.1);
+        assert_eq!(first_poll_spread(50), 0.5);
+        assert_eq!(first_poll_spread(100), 1.0);
+        assert_eq!(first_poll_spread(3334), 1.0);
     }
 }

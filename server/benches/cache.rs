@@ -1,5 +1,7 @@
 //! Ingesting into the cache (latest state, history, fan-out), against a
-//! plain HashMap insert of the same keys as the baseline.
+//! plain HashMap insert of the same keys as the baseline; and writing one
+//! Watch message for 1,000 subscribers from the shared encodings, against
+//! building and encoding a `WatchEvent` per subscriber.
 
 use criterion::{BatchSize, Criterion, black_box, criterion_group, criterion_main};
 use dbmon_proto::Report;
@@ -68,5 +70,63 @@ fn ingest(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, ingest);
+/// `n` fresh broadcast events (their encodings not made yet), as a
+/// subscriber's task receives them.
+fn events(n: u64) -> Vec<dbmon_server::cache::Event> {
+    let cache = Cache::new(100, 1024);
+    let (mut rx, _, _) = cache.subscribe_entries(&[]);
+    for mut r in reports(n) {
+        r.message = "disk 43% used (warn above 80%)".into();
+        r.kind = "cockroachdb".into();
+        r.value = Some(43.0);
+        r.unit = "%".into();
+        cache.ingest(1, r);
+    }
+    (0..n).filter_map(|_| rx.try_recv().ok()).collect()
+}
+
+fn watch_message(c: &mut Criterion) {
+    use dbmon_server::wire::Outgoing;
+    use prost::Message;
+    for n in [1u64, 64] {
+        let mut g = c.benchmark_group(format!("watch_message_{n}_reports_1000_subscribers"));
+        g.bench_function("baseline_build_and_encode_per_subscriber", |b| {
+            b.iter_batched(
+                || (events(n), Vec::with_capacity(16 * 1024)),
+                |(evs, mut buf)| {
+                    for _ in 0..1000 {
+                        buf.clear();
+                        let m = Outgoing::Reports {
+                            events: evs.clone(),
+                            position: 9,
+                        };
+                        let _ = m.into_event().encode(&mut buf);
+                    }
+                    black_box(buf.len())
+                },
+                BatchSize::LargeInput,
+            )
+        });
+        g.bench_function("shared_encoding", |b| {
+            b.iter_batched(
+                || (events(n), Vec::with_capacity(16 * 1024)),
+                |(evs, mut buf)| {
+                    for _ in 0..1000 {
+                        buf.clear();
+                        Outgoing::Reports {
+                            events: evs.clone(),
+                            position: 9,
+                        }
+                        .encode(&mut buf);
+                    }
+                    black_box(buf.len())
+                },
+                BatchSize::LargeInput,
+            )
+        });
+        g.finish();
+    }
+}
+
+criterion_group!(benches, ingest, watch_message);
 criterion_main!(benches);

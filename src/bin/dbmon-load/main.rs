@@ -69,6 +69,10 @@ struct Args {
     /// Run only the native kinds' phase (PostgreSQL, Redis, etcd).
     #[arg(long)]
     only_kinds: bool,
+    /// Run only the collector's scale phase (`--nodes`, then
+    /// `--scale-nodes`), its table written to `out/scale.md`.
+    #[arg(long)]
+    only_scale: bool,
     /// Polls (and scrapes) per kind in the kinds' phase (0: no kinds' phase).
     #[arg(long, default_value_t = 1000)]
     kind_polls: u64,
@@ -93,6 +97,23 @@ struct Args {
     /// Poll interval of the scale phase.
     #[arg(long, default_value = "30s")]
     scale_interval: String,
+}
+
+/// The collector polling `--nodes`, then `--scale-nodes` nodes, each for
+/// two intervals on a fresh server.
+async fn scale_phase(
+    args: &Args,
+    dir: &std::path::Path,
+    pki: &std::path::Path,
+    pinned: bool,
+) -> Result<Vec<scale::PollScale>> {
+    let every = parse_duration(&args.scale_interval)?;
+    let mut runs = Vec::new();
+    for n in [args.nodes, args.scale_nodes] {
+        eprintln!("dbmon-load: the collector polling {n} nodes every {every:?}");
+        runs.push(scale::poll_scale(dir, pki, n, every, every * 2, pinned).await?);
+    }
+    Ok(runs)
 }
 
 /// The kinds' phase, its table written to `out/kinds.md` and `kinds.json`.
@@ -179,6 +200,18 @@ async fn main() -> Result<()> {
         let _ = std::fs::remove_dir_all(&dir);
         return Ok(());
     }
+    if args.only_scale {
+        let pki = stack::make_pki(&dir)?;
+        let results = report::Results {
+            poll_scale: scale_phase(&args, &dir, &pki, pinned).await?,
+            ..Default::default()
+        };
+        let md = scale::markdown(&results);
+        std::fs::write(args.out.join("scale.md"), &md)?;
+        println!("{md}");
+        let _ = std::fs::remove_dir_all(&dir);
+        return Ok(());
+    }
     let dbmon = stack::dbmon_binary()?;
     eprintln!(
         "dbmon-load: {} nodes, {} subscribers, interval {:?}, window {:?}",
@@ -209,6 +242,17 @@ async fn main() -> Result<()> {
         &args.interval,
         &timeout,
         &stack::FRESH,
+    )?;
+    // Fresh servers as configured by default: the memory, backpressure and
+    // wide fan-out phases.
+    let (defaults, _) = stack::write_config(
+        &dir,
+        &pki,
+        &ports,
+        &nodes,
+        &args.interval,
+        &timeout,
+        &stack::DEFAULTS,
     )?;
     let server_log = dir.join("server.log");
     let server = stack::spawn_pinned(&dbmon, "server", &config, &server_log, pinned)?;
@@ -291,13 +335,14 @@ async fn main() -> Result<()> {
         "dbmon-load: memory phase ({} clusters)",
         args.state_clusters
     );
-    // Memory phase, on a fresh server (so that memory the allocator keeps
-    // from the phases before is not counted): the latest state of many
+    // Memory phase, on a fresh server configured by default (so that
+    // memory the allocator keeps from the phases before is not counted, nor
+    // the run's 65,536-deep broadcast ring): the latest state of many
     // clusters, published directly.
     drop(server);
     stack::wait_closed(ports.collectors).await;
     let state_log = dir.join("server-state.log");
-    let server = stack::spawn_pinned(&dbmon, "server", &fresh_config, &state_log, pinned)?;
+    let server = stack::spawn_pinned(&dbmon, "server", &defaults, &state_log, pinned)?;
     stack::wait_listening(ports.collectors, "the second server", &state_log).await?;
     phases::memory(
         &mut results,
@@ -348,15 +393,6 @@ async fn main() -> Result<()> {
     // Fan-out phases on fresh servers configured by default.
     let stall = parse_duration(&args.stall)?;
     if !stall.is_zero() || args.wide_subscribers > 0 {
-        let (defaults, _) = stack::write_config(
-            &dir,
-            &pki,
-            &ports,
-            &nodes,
-            &args.interval,
-            &timeout,
-            &stack::DEFAULTS,
-        )?;
         for phase in ["backpressure", "wide"] {
             if phase == "backpressure" && stall.is_zero()
                 || phase == "wide" && args.wide_subscribers == 0
@@ -389,12 +425,7 @@ async fn main() -> Result<()> {
     }
     if args.scale_nodes > 0 {
         drop(nodes);
-        let every = parse_duration(&args.scale_interval)?;
-        for n in [args.nodes, args.scale_nodes] {
-            eprintln!("dbmon-load: the collector polling {n} nodes every {every:?}");
-            let run = scale::poll_scale(&dir, &pki, n, every, every * 2, pinned).await?;
-            results.poll_scale.push(run);
-        }
+        results.poll_scale = scale_phase(&args, &dir, &pki, pinned).await?;
     }
 
     results.pinned = pinned;

@@ -107,8 +107,9 @@ pub async fn http_get(url: &str) -> Option<String> {
 
 /// CPUs, model and memory of this machine.
 pub fn machine() -> String {
-    let cpus = std::thread::available_parallelism()
-        .map(|n| n.get())
+    // The machine's CPUs, not the ones this process is pinned to.
+    let cpus = std::fs::read_to_string("/proc/cpuinfo")
+        .map(|c| c.lines().filter(|l| l.starts_with("processor")).count())
         .unwrap_or(0);
     let model = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
