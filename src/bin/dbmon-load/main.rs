@@ -87,9 +87,10 @@ struct Args {
     /// Subscribers of the wide fan-out phase (0: skip).
     #[arg(long, default_value_t = 10_000)]
     wide_subscribers: usize,
-    /// Reports per second of the wide fan-out phase.
-    #[arg(long, default_value_t = 100)]
-    wide_rate: u64,
+    /// Reports per second of the wide fan-out phase, one 20 s run per rate
+    /// on the same subscribers.
+    #[arg(long, value_delimiter = ',', default_values_t = [30, 100])]
+    wide_rates: Vec<u64>,
     /// Nodes of the collector's scale phase, polled after the same with
     /// `--nodes` (0: skip).
     #[arg(long, default_value_t = 10_000)]
@@ -417,7 +418,7 @@ async fn main() -> Result<()> {
                         .await?,
                 );
             } else {
-                results.wide = Some(run.wide(args.wide_subscribers, args.wide_rate).await?);
+                results.wide = run.wide(args.wide_subscribers, &args.wide_rates).await?;
             }
             drop(server);
             stack::wait_closed(ports.people).await;

@@ -55,8 +55,8 @@ pub struct Results {
     pub viewers_dashboard: Option<crate::phases::ViewerRun>,
     /// Fan-out with the default queue, without and with 1 % slow readers.
     pub backpressure: Option<crate::scale::Backpressure>,
-    /// Fan-out to 10,000 subscribers.
-    pub wide: Option<crate::scale::FanoutRun>,
+    /// Fan-out to 10,000 subscribers, at each rate.
+    pub wide: Vec<crate::scale::FanoutRun>,
     /// The collector polling 1,000 and 10,000 nodes.
     pub poll_scale: Vec<crate::scale::PollScale>,
 }

@@ -320,20 +320,24 @@ impl Fanout<'_> {
         })
     }
 
-    /// `n` subscribers (10,000 by default) at `rate`.
-    pub async fn wide(&self, n: usize, rate: u64) -> Result<FanoutRun> {
+    /// `n` subscribers (10,000 by default), 20 s at each of `rates`.
+    pub async fn wide(&self, n: usize, rates: &[u64]) -> Result<Vec<FanoutRun>> {
         let started = Instant::now();
         let readers = Readers::start(self.people_url, self.pki, self.token, n, None).await?;
         let connect_s = started.elapsed().as_secs_f64();
-        eprintln!(
-            "dbmon-load: {n} subscribers connected in {connect_s:.1} s; {rate} reports/s for 20 s"
-        );
-        let mut run = self
-            .run(&readers, None, "wide", rate, Duration::from_secs(20))
-            .await?;
-        run.connect_s = connect_s;
+        let mut runs = Vec::new();
+        for &rate in rates {
+            eprintln!(
+                "dbmon-load: {n} subscribers (connected in {connect_s:.1} s), {rate} reports/s for 20 s"
+            );
+            let mut run = self
+                .run(&readers, None, "wide", rate, Duration::from_secs(20))
+                .await?;
+            run.connect_s = connect_s;
+            runs.push(run);
+        }
         readers.stop();
-        Ok(run)
+        Ok(runs)
     }
 }
 
@@ -434,7 +438,7 @@ pub fn markdown(r: &crate::report::Results) -> String {
         )
     };
     let mut md = String::new();
-    if r.backpressure.is_some() || r.wide.is_some() {
+    if r.backpressure.is_some() || !r.wide.is_empty() {
         md.push_str("\n| fan-out on a fresh server (default queue) | prompt subscribers | reports/s | deliveries | end to end p50 / p99 / max, ms | server's own p50 / p99, ms | server CPU s | server RSS MB | resyncs | silent gaps |\n|---|---|---|---|---|---|---|---|---|---|\n");
     }
     if let Some(b) = &r.backpressure {
@@ -444,10 +448,10 @@ pub fn markdown(r: &crate::report::Results) -> String {
             &b.with_slow,
         ));
     }
-    if let Some(w) = &r.wide {
+    for w in &r.wide {
         md.push_str(&row(
             &format!(
-                "{} subscribers (connected in {:.0} s)",
+                "{} subscribers (connected in {:.1} s)",
                 w.subscribers, w.connect_s
             ),
             w,
