@@ -230,7 +230,9 @@ pub enum Ingested {
 }
 
 /// A cluster's latest entry of one (node, check), ordered by those names:
-/// the set holds one pointer per entry, not a copy of its key.
+/// the cluster's sorted vector of them holds one pointer per entry, not a
+/// copy of its key nor a tree's nodes (a new (node, check) is rare, a
+/// replacement a binary search).
 #[derive(Debug, Clone)]
 struct Latest(Arc<Entry>);
 
@@ -262,7 +264,7 @@ impl Ord for Latest {
 
 #[derive(Default)]
 struct ClusterState {
-    latest: std::collections::BTreeSet<Latest>,
+    latest: Vec<Latest>,
     history: VecDeque<Arc<Entry>>,
     /// The position of the cluster's newest entry: its latest state changes
     /// exactly when this does.
@@ -521,7 +523,11 @@ impl Cache {
                 .entry(entry.report.cluster().to_string())
                 .or_default(),
         };
-        state.latest.replace(Latest(entry.clone()));
+        let new = Latest(entry.clone());
+        match state.latest.binary_search(&new) {
+            Ok(i) => state.latest[i] = new,
+            Err(i) => state.latest.insert(i, new),
+        }
         state.version = state.version.max(entry.position);
         state.history.push_back(entry.clone());
         while state.history.len() > history {

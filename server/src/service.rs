@@ -312,12 +312,26 @@ impl Monitor for Services {
     }
 }
 
+impl crate::wire::Watcher for Services {
+    fn open_watch(
+        &self,
+        request: Request<WatchRequest>,
+    ) -> crate::wire::BoxFuture<Result<Response<crate::wire::WatchStream>, Status>> {
+        let services = self.clone();
+        Box::pin(async move { services.watch_stream(request).await })
+    }
+
+    fn cache(&self) -> Arc<Cache> {
+        self.cache.clone()
+    }
+}
+
 impl Services {
     /// A Watch stream for the request's grant and clusters.
     pub async fn watch_stream(
         &self,
         request: Request<WatchRequest>,
-    ) -> Result<Response<crate::subscribers::WatchStream>, Status> {
+    ) -> Result<Response<crate::wire::WatchStream>, Status> {
         let sources = crate::subscribers::Sources {
             cache: &self.cache,
             shared_store: self.store.shared(),

@@ -10,10 +10,8 @@ use crate::cache::{Cache, Entry, Event, Resume};
 use crate::peer::peer_of;
 use crate::wire::Outgoing;
 use dbmon_proto::v1::{ReportBatch, Snapshot, WatchEvent, WatchRequest, watch_event};
-use std::pin::Pin;
 use std::sync::Arc;
 use tokio::sync::{broadcast, mpsc};
-use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
 /// Most reports sent in one Watch message.
@@ -22,8 +20,7 @@ pub const MAX_BATCH: usize = 64;
 /// Reports per snapshot part: bounds what one subscriber holds in its queue.
 pub const SNAPSHOT_PART: usize = 500;
 
-/// The stream a Watch returns.
-pub type WatchStream = Pin<Box<dyn Stream<Item = Result<Outgoing, Status>> + Send + 'static>>;
+use crate::wire::WatchStream;
 
 type Tx = mpsc::Sender<Result<Outgoing, Status>>;
 

@@ -13,8 +13,8 @@
 //! module's [`Monitor`] serves `Watch` with [`WireCodec`] and hands every
 //! other method of the service to the generated server.
 
-use crate::cache::{Event, Published};
-use dbmon_proto::v1::monitor_server::MonitorServer;
+use crate::cache::{Cache, Event, Published};
+use dbmon_proto::v1::monitor_server::{self, MonitorServer};
 use dbmon_proto::v1::{ReportBatch, WatchEvent, WatchRequest, watch_event};
 use prost::Message;
 use prost::bytes::BufMut;
@@ -33,6 +33,25 @@ const EVENT_REPORT: u32 = 2;
 const EVENT_BATCH: u32 = 4;
 const EVENT_POSITION: u32 = 3;
 const BATCH_REPORTS: u32 = 1;
+
+/// The stream a Watch returns.
+pub type WatchStream =
+    Pin<Box<dyn tokio_stream::Stream<Item = Result<Outgoing, Status>> + Send + 'static>>;
+
+/// A boxed future, as tonic's services return.
+pub type BoxFuture<T> = Pin<Box<dyn std::future::Future<Output = T> + Send + 'static>>;
+
+/// What serves `Monitor`: the generated trait for every other method, and
+/// Watch streams of [`Outgoing`] messages.
+pub trait Watcher: monitor_server::Monitor + Clone {
+    fn open_watch(
+        &self,
+        request: tonic::Request<WatchRequest>,
+    ) -> BoxFuture<Result<tonic::Response<WatchStream>, Status>>;
+
+    /// Where the fan-out histogram is kept.
+    fn cache(&self) -> Arc<Cache>;
+}
 
 /// One message of a Watch stream as the server sends it.
 #[derive(Debug)]
@@ -108,7 +127,7 @@ fn nested_len(tag: u32, e: &Published) -> usize {
 /// at the server to this moment (`dbmon_watch_fanout_seconds`).
 #[derive(Clone)]
 pub struct WireCodec {
-    pub cache: Arc<crate::cache::Cache>,
+    pub cache: Arc<Cache>,
 }
 
 impl Codec for WireCodec {
@@ -155,13 +174,13 @@ impl Decoder for WireCodec {
 /// The `Monitor` service: `Watch` through [`WireCodec`], every other
 /// method through the generated server.
 #[derive(Clone)]
-pub struct Monitor {
-    generated: MonitorServer<crate::service::Services>,
-    services: Arc<crate::service::Services>,
+pub struct Monitor<S: Watcher> {
+    generated: MonitorServer<S>,
+    services: Arc<S>,
 }
 
-impl Monitor {
-    pub fn new(services: crate::service::Services) -> Self {
+impl<S: Watcher> Monitor<S> {
+    pub fn new(services: S) -> Self {
         Monitor {
             generated: MonitorServer::new(services.clone()),
             services: Arc::new(services),
@@ -169,16 +188,14 @@ impl Monitor {
     }
 }
 
-impl NamedService for Monitor {
-    const NAME: &'static str = <MonitorServer<crate::service::Services> as NamedService>::NAME;
+impl<S: Watcher> NamedService for Monitor<S> {
+    const NAME: &'static str = monitor_server::SERVICE_NAME;
 }
 
 /// The path `Watch` is called on.
 const WATCH_PATH: &str = "/dbmon.v1.Monitor/Watch";
 
-type BoxFuture<T> = Pin<Box<dyn std::future::Future<Output = T> + Send + 'static>>;
-
-impl tower::Service<http::Request<tonic::body::Body>> for Monitor {
+impl<S: Watcher> tower::Service<http::Request<tonic::body::Body>> for Monitor<S> {
     type Response = http::Response<tonic::body::Body>;
     type Error = Infallible;
     type Future = BoxFuture<Result<Self::Response, Infallible>>;
@@ -194,7 +211,7 @@ impl tower::Service<http::Request<tonic::body::Body>> for Monitor {
         let services = self.services.clone();
         Box::pin(async move {
             let mut grpc = tonic::server::Grpc::new(WireCodec {
-                cache: services.cache.clone(),
+                cache: services.cache(),
             });
             Ok(grpc.server_streaming(Watch(services), req).await)
         })
@@ -202,16 +219,15 @@ impl tower::Service<http::Request<tonic::body::Body>> for Monitor {
 }
 
 /// `Watch` as tonic's server calls it.
-struct Watch(Arc<crate::service::Services>);
+struct Watch<S>(Arc<S>);
 
-impl tonic::server::ServerStreamingService<WatchRequest> for Watch {
+impl<S: Watcher> tonic::server::ServerStreamingService<WatchRequest> for Watch<S> {
     type Response = Outgoing;
-    type ResponseStream = crate::subscribers::WatchStream;
+    type ResponseStream = WatchStream;
     type Future = BoxFuture<Result<tonic::Response<Self::ResponseStream>, Status>>;
 
     fn call(&mut self, request: tonic::Request<WatchRequest>) -> Self::Future {
-        let services = self.0.clone();
-        Box::pin(async move { services.watch_stream(request).await })
+        self.0.open_watch(request)
     }
 }
 

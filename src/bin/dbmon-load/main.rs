@@ -224,37 +224,15 @@ async fn main() -> Result<()> {
         humantime::format_duration((interval / 2).min(Duration::from_secs(3))).to_string();
     let nodes = stack::start_nodes(args.nodes).await?;
     let ports = stack::Ports::pick();
-    let (config, clusters) = stack::write_config(
-        &dir,
-        &pki,
-        &ports,
-        &nodes,
-        &args.interval,
-        &timeout,
-        &stack::RUN,
-    )?;
-    // The memory phase's server starts empty: with the first one's store
-    // it would restore the whole run's history and not be idle at all.
-    let (fresh_config, _) = stack::write_config(
-        &dir,
-        &pki,
-        &ports,
-        &nodes,
-        &args.interval,
-        &timeout,
-        &stack::FRESH,
-    )?;
-    // Fresh servers as configured by default: the memory, backpressure and
-    // wide fan-out phases.
-    let (defaults, _) = stack::write_config(
-        &dir,
-        &pki,
-        &ports,
-        &nodes,
-        &args.interval,
-        &timeout,
-        &stack::DEFAULTS,
-    )?;
+    let config_for =
+        |setup| stack::write_config(&dir, &pki, &ports, &nodes, &args.interval, &timeout, setup);
+    let (config, clusters) = config_for(&stack::RUN)?;
+    // Fresh servers start empty: with the first one's store they would
+    // restore the whole run's history. The viewers phase keeps the run's
+    // deep queue; the memory, backpressure and wide fan-out phases run the
+    // server as configured by default.
+    let (fresh_config, _) = config_for(&stack::FRESH)?;
+    let (defaults, _) = config_for(&stack::DEFAULTS)?;
     let server_log = dir.join("server.log");
     let server = stack::spawn_pinned(&dbmon, "server", &config, &server_log, pinned)?;
     stack::wait_listening(ports.collectors, "the server", &server_log).await?;
@@ -426,7 +404,11 @@ async fn main() -> Result<()> {
     }
     if args.scale_nodes > 0 {
         drop(nodes);
-        results.poll_scale = scale_phase(&args, &dir, &pki, pinned).await?;
+        // The run's other results are written even if this phase fails.
+        match scale_phase(&args, &dir, &pki, pinned).await {
+            Ok(runs) => results.poll_scale = runs,
+            Err(e) => eprintln!("dbmon-load: the scale phase failed: {e:#}"),
+        }
     }
 
     results.pinned = pinned;

@@ -369,8 +369,11 @@ pub async fn publish_steady(
     let (tx, mut acks) = open_publisher(collector_url, pki).await?;
     tokio::spawn(async move { while let Some(Ok(_)) = acks.next().await {} });
     let started = Instant::now();
-    let mut tick = tokio::time::interval(Duration::from_millis(10));
+    // Ticks of 10 ms, or one report per tick below 100 a second.
     let per_tick = (rate / 100).max(1);
+    let mut tick = tokio::time::interval(Duration::from_secs_f64(
+        per_tick as f64 / rate.max(1) as f64,
+    ));
     let mut seq = after_seq;
     while started.elapsed() < window {
         tick.tick().await;

@@ -126,7 +126,7 @@ pub fn write_results(out: &Path, r: &Results) -> Result<()> {
     }
     let bound = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.0}"));
     md.push_str(&format!(
-        "\nThe server's own share (`dbmon_watch_fanout_seconds`: a report in to its message handed to each subscriber's stream), p50 / p99 (interpolated in its buckets): {} / {} ms during the polling run, {} / {} ms in the fan-out phase; {}.\n",
+        "\nThe server's own share (`dbmon_watch_fanout_seconds`: a report in to its message written to each subscriber's stream), p50 / p99 (interpolated in its buckets): {} / {} ms during the polling run, {} / {} ms in the fan-out phase; {}.\n",
         bound(r.server_share_ms.0),
         bound(r.server_share_ms.1),
         bound(r.fanout_server_share_ms.0),

@@ -28,12 +28,10 @@ impl Drop for Guard {
     }
 }
 
-/// A free port on loopback.
+/// A free port on loopback, below the ephemeral range: the collector's
+/// outgoing connections (one per poll) take ephemeral ports all the time.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap_or(0)
+    dbmon::local::free_port()
 }
 
 /// Simulated nodes: each serves /health and the real /_status/vars on its
