@@ -29,6 +29,10 @@ fn parse(c: &mut Criterion) {
             .map(|m| m.has("sys_uptime"))
         })
     });
+    // The line filter alone: every line's name looked at, none kept.
+    g.bench_function("filter_lines_keep_none", |b| {
+        b.iter(|| Metrics::parse_only(black_box(STATUS_VARS), &["no_such_family"]).is_ok())
+    });
     g.finish();
 }
 

@@ -56,18 +56,23 @@ impl<'w> LineFilter<'w> {
         self.partial.extend_from_slice(rest);
     }
 
+    /// One line: its name is found in its bytes; only a wanted line (or,
+    /// until the first sample, any line) is read as text.
     fn line(&mut self, bytes: &[u8]) {
-        let line = String::from_utf8_lossy(bytes);
-        let line = line.strip_suffix('\r').unwrap_or(&line);
-        self.any_sample = self.any_sample || looks_like_sample(line);
-        let name = metric_name(line);
+        let bytes = bytes.strip_suffix(b"\r").unwrap_or(bytes);
+        let name = metric_name_bytes(bytes);
         let wanted = !name.is_empty()
             && self.wanted.iter().any(|w| match w.strip_suffix('*') {
-                Some(prefix) => name.starts_with(prefix),
-                None => name == *w,
+                Some(prefix) => name.starts_with(prefix.as_bytes()),
+                None => name == w.as_bytes(),
             });
+        if !wanted && self.any_sample {
+            return;
+        }
+        let line = String::from_utf8_lossy(bytes);
+        self.any_sample = self.any_sample || looks_like_sample(&line);
         if wanted {
-            self.kept.push_str(line);
+            self.kept.push_str(&line);
             self.kept.push('\n');
         }
     }
@@ -191,6 +196,22 @@ fn without_empty_labels(line: &str) -> String {
 }
 
 /// The metric name of a sample line, or of a `# TYPE`/`# HELP` line.
+/// [`metric_name`] on a line's bytes (names are ASCII; a line need not be
+/// valid UTF-8 to be skipped).
+fn metric_name_bytes(line: &[u8]) -> &[u8] {
+    let l = line.trim_ascii_start();
+    let l = l
+        .strip_prefix(b"# TYPE ")
+        .or_else(|| l.strip_prefix(b"# HELP "))
+        .unwrap_or(l);
+    let end = l
+        .iter()
+        .position(|&c| c == b'{' || c.is_ascii_whitespace())
+        .unwrap_or(l.len());
+    let name = &l[..end];
+    if name.starts_with(b"#") { b"" } else { name }
+}
+
 fn metric_name(line: &str) -> &str {
     let l = line.trim_start();
     let l = l
@@ -241,6 +262,24 @@ mod tests {
     use super::*;
 
     const STATUS_VARS: &str = include_str!("../tests/fixtures/cockroachdb/status-vars.txt");
+
+    #[test]
+    fn names_read_from_bytes_are_the_names_read_from_text() {
+        let odd = [
+            "# TYPE x_total counter",
+            "  y{a=\"b\"} 1",
+            "#comment",
+            "",
+            "z\t2",
+        ];
+        for line in STATUS_VARS.lines().chain(odd) {
+            assert_eq!(
+                metric_name_bytes(line.as_bytes()),
+                metric_name(line).as_bytes(),
+                "{line}"
+            );
+        }
+    }
 
     #[test]
     fn a_body_taken_in_pieces_reads_as_the_whole() {

@@ -8,8 +8,8 @@
 use crate::auth::scoped;
 use crate::cache::{Cache, Entry, Event, Resume};
 use crate::peer::peer_of;
-use crate::wire::Outgoing;
-use dbmon_proto::v1::{ReportBatch, Snapshot, WatchEvent, WatchRequest, watch_event};
+use crate::wire::{Outgoing, WatchStream};
+use dbmon_proto::v1::{Snapshot, WatchEvent, WatchRequest, watch_event};
 use std::sync::Arc;
 use tokio::sync::{broadcast, mpsc};
 use tonic::{Request, Response, Status};
@@ -19,8 +19,6 @@ pub const MAX_BATCH: usize = 64;
 
 /// Reports per snapshot part: bounds what one subscriber holds in its queue.
 pub const SNAPSHOT_PART: usize = 500;
-
-use crate::wire::WatchStream;
 
 type Tx = mpsc::Sender<Result<Outgoing, Status>>;
 
@@ -120,16 +118,8 @@ impl Subscriber {
                 tracing::debug!(peer = %self.peer, after, catching_up = entries.len(), "watch resumed");
                 for chunk in entries.chunks(MAX_BATCH) {
                     let last = chunk.last().map_or(position, |e| e.position);
-                    let mut reports: Vec<_> = chunk.iter().map(|e| e.report.to_report()).collect();
-                    let event = if reports.len() == 1 {
-                        watch_event::Event::Report(reports.remove(0))
-                    } else {
-                        watch_event::Event::Batch(ReportBatch { reports })
-                    };
-                    let message = Outgoing::Message(WatchEvent {
-                        event: Some(event),
-                        position: last,
-                    });
+                    let reports = chunk.iter().map(|e| e.report.to_report()).collect();
+                    let message = Outgoing::Message(crate::wire::reports_event(reports, last));
                     if self.tx.send(Ok(message)).await.is_err() {
                         return false;
                     }

@@ -68,18 +68,10 @@ impl Outgoing {
     pub fn into_event(self) -> WatchEvent {
         match self {
             Outgoing::Message(e) => e,
-            Outgoing::Reports { events, position } => {
-                let mut reports: Vec<_> = events.iter().map(|e| e.report.to_report()).collect();
-                let event = if reports.len() == 1 {
-                    watch_event::Event::Report(reports.remove(0))
-                } else {
-                    watch_event::Event::Batch(ReportBatch { reports })
-                };
-                WatchEvent {
-                    event: Some(event),
-                    position,
-                }
-            }
+            Outgoing::Reports { events, position } => reports_event(
+                events.iter().map(|e| e.report.to_report()).collect(),
+                position,
+            ),
         }
     }
 
@@ -113,6 +105,19 @@ impl Outgoing {
                 }
             }
         }
+    }
+}
+
+/// A message of reports: one alone as a `report`, more as a `batch`.
+pub fn reports_event(mut reports: Vec<dbmon_proto::Report>, position: u64) -> WatchEvent {
+    let event = if reports.len() == 1 {
+        watch_event::Event::Report(reports.remove(0))
+    } else {
+        watch_event::Event::Batch(ReportBatch { reports })
+    };
+    WatchEvent {
+        event: Some(event),
+        position,
     }
 }
 
