@@ -54,6 +54,19 @@ impl Histogram {
     }
 }
 
+/// Waits until `done` holds, checking every `every`, at most `within`;
+/// whether it held.
+pub async fn wait_until(within: Duration, every: Duration, done: impl Fn() -> bool) -> bool {
+    let deadline = tokio::time::Instant::now() + within;
+    while !done() {
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(every).await;
+    }
+    true
+}
+
 /// CPU seconds (user + system) and peak RSS (bytes) of a process.
 pub fn usage(pid: u32) -> Result<(f64, u64, u64)> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;

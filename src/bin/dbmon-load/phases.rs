@@ -315,10 +315,10 @@ pub async fn fanout(
     // Until the last deliveries land (or 10 s: what is missing by then is
     // counted as not delivered).
     let expected = fseq * subs.tasks.len() as u64;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while subs.fanout_hist.count() < expected && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    crate::measure::wait_until(Duration::from_secs(10), Duration::from_millis(20), || {
+        subs.fanout_hist.count() >= expected
+    })
+    .await;
     let (s_f1, _, _) = usage(server.0.id())?;
     let share1 = crate::measure::server_fanout(http_port).await;
     results.fanout_server_share_ms = (

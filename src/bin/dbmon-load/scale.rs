@@ -239,10 +239,10 @@ impl Fanout<'_> {
         self.seq.store(last, Ordering::Relaxed);
         let rate = sent as f64 / started.elapsed().as_secs_f64();
         let expected = sent * prompt.n as u64;
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while prompt.hist.count() < expected && Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        crate::measure::wait_until(Duration::from_secs(10), Duration::from_millis(20), || {
+            prompt.hist.count() >= expected
+        })
+        .await;
         let (cpu1, _, rss) = usage(pid)?;
         let share1 = crate::measure::server_fanout(self.http_port).await;
         // The stalled ones read on, through what is queued for them and
@@ -252,10 +252,10 @@ impl Fanout<'_> {
             let _ = tx.send(false);
         }
         if let Some(s) = slow {
-            let deadline = drain + Duration::from_secs(90);
-            while s.holding(last) < s.n && Instant::now() < deadline {
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
+            crate::measure::wait_until(Duration::from_secs(90), Duration::from_millis(100), || {
+                s.holding(last) >= s.n
+            })
+            .await;
         }
         let h = &prompt.hist;
         Ok(FanoutRun {
