@@ -11,7 +11,13 @@ use std::collections::HashMap;
 /// 175 KB of which a connector reads a few hundred bytes; a thousand of
 /// them in flight at once were most of a collector's memory.
 pub struct LineFilter<'w> {
-    wanted: &'w [&'w str],
+    /// The wanted names as bytes, each with whether it is a prefix (`*`),
+    /// in the order of their first byte.
+    wanted: Vec<(&'w [u8], bool)>,
+    /// For each byte, the wanted names that start with it (a range of
+    /// `wanted`): a line is compared with those only, and most lines with
+    /// none.
+    first: [(u32, u32); 256],
     /// The start of a line whose end has not arrived yet.
     partial: Vec<u8>,
     kept: String,
@@ -25,8 +31,35 @@ const HEAD: usize = 200;
 
 impl<'w> LineFilter<'w> {
     pub fn new(wanted: &'w [&'w str]) -> LineFilter<'w> {
+        let mut wanted = wanted
+            .iter()
+            .map(|w| match w.strip_suffix('*') {
+                Some(prefix) => (prefix.as_bytes(), true),
+                None => (w.as_bytes(), false),
+            })
+            .collect::<Vec<_>>();
+        // An empty prefix (`*`) wants every name: keep just that one.
+        if let Some(&all) = wanted.iter().find(|(w, _)| w.is_empty()) {
+            wanted = vec![all];
+        }
+        wanted.sort_unstable_by_key(|(w, _)| w.first().copied());
+        let mut first = [(0u32, 0u32); 256];
+        for (i, (w, _)) in (0u32..).zip(&wanted) {
+            let range = match w.first() {
+                Some(&c) => &mut first[usize::from(c)..=usize::from(c)],
+                None => &mut first[..],
+            };
+            for r in range {
+                if r.0 == r.1 {
+                    *r = (i, i + 1);
+                } else {
+                    r.1 = i + 1;
+                }
+            }
+        }
         LineFilter {
             wanted,
+            first,
             partial: Vec::new(),
             kept: String::new(),
             any_sample: false,
@@ -43,7 +76,7 @@ impl<'w> LineFilter<'w> {
         }
         self.bytes += chunk.len();
         let mut rest = chunk;
-        while let Some(i) = rest.iter().position(|b| *b == b'\n') {
+        while let Some(i) = memchr::memchr(b'\n', rest) {
             if self.partial.is_empty() {
                 self.line(&rest[..i]);
             } else {
@@ -56,16 +89,11 @@ impl<'w> LineFilter<'w> {
         self.partial.extend_from_slice(rest);
     }
 
-    /// One line: its name is found in its bytes; only a wanted line (or,
-    /// until the first sample, any line) is read as text.
+    /// One line: whether it is wanted is read off its bytes; only a wanted
+    /// line (or, until the first sample, any line) is read as text.
     fn line(&mut self, bytes: &[u8]) {
         let bytes = bytes.strip_suffix(b"\r").unwrap_or(bytes);
-        let name = metric_name_bytes(bytes);
-        let wanted = !name.is_empty()
-            && self.wanted.iter().any(|w| match w.strip_suffix('*') {
-                Some(prefix) => name.starts_with(prefix.as_bytes()),
-                None => name == w.as_bytes(),
-            });
+        let wanted = self.wants(bytes);
         if !wanted && self.any_sample {
             return;
         }
@@ -75,6 +103,36 @@ impl<'w> LineFilter<'w> {
             self.kept.push_str(&line);
             self.kept.push('\n');
         }
+    }
+
+    /// Whether the line's metric name (of a sample, or of a `# TYPE` or
+    /// `# HELP` line) is wanted, matched in place: most lines fail on their
+    /// first byte against every wanted name, without the name being found.
+    fn wants(&self, line: &[u8]) -> bool {
+        let l = line.trim_ascii_start();
+        let l = match l.first() {
+            Some(b'#') => match l
+                .strip_prefix(b"# TYPE ")
+                .or_else(|| l.strip_prefix(b"# HELP "))
+            {
+                Some(rest) => rest,
+                None => return false,
+            },
+            Some(_) => l,
+            None => return false,
+        };
+        // An empty name (or one starting with `#`) is nobody's.
+        let Some(&c) = l.first() else { return false };
+        if c == b'#' || ends_name(c) {
+            return false;
+        }
+        let (from, to) = self.first[usize::from(c)];
+        self.wanted[from as usize..to as usize]
+            .iter()
+            .any(|&(w, prefix)| {
+                // For a whole name the byte after it first: it is cheap.
+                (prefix || l.get(w.len()).is_none_or(|&c| ends_name(c))) && l.starts_with(w)
+            })
     }
 
     /// The start of the body, for a message.
@@ -195,21 +253,9 @@ fn without_empty_labels(line: &str) -> String {
     }
 }
 
-/// The metric name of a sample line, or of a `# TYPE`/`# HELP` line.
-/// [`metric_name`] on a line's bytes (names are ASCII; a line need not be
-/// valid UTF-8 to be skipped).
-fn metric_name_bytes(line: &[u8]) -> &[u8] {
-    let l = line.trim_ascii_start();
-    let l = l
-        .strip_prefix(b"# TYPE ")
-        .or_else(|| l.strip_prefix(b"# HELP "))
-        .unwrap_or(l);
-    let end = l
-        .iter()
-        .position(|&c| c == b'{' || c.is_ascii_whitespace())
-        .unwrap_or(l.len());
-    let name = &l[..end];
-    if name.starts_with(b"#") { b"" } else { name }
+/// Whether a byte ends a metric name.
+fn ends_name(c: u8) -> bool {
+    c == b'{' || c.is_ascii_whitespace()
 }
 
 fn metric_name(line: &str) -> &str {
@@ -264,20 +310,39 @@ mod tests {
     const STATUS_VARS: &str = include_str!("../tests/fixtures/cockroachdb/status-vars.txt");
 
     #[test]
-    fn names_read_from_bytes_are_the_names_read_from_text() {
+    fn lines_are_wanted_by_their_metric_name() {
         let odd = [
             "# TYPE x_total counter",
+            "# HELP x_total what it counts",
             "  y{a=\"b\"} 1",
             "#comment",
+            "# TYPE #x gauge",
             "",
+            "   ",
             "z\t2",
+            "x_totality 3",
+            "x_total",
+            "{x_total} 1",
         ];
-        for line in STATUS_VARS.lines().chain(odd) {
-            assert_eq!(
-                metric_name_bytes(line.as_bytes()),
-                metric_name(line).as_bytes(),
-                "{line}"
-            );
+        let lists: [&[&str]; 4] = [
+            &["x_total", "y", "z*", "sys_uptime"],
+            crate::connectors::cockroachdb::VARS,
+            &["*"],
+            &["sql_*", "x*"],
+        ];
+        for wanted in lists {
+            let f = LineFilter::new(wanted);
+            for line in STATUS_VARS.lines().chain(odd) {
+                // The name found first, then compared: what matching in
+                // place must agree with.
+                let name = metric_name(line);
+                let expected = !name.is_empty()
+                    && wanted.iter().any(|w| match w.strip_suffix('*') {
+                        Some(prefix) => name.starts_with(prefix),
+                        None => name == *w,
+                    });
+                assert_eq!(f.wants(line.as_bytes()), expected, "{wanted:?} {line:?}");
+            }
         }
     }
 
