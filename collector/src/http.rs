@@ -2,6 +2,8 @@
 //! against the configured CA, a client certificate when configured, and every
 //! failure turned into a sentence a person can act on.
 
+pub mod conn;
+
 use crate::connector::ConnectorError;
 use dbmon_config::ClusterConfig;
 use std::time::{Duration, Instant};
@@ -100,8 +102,27 @@ pub async fn fetch_with(
 /// One line for a request error, without the URL's credentials.
 pub fn describe(e: &reqwest::Error, timeout: Duration) -> String {
     if e.is_timeout() {
-        return format!("no answer within {}", humantime::format_duration(timeout));
+        return no_answer_within(timeout);
     }
+    let text = chain(e)
+        .replace("error sending request for url ", "request to ")
+        .replace("client error (Connect)", "cannot connect");
+    let text = format!("{text}{}", hint(&text));
+    if e.is_connect() {
+        format!("no answer: {text}")
+    } else if e.is_body() || e.is_decode() {
+        format!("answer cut short: {text}")
+    } else {
+        text
+    }
+}
+
+fn no_answer_within(timeout: Duration) -> String {
+    format!("no answer within {}", humantime::format_duration(timeout))
+}
+
+/// An error and its sources in one line, each said once.
+fn chain(e: &(dyn std::error::Error + 'static)) -> String {
     let mut chain = Vec::new();
     let mut source: Option<&dyn std::error::Error> = Some(e);
     while let Some(s) = source {
@@ -111,11 +132,12 @@ pub fn describe(e: &reqwest::Error, timeout: Duration) -> String {
         }
         source = s.source();
     }
-    let text = chain.join(": ");
-    let text = text
-        .replace("error sending request for url ", "request to ")
-        .replace("client error (Connect)", "cannot connect");
-    let hint = if text.contains("BadCertificate") || text.contains("CertificateRequired") {
+    chain.join(": ")
+}
+
+/// What to do about a TLS failure, from its text ("" for other failures).
+fn hint(text: &str) -> &'static str {
+    if text.contains("BadCertificate") || text.contains("CertificateRequired") {
         "; the node refused our client certificate or wants one: check tls.cert_file and tls.key_file"
     } else if text.contains("UnknownIssuer") {
         "; the node's certificate is not signed by tls.ca_file: point tls.ca_file at the cluster's CA"
@@ -125,14 +147,6 @@ pub fn describe(e: &reqwest::Error, timeout: Duration) -> String {
         "; the node's certificate has expired: renew it on the cluster"
     } else {
         ""
-    };
-    let text = format!("{text}{hint}");
-    if e.is_connect() {
-        format!("no answer: {text}")
-    } else if e.is_body() || e.is_decode() {
-        format!("answer cut short: {text}")
-    } else {
-        text
     }
 }
 

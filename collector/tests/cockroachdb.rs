@@ -11,7 +11,7 @@ use dbmon_collector::{Observation, Registry, registry};
 use dbmon_config::Config;
 use dbmon_proto::Status;
 use dbmon_proto::health::summarize;
-use std::sync::atomic::{AtomicU16, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -49,6 +49,10 @@ struct Node {
     session: Mutex<Option<String>>,
     logins: AtomicUsize,
     nodes_requests_with_session: AtomicUsize,
+    /// Requests to `/health` and `/_status/vars`.
+    requests: AtomicUsize,
+    /// When set, `/health` answers with `Connection: close`.
+    close_after_health: AtomicBool,
 }
 
 impl Node {
@@ -60,15 +64,25 @@ impl Node {
             session: Mutex::new(None),
             logins: AtomicUsize::new(0),
             nodes_requests_with_session: AtomicUsize::new(0),
+            requests: AtomicUsize::new(0),
+            close_after_health: AtomicBool::new(false),
         })
     }
 }
 
-async fn health(State(n): State<Arc<Node>>) -> StatusCode {
-    StatusCode::from_u16(n.health_status.load(Ordering::SeqCst)).unwrap_or(StatusCode::OK)
+async fn health(State(n): State<Arc<Node>>) -> (StatusCode, HeaderMap) {
+    n.requests.fetch_add(1, Ordering::SeqCst);
+    let mut headers = HeaderMap::new();
+    if n.close_after_health.load(Ordering::SeqCst) {
+        headers.insert("connection", "close".parse().unwrap());
+    }
+    let code =
+        StatusCode::from_u16(n.health_status.load(Ordering::SeqCst)).unwrap_or(StatusCode::OK);
+    (code, headers)
 }
 
 async fn vars(State(n): State<Arc<Node>>) -> (StatusCode, String) {
+    n.requests.fetch_add(1, Ordering::SeqCst);
     let code = StatusCode::from_u16(n.vars_status.load(Ordering::SeqCst)).unwrap_or(StatusCode::OK);
     (code, n.vars.lock().unwrap().clone())
 }
@@ -105,14 +119,18 @@ async fn login(State(n): State<Arc<Node>>, body: String) -> (StatusCode, String)
     (StatusCode::OK, format!("{{\"session\":\"{session}\"}}"))
 }
 
-/// Serves `node` on a loopback port until the runtime ends.
-async fn serve(node: Arc<Node>) -> (String, tokio::task::JoinHandle<()>) {
-    let app = axum::Router::new()
+fn app(node: Arc<Node>) -> axum::Router {
+    axum::Router::new()
         .route("/health", get(health))
         .route("/_status/vars", get(vars))
         .route("/_status/nodes", get(nodes))
         .route("/api/v2/login/", post(login))
-        .with_state(node);
+        .with_state(node)
+}
+
+/// Serves `node` on a loopback port until the runtime ends.
+async fn serve(node: Arc<Node>) -> (String, tokio::task::JoinHandle<()>) {
+    let app = app(node);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let task = tokio::spawn(async move {
@@ -676,4 +694,72 @@ async fn the_clusters_certificate_is_verified_against_the_configured_ca() {
     ))
     .await;
     assert_eq!(find(&obs, &node, "up").status, Status::Ok);
+}
+
+/// Serves `node`, counting the connections accepted and those still open.
+async fn serve_counted(node: Arc<Node>) -> (String, Arc<AtomicUsize>, Arc<AtomicUsize>) {
+    let (accepted, open) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = app(node);
+    let (a, o) = (accepted.clone(), open.clone());
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            a.fetch_add(1, Ordering::SeqCst);
+            o.fetch_add(1, Ordering::SeqCst);
+            let (app, o) = (app.clone(), o.clone());
+            tokio::spawn(async move {
+                let service = hyper_util::service::TowerToHyperService::new(app);
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(tcp), service)
+                    .await;
+                o.fetch_sub(1, Ordering::SeqCst);
+            });
+        }
+    });
+    (format!("http://{addr}"), accepted, open)
+}
+
+/// A poll asks a node its two questions on one connection and closes it:
+/// one connect per node and poll, nothing held between polls. A node that
+/// closes the connection after `/health` is asked `/_status/vars` on a
+/// new one.
+#[tokio::test]
+async fn one_connection_per_node_and_poll_closed_after_it() {
+    let node = Node::new(STATUS_VARS.into());
+    let (url, accepted, open) = serve_counted(node.clone()).await;
+    let cfg = Config::parse(
+        &cluster_yaml(std::slice::from_ref(&url), ""),
+        std::path::Path::new("test.yaml"),
+        &Registry,
+    )
+    .unwrap();
+    let connector = (registry::find("cockroachdb").unwrap().build)(&cfg.clusters[0]).unwrap();
+    let closed = |polls: usize| {
+        let open = open.clone();
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while open.load(Ordering::SeqCst) != 0 {
+                assert!(
+                    Instant::now() < deadline,
+                    "poll {polls}: the connection is still open"
+                );
+                tokio::task::yield_now().await;
+            }
+        }
+    };
+    for polls in 1..=3 {
+        let obs = connector.poll().await;
+        assert_eq!(find(&obs, &label(&url), "up").status, Status::Ok);
+        assert_eq!(find(&obs, "", "live_nodes").value, Some(3.0));
+        closed(polls).await;
+        assert_eq!(accepted.load(Ordering::SeqCst), polls, "connections");
+        assert_eq!(node.requests.load(Ordering::SeqCst), 2 * polls, "requests");
+    }
+    node.close_after_health.store(true, Ordering::SeqCst);
+    let obs = connector.poll().await;
+    assert_eq!(find(&obs, &label(&url), "up").status, Status::Ok);
+    assert_eq!(find(&obs, "", "live_nodes").value, Some(3.0), "{obs:#?}");
+    closed(4).await;
+    assert_eq!(accepted.load(Ordering::SeqCst), 3 + 2, "connections");
 }

@@ -14,7 +14,8 @@
 //! Default thresholds follow CockroachDB's own alerting rules.
 
 use crate::connector::{Connector, ConnectorError, Observation, bytes, check, fmt_num, node_label};
-use crate::http::{excerpt, fetch, fetch_with, join};
+use crate::http::conn::Conn;
+use crate::http::{excerpt, fetch, join};
 use crate::prom::{LineFilter, Metrics};
 use crate::window::CounterWindow;
 use dbmon_config::{CheckSpec, ClusterConfig, Direction};
@@ -139,6 +140,7 @@ pub fn build(cluster: &ClusterConfig) -> Result<Box<dyn Connector>, ConnectorErr
     };
     Ok(Box::new(CockroachDb {
         client: crate::http::client_for(cluster)?,
+        nodes: crate::http::conn::Dialer::for_cluster(cluster)?,
         cluster: cluster.clone(),
         login,
         session: Mutex::new(None),
@@ -147,7 +149,10 @@ pub fn build(cluster: &ClusterConfig) -> Result<Box<dyn Connector>, ConnectorErr
 }
 
 struct CockroachDb {
+    /// For `/_status/nodes` and the login.
     client: reqwest::Client,
+    /// For each node's `/health` and `/_status/vars`, on one connection.
+    nodes: crate::http::conn::Dialer,
     cluster: ClusterConfig,
     /// Username and password; the password is never logged.
     login: Option<(String, String)>,
@@ -168,16 +173,20 @@ struct NodeVars {
 impl Connector for CockroachDb {
     async fn poll(&self) -> Vec<Observation> {
         let polls = self.cluster.nodes.iter().map(|u| self.poll_node(u));
-        let (per_node, membership) =
-            tokio::join!(futures::future::join_all(polls), self.membership());
+        let per_node = futures::future::join_all(polls).await;
         let mut out = Vec::new();
         let mut vars = Vec::new();
-        for (node, obs, v) in per_node {
+        let mut conns = Vec::new();
+        for (node, obs, v, conn) in per_node {
             out.extend(obs);
             if let Some(v) = v {
                 vars.push((node, v));
             }
+            conns.push(conn);
         }
+        // Asked on the nodes' connections of this poll, then all closed.
+        let membership = self.membership(&mut conns).await;
+        drop(conns);
         let members = membership.as_ref().ok().map(|m| m.members);
         out.extend(self.cluster_checks(&vars, members));
         if check(&self.cluster, "membership").is_some() {
@@ -196,22 +205,27 @@ struct Membership {
 }
 
 impl CockroachDb {
-    async fn poll_node(&self, base: &url::Url) -> (String, Vec<Observation>, Option<NodeVars>) {
+    /// The node's own checks, and its connection for the cluster's
+    /// questions of this poll (None: the node did not answer).
+    async fn poll_node(
+        &self,
+        base: &url::Url,
+    ) -> (String, Vec<Observation>, Option<NodeVars>, Option<Conn<'_>>) {
         let node = node_label(base);
-        let timeout = self.cluster.timeout;
-        let mut health_url = join(base, "health");
-        health_url.set_query(Some("ready=1"));
-        // The metrics page goes through a line filter as it arrives: a
-        // node's 175 KB are never held, only the families the checks read.
+        // Both requests on one connection, closed after the poll; the
+        // metrics page goes through a line filter as it arrives: a node's
+        // 175 KB are never held, only the families the checks read.
+        let mut conn = self.nodes.node(base);
+        let health = conn.get("health?ready=1", &[]).await;
         let mut filter = LineFilter::new(VARS);
-        let (health, vars) = tokio::join!(
-            fetch(self.client.get(health_url), timeout),
-            fetch_with(
-                self.client.get(join(base, "_status/vars")),
-                timeout,
-                |chunk| filter.push(chunk)
-            )
-        );
+        let vars = match &health {
+            // A node that did not answer is not asked again in this poll.
+            Err(_) => Err(String::new()),
+            Ok(_) => {
+                conn.get_with("_status/vars", &[], |chunk| filter.push(chunk))
+                    .await
+            }
+        };
         let mut out = Vec::new();
         let up = match &health {
             Err(e) => Observation::new(&node, UP_CHECK, Status::Crit, e.clone()),
@@ -244,7 +258,7 @@ impl CockroachDb {
         out.push(up);
         let parsed = match vars {
             Err(e) if answered => Err(format!("/_status/vars: {e}")),
-            Err(_) => return (node, out, None),
+            Err(_) => return (node, out, None, None),
             Ok((status, _)) if status != 200 => Err(format!(
                 "/_status/vars answered HTTP {status}: {}",
                 filter.excerpt()
@@ -265,12 +279,12 @@ impl CockroachDb {
         match parsed {
             Err(e) => {
                 out.push(Observation::new(&node, "vars", Status::Unknown, e));
-                (node, out, None)
+                (node, out, None, Some(conn))
             }
             Ok((m, latency)) => {
                 let (obs, vars) = self.judge_vars(&node, &m, latency);
                 out.extend(obs);
-                (node, out, Some(vars))
+                (node, out, Some(vars), Some(conn))
             }
         }
     }
@@ -537,16 +551,24 @@ impl CockroachDb {
     }
 
     /// Membership and liveness from `/_status/nodes`, asked of the first
-    /// node that answers; logs in first when the cluster needs it.
-    async fn membership(&self) -> Result<Membership, String> {
+    /// node that answers, on its connection of this poll (`conns`, in the
+    /// order of the nodes, None for a node that did not answer this poll);
+    /// logs in first when the cluster needs it.
+    async fn membership(&self, conns: &mut [Option<Conn<'_>>]) -> Result<Membership, String> {
         if check(&self.cluster, "membership").is_none()
             && check(&self.cluster, "live_nodes").is_none()
         {
             return Err("membership not checked".into());
         }
-        let mut last = String::from("no node configured");
-        for base in &self.cluster.nodes {
-            match self.nodes_of(base).await {
+        let mut last = String::from("no node answered");
+        let answered = self
+            .cluster
+            .nodes
+            .iter()
+            .zip(conns)
+            .filter_map(|(b, c)| Some((b, c.as_mut()?)));
+        for (base, conn) in answered {
+            match self.nodes_of(base, conn).await {
                 Ok(m) => return Ok(m),
                 Err(e) => last = format!("{}: {e}", node_label(base)),
             }
@@ -554,16 +576,15 @@ impl CockroachDb {
         Err(format!("/_status/nodes: {last}"))
     }
 
-    async fn nodes_of(&self, base: &url::Url) -> Result<Membership, String> {
-        let timeout = self.cluster.timeout;
-        let url = join(base, "_status/nodes");
+    async fn nodes_of(&self, base: &url::Url, conn: &mut Conn<'_>) -> Result<Membership, String> {
         let mut relogged = false;
         loop {
-            let mut req = self.client.get(url.clone());
-            if let Some(s) = self.session.lock().await.as_ref() {
-                req = req.header(SESSION_HEADER, s);
-            }
-            let a = fetch(req, timeout).await?;
+            let session = self.session.lock().await.clone();
+            let headers: &[(&str, &str)] = match &session {
+                Some(s) => &[(SESSION_HEADER, s.as_str())],
+                None => &[],
+            };
+            let a = conn.get("_status/nodes", headers).await?;
             match a.status {
                 200 => return parse_nodes(&a.body),
                 401 | 403 if self.login.is_some() && !relogged => {

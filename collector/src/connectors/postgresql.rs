@@ -415,53 +415,17 @@ fn query_error(e: &tokio_postgres::Error) -> String {
 fn tls_config(
     cluster: &ClusterConfig,
 ) -> Result<Option<Arc<rustls::ClientConfig>>, ConnectorError> {
-    use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
     let t = &cluster.tls;
     if t.ca_file.is_none() && !t.insecure_skip_verify && t.cert_file.is_none() {
         return Ok(None);
     }
-    let invalid = |what: String| ConnectorError::Tls(what);
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
-        .map_err(|e| invalid(e.to_string()))?;
-    let builder = if t.insecure_skip_verify {
+    if t.insecure_skip_verify {
         tracing::warn!(
             cluster = %cluster.name,
             "tls.insecure_skip_verify is set: the nodes' certificates are NOT verified"
         );
-        builder
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(crate::tls::NoVerify(provider)))
-    } else {
-        let mut roots = rustls::RootCertStore::empty();
-        if let Some(ca) = &t.ca_file {
-            let pem = dbmon_pki::read_certificates(ca)?;
-            for cert in CertificateDer::pem_slice_iter(&pem) {
-                let cert = cert.map_err(|e| invalid(format!("{}: {e}", ca.display())))?;
-                roots
-                    .add(cert)
-                    .map_err(|e| invalid(format!("{}: {e}", ca.display())))?;
-            }
-        }
-        builder.with_root_certificates(roots)
-    };
-    let config = match (&t.cert_file, &t.key_file) {
-        (Some(cert), Some(key)) => {
-            let pem = dbmon_pki::read_identity(cert, key)?;
-            let chain = CertificateDer::pem_slice_iter(&pem)
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| invalid(format!("{}: {e}", cert.display())))?;
-            let key_der = PrivateKeyDer::from_pem_slice(&pem)
-                .map_err(|e| invalid(format!("{}: {e}", key.display())))?;
-            builder
-                .with_client_auth_cert(chain, key_der)
-                .map_err(|e| invalid(format!("{} with {}: {e}", cert.display(), key.display())))?
-        }
-        _ => builder.with_no_client_auth(),
-    };
-    Ok(Some(Arc::new(config)))
+    }
+    crate::tls::client_config(cluster, crate::tls::Roots::OnlyConfigured, &[]).map(Some)
 }
 
 /// Turns one poll's answers into observations: the per-node checks, then
