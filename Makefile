@@ -24,7 +24,7 @@ bench: deps
 	cargo bench --locked -p dbmon-collector -p dbmon-proto -p dbmon-server -p dbmon-auth --bench parse --bench http_checks --bench spill --bench report --bench cache --bench store --bench verify --bench alerting -- --warm-up-time 1 --measurement-time 3 > target/criterion.txt
 	grep -E "time:|^[a-z_0-9]+/" target/criterion.txt
 	cargo build --release --locked --features load-tool --bin dbmon --bin dbmon-load
-	$$(cargo metadata --no-deps --format-version 1 | sed 's/.*"target_directory":"\([^"]*\)".*/\1/')/release/dbmon-load --out target/bench
+	$$(cargo metadata --no-deps --format-version 1 | sed 's/.*"target_directory":"\([^"]*\)".*/\1/')/release/dbmon-load --pin --out target/bench
 
 # Supply-chain policy (deny.toml): licences, crates.io only, no wildcard
 # versions, duplicate versions reported (as warnings; the list is long and

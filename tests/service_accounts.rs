@@ -78,6 +78,14 @@ fn a_service_account_reads_and_watches_with_a_minted_token_until_revoked() {
     let token = token.trim().to_string();
     assert!(!token.is_empty() && !token.contains(char::is_whitespace));
     assert!(err.contains("not shown again"), "{err}");
+    // Usable at once: a request with a login the server has not read yet
+    // waits for its next look at the store instead of being refused.
+    let out = stack.client_as(&token, &["status"]);
+    assert!(
+        out.status.success(),
+        "a token just minted was refused: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     // It reads and watches its clusters only.
     wait_until(Duration::from_secs(20), "status shows builds", || {

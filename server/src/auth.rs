@@ -133,10 +133,17 @@ pub fn check(
     Ok(Some(grant))
 }
 
+/// How long a request whose token names a login the server does not know
+/// waits for the store to change (a login minted by `dbmon token mint` a
+/// moment ago) before it is refused. The store is re-read every 200 ms.
+const UNKNOWN_LOGIN_WAIT: std::time::Duration = std::time::Duration::from_millis(1000);
+
 /// The tower layer in front of the people endpoint's services.
 #[derive(Clone)]
 pub struct AuthLayer {
     pub verifier: Verifier,
+    /// Changes whenever the store did (`PeopleAuth::revocations`).
+    pub changes: watch::Receiver<u64>,
 }
 
 impl<S> tower::Layer<S> for AuthLayer {
@@ -145,6 +152,7 @@ impl<S> tower::Layer<S> for AuthLayer {
         AuthService {
             inner,
             verifier: self.verifier.clone(),
+            changes: self.changes.clone(),
         }
     }
 }
@@ -153,6 +161,7 @@ impl<S> tower::Layer<S> for AuthLayer {
 pub struct AuthService<S> {
     inner: S,
     verifier: Verifier,
+    changes: watch::Receiver<u64>,
 }
 
 type BoxFuture<T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send>>;
@@ -188,7 +197,27 @@ where
             .headers()
             .get(METADATA_KEY)
             .map(|v| v.to_str().unwrap_or("\u{0}"));
-        match check(&self.verifier, &path, token) {
+        let first = check(&self.verifier, &path, token);
+        if let Err(Denied::UnknownKey(_)) = first {
+            // A login this server has not read yet: asked again once the
+            // store changes, or refused after a moment. Nothing else waits.
+            let (verifier, mut changes) = (self.verifier.clone(), self.changes.clone());
+            let token = token.map(str::to_string);
+            return Box::pin(async move {
+                changes.mark_unchanged();
+                let _ = tokio::time::timeout(UNKNOWN_LOGIN_WAIT, changes.changed()).await;
+                match check(&verifier, &path, token.as_deref()) {
+                    Ok(grant) => {
+                        if let Some(g) = grant {
+                            req.extensions_mut().insert(g);
+                        }
+                        inner.call(req).await
+                    }
+                    Err(denied) => Ok(refuse(&denied, token.as_deref(), &peer, &path)),
+                }
+            });
+        }
+        match first {
             Ok(grant) => {
                 if let Some(g) = grant {
                     req.extensions_mut().insert(g);
@@ -196,22 +225,32 @@ where
                 Box::pin(inner.call(req))
             }
             Err(denied) => {
-                let (user, login) = token
-                    .and_then(|t| dbmon_auth::token::inspect(t).ok())
-                    .map(|(login, caveats)| {
-                        let user = caveats
-                            .iter()
-                            .find_map(|c| c.strip_prefix("user = ").map(str::to_string))
-                            .unwrap_or_default();
-                        (user, login)
-                    })
-                    .unwrap_or_default();
-                dbmon_auth::audit("denied", &user, &login, &peer, &format!("{path}: {denied}"));
-                let status = status_of(&denied);
-                Box::pin(async move { Ok(status.into_http()) })
+                let response = refuse(&denied, token, &peer, &path);
+                Box::pin(async move { Ok(response) })
             }
         }
     }
+}
+
+/// The answer to a refused request, written to the audit log first.
+fn refuse(
+    denied: &Denied,
+    token: Option<&str>,
+    peer: &str,
+    path: &str,
+) -> http::Response<tonic::body::Body> {
+    let (user, login) = token
+        .and_then(|t| dbmon_auth::token::inspect(t).ok())
+        .map(|(login, caveats)| {
+            let user = caveats
+                .iter()
+                .find_map(|c| c.strip_prefix("user = ").map(str::to_string))
+                .unwrap_or_default();
+            (user, login)
+        })
+        .unwrap_or_default();
+    dbmon_auth::audit("denied", &user, &login, peer, &format!("{path}: {denied}"));
+    status_of(denied).into_http()
 }
 
 #[tonic::async_trait]

@@ -428,7 +428,7 @@ pub async fn serve_reloading(
     let people_routes = tonic::service::Routes::new(wire::Monitor::new(services.clone()))
         .add_service(EnrollServer::new(enroll::Enrollment { signer }))
         .add_service(AuthServer::new(people_auth.clone()))
-        .add_service(SessionsServer::new(people_auth))
+        .add_service(SessionsServer::new(people_auth.clone()))
         .add_service(dbmon_proto::v1::alerts_server::AlertsServer::new(
             alerts_service::AlertServices {
                 alerting: alerting.clone(),
@@ -442,7 +442,10 @@ pub async fn serve_reloading(
     let people_router = tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(Duration::from_secs(10)))
         .accept_http1(true)
-        .layer(auth::AuthLayer { verifier })
+        .layer(auth::AuthLayer {
+            verifier,
+            changes: people_auth.revocations.subscribe(),
+        })
         .add_routes(people_routes.into());
     let collector_router = tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(Duration::from_secs(10)))

@@ -139,7 +139,12 @@ pub fn build(cluster: &ClusterConfig) -> Result<Box<dyn Connector>, ConnectorErr
         None => None,
     };
     Ok(Box::new(CockroachDb {
-        client: crate::http::client_for(cluster)?,
+        // Direct, as the nodes' connections are: no proxy from the
+        // environment for the login either.
+        client: crate::http::builder_for(cluster)?
+            .no_proxy()
+            .build()
+            .map_err(|e| ConnectorError::Http(format!("{e}")))?,
         nodes: crate::http::conn::Dialer::for_cluster(cluster)?,
         cluster: cluster.clone(),
         login,
@@ -184,8 +189,18 @@ impl Connector for CockroachDb {
             }
             conns.push(conn);
         }
-        // Asked on the nodes' connections of this poll, then all closed.
-        let membership = self.membership(&mut conns).await;
+        // Asked on the nodes' connections of this poll, then all closed;
+        // within one timeout, so that the whole poll (a node's two
+        // requests, then this) ends within the agent's bound of three.
+        let timeout = self.cluster.timeout;
+        let membership = tokio::time::timeout(timeout, self.membership(&mut conns))
+            .await
+            .unwrap_or_else(|_| {
+                Err(format!(
+                    "/_status/nodes: no answer within {}",
+                    humantime::format_duration(timeout)
+                ))
+            });
         drop(conns);
         let members = membership.as_ref().ok().map(|m| m.members);
         out.extend(self.cluster_checks(&vars, members));
