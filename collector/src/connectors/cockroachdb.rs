@@ -154,9 +154,10 @@ pub fn build(cluster: &ClusterConfig) -> Result<Box<dyn Connector>, ConnectorErr
 }
 
 struct CockroachDb {
-    /// For `/_status/nodes` and the login.
+    /// For the login (a form POST).
     client: reqwest::Client,
-    /// For each node's `/health` and `/_status/vars`, on one connection.
+    /// For a node's `/health`, `/_status/vars` and `/_status/nodes`, on one
+    /// connection per node and poll.
     nodes: crate::http::conn::Dialer,
     cluster: ClusterConfig,
     /// Username and password; the password is never logged.

@@ -184,11 +184,6 @@ impl Conn<'_> {
             .await
             .map_err(|e| cannot(&e))?;
         let _ = tcp.set_nodelay(true);
-        let builder = {
-            let mut b = hyper::client::conn::http1::Builder::new();
-            b.read_buf_exact_size(Some(READ_BUFFER));
-            b
-        };
         let send = match (&self.dialer.tls, self.base.scheme()) {
             (Some(tls), "https") => {
                 let name = rustls::pki_types::ServerName::try_from(host.clone())
@@ -197,22 +192,24 @@ impl Conn<'_> {
                     let text = chain(&e);
                     format!("no answer: TLS with {host}:{port}: {text}{}", hint(&text))
                 })?;
-                let (send, conn) = builder
-                    .handshake(TokioIo::new(stream))
-                    .await
-                    .map_err(|e| cannot(&e))?;
-                tokio::spawn(conn);
-                send
+                http1(stream).await
             }
-            _ => {
-                let (send, conn) = builder
-                    .handshake(TokioIo::new(tcp))
-                    .await
-                    .map_err(|e| cannot(&e))?;
-                tokio::spawn(conn);
-                send
-            }
+            _ => http1(tcp).await,
         };
-        Ok(send)
+        send.map_err(|e| cannot(&e))
     }
+}
+
+/// HTTP/1 over `io`, its connection driven by a task of its own that ends
+/// when the returned sender is dropped.
+async fn http1<T>(io: T) -> Result<SendRequest<Empty<Bytes>>, hyper::Error>
+where
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
+{
+    let (send, conn) = hyper::client::conn::http1::Builder::new()
+        .read_buf_exact_size(Some(READ_BUFFER))
+        .handshake(TokioIo::new(io))
+        .await?;
+    tokio::spawn(conn);
+    Ok(send)
 }
