@@ -135,16 +135,26 @@ pub static CHECKS: &[CheckSpec] = &[
 
 pub fn build(cluster: &ClusterConfig) -> Result<Box<dyn Connector>, ConnectorError> {
     let login = match &cluster.auth {
-        Some(a) => Some((a.username.clone(), a.resolve_password()?)),
+        Some(a) => Some(Login {
+            user: a.username.clone(),
+            password: a.resolve_password()?,
+            // Direct, as the nodes' connections are: no proxy from the
+            // environment for the login either.
+            client: crate::http::builder_for(cluster)?
+                .no_proxy()
+                .build()
+                .map_err(|e| ConnectorError::Http(format!("{e}")))?,
+        }),
         None => None,
     };
+    // The login's client says it at its building; without one, say it here.
+    if login.is_none() && cluster.tls.insecure_skip_verify {
+        tracing::warn!(
+            cluster = %cluster.name,
+            "tls.insecure_skip_verify is set: the cluster's certificates are NOT verified"
+        );
+    }
     Ok(Box::new(CockroachDb {
-        // Direct, as the nodes' connections are: no proxy from the
-        // environment for the login either.
-        client: crate::http::builder_for(cluster)?
-            .no_proxy()
-            .build()
-            .map_err(|e| ConnectorError::Http(format!("{e}")))?,
         nodes: crate::http::conn::Dialer::for_cluster(cluster)?,
         cluster: cluster.clone(),
         login,
@@ -154,16 +164,23 @@ pub fn build(cluster: &ClusterConfig) -> Result<Box<dyn Connector>, ConnectorErr
 }
 
 struct CockroachDb {
-    /// For the login (a form POST).
-    client: reqwest::Client,
     /// For a node's `/health`, `/_status/vars` and `/_status/nodes`, on one
     /// connection per node and poll.
     nodes: crate::http::conn::Dialer,
     cluster: ClusterConfig,
-    /// Username and password; the password is never logged.
-    login: Option<(String, String)>,
+    /// How to log in, when the cluster needs it.
+    login: Option<Login>,
     session: Mutex<Option<String>>,
     uptime: CounterWindow,
+}
+
+/// A SQL user's login to the HTTP API (`auth:`): a form POST, made with a
+/// client of its own, built only for a cluster that has one.
+struct Login {
+    user: String,
+    /// Never logged.
+    password: String,
+    client: reqwest::Client,
 }
 
 /// What one node's `/_status/vars` says, for the cluster-wide checks.
@@ -626,11 +643,15 @@ impl CockroachDb {
     }
 
     async fn log_in(&self, base: &url::Url) -> Result<(), String> {
-        let Some((user, password)) = &self.login else {
+        let Some(Login {
+            user,
+            password,
+            client,
+        }) = &self.login
+        else {
             return Err("no credentials configured".into());
         };
-        let req = self
-            .client
+        let req = client
             .post(join(base, "api/v2/login/"))
             .form(&[("username", user.as_str()), ("password", password.as_str())]);
         let a = fetch(req, self.cluster.timeout).await?;
