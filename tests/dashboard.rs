@@ -385,6 +385,13 @@ fn the_dashboard_shows_each_person_what_they_may_see_and_nothing_else() {
     assert_eq!(ada.get("/").status, 200, "still signed in");
     // The real sign-out ends the login: its live view closes.
     let live = Web::new(&stack, &cookie).live_until_end("/live");
+    // The page is counted once its stream is served, a moment after the
+    // answer's head reached the reader.
+    wait_until(Duration::from_secs(10), "the live page counted", || {
+        stack
+            .http_get("/metrics")
+            .contains("dbmon_dashboard_live_pages 1")
+    });
     let metrics = stack.http_get("/metrics");
     assert!(
         metrics.contains("dbmon_dashboard_live_pages 1"),
