@@ -15,6 +15,7 @@
 mod kinds;
 mod measure;
 mod phases;
+mod readers;
 mod report;
 mod scale;
 mod stack;
@@ -272,7 +273,7 @@ async fn main() -> Result<()> {
         nodes.ports[quiet]
     );
 
-    let subs = phases::Subscribers::start(&people_url, &pki, &token, args.subscribers).await?;
+    let subs = readers::Readers::start(&people_url, &pki, &token, args.subscribers, None).await?;
     let mut results = phases::measure(
         phases::Window {
             nodes: &nodes,

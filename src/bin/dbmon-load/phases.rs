@@ -3,11 +3,12 @@
 //! of many clusters' latest state.
 
 use crate::measure::{Histogram, http_get, machine, mb, usage};
+use crate::readers::Readers;
 use crate::report::{PromResults, Results};
 use crate::stack::{Guard, Nodes, authed, channel, open_publisher};
 use anyhow::{Context, Result};
 use dbmon_proto::v1::monitor_client::MonitorClient;
-use dbmon_proto::v1::{PublishRequest, WatchRequest, publish_request, watch_event};
+use dbmon_proto::v1::{PublishRequest, WatchRequest, publish_request};
 use dbmon_proto::{Report, Status, now_ms};
 use std::path::Path;
 use std::process::Command;
@@ -86,64 +87,6 @@ impl Audit {
     }
 }
 
-/// The M subscribers and what they measure.
-pub struct Subscribers {
-    pub hist: Arc<Histogram>,
-    /// Deliveries of the fan-out phase (clusters named fanout-*).
-    pub fanout_hist: Arc<Histogram>,
-    pub resyncs: Arc<AtomicU64>,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
-}
-
-impl Subscribers {
-    pub async fn start(url: &str, pki: &Path, token: &str, n: usize) -> Result<Subscribers> {
-        let hist = Arc::new(Histogram::new());
-        let fanout_hist = Arc::new(Histogram::new());
-        let resyncs = Arc::new(AtomicU64::new(0));
-        let mut tasks = Vec::new();
-        for i in 0..n {
-            let ch = channel(url, pki, None)
-                .await
-                .with_context(|| format!("subscriber {i}"))?;
-            let mut stream = MonitorClient::new(ch)
-                .watch(authed(WatchRequest::default(), token)?)
-                .await?
-                .into_inner();
-            let (hist, fanout_hist, resyncs) = (hist.clone(), fanout_hist.clone(), resyncs.clone());
-            tasks.push(tokio::spawn(async move {
-                while let Some(Ok(e)) = stream.next().await {
-                    if let Some(watch_event::Event::Snapshot(s)) = &e.event {
-                        if s.reason != "initial" && s.part == 0 {
-                            resyncs.fetch_add(1, Ordering::Relaxed);
-                        }
-                        continue;
-                    }
-                    let now = now_ms();
-                    for r in e.into_reports() {
-                        if r.cluster.starts_with("fanout-") {
-                            fanout_hist.record(now - r.observed_at_ms)
-                        } else {
-                            hist.record(now - r.observed_at_ms)
-                        }
-                    }
-                }
-            }));
-        }
-        Ok(Subscribers {
-            hist,
-            fanout_hist,
-            resyncs,
-            tasks,
-        })
-    }
-
-    pub fn stop(self) {
-        for t in &self.tasks {
-            t.abort();
-        }
-    }
-}
-
 /// `dbmon_reports_ingested_total` of the server's `/metrics`.
 async fn ingested(port: u16) -> u64 {
     let body = http_get(&format!("http://127.0.0.1:{port}/metrics"))
@@ -159,7 +102,7 @@ async fn ingested(port: u16) -> u64 {
 pub struct Window<'a> {
     pub nodes: &'a Nodes,
     pub clusters: usize,
-    pub subscribers: &'a Subscribers,
+    pub subscribers: &'a Readers,
     pub audit: &'a mut Audit,
     pub server: &'a Guard,
     pub collector: &'a Guard,
@@ -180,7 +123,7 @@ pub async fn measure(w: Window<'_>, quiet_detection: Option<u64>) -> Result<Resu
         .map(|(p, _)| usage(p.0.id()).map(|u| u.0).unwrap_or(0.0));
     let i0 = ingested(w.http_port).await;
     let share0 = crate::measure::server_fanout(w.http_port).await;
-    let hist = &w.subscribers.hist;
+    let hist = &w.subscribers.polled;
     let d0 = hist.count();
     let started = Instant::now();
 
@@ -228,7 +171,7 @@ pub async fn measure(w: Window<'_>, quiet_detection: Option<u64>) -> Result<Resu
         date: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
         nodes: w.nodes.ports.len(),
         clusters: w.clusters,
-        subscribers: w.subscribers.tasks.len(),
+        subscribers: w.subscribers.n,
         interval_s: w.interval.as_secs_f64(),
         window_s: elapsed,
         polls,
@@ -303,7 +246,7 @@ pub async fn fanout(
     pki: &Path,
     server: &Guard,
     http_port: u16,
-    subs: &Subscribers,
+    subs: &Readers,
     rate: u64,
 ) -> Result<()> {
     let fanout_window = Duration::from_secs(20);
@@ -314,9 +257,9 @@ pub async fn fanout(
     let fseq = publish_steady(collector_url, pki, "fanout", rate, fanout_window, 0).await?;
     // Until the last deliveries land (or 10 s: what is missing by then is
     // counted as not delivered).
-    let expected = fseq * subs.tasks.len() as u64;
+    let expected = fseq * subs.n as u64;
     crate::measure::wait_until(Duration::from_secs(10), Duration::from_millis(20), || {
-        subs.fanout_hist.count() >= expected
+        subs.hist.count() >= expected
     })
     .await;
     let (s_f1, _, _) = usage(server.0.id())?;
@@ -325,7 +268,7 @@ pub async fn fanout(
         crate::measure::share_ms(&share0, &share1, 0.50),
         crate::measure::share_ms(&share0, &share1, 0.99),
     );
-    let h = &subs.fanout_hist;
+    let h = &subs.hist;
     results.fanout_rate = fseq as f64 / fanout_started.elapsed().as_secs_f64();
     results.fanout_deliveries = h.count();
     results.fanout_expected = expected;
