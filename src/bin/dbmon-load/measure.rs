@@ -88,6 +88,34 @@ pub fn usage(pid: u32) -> Result<(f64, u64, u64)> {
     Ok((cpu, kb("VmHWM:"), kb("VmRSS:")))
 }
 
+/// Each CPU's busy and total time (ticks) since boot, from `/proc/stat`.
+pub fn cpu_ticks() -> Vec<(u64, u64)> {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    stat.lines()
+        .filter(|l| l.starts_with("cpu") && l.as_bytes().get(3).is_some_and(u8::is_ascii_digit))
+        .map(|l| {
+            let f: Vec<u64> = l
+                .split_whitespace()
+                .skip(1)
+                .filter_map(|v| v.parse().ok())
+                .collect();
+            let total: u64 = f.iter().sum();
+            // idle and iowait
+            let idle = f.get(3).copied().unwrap_or(0) + f.get(4).copied().unwrap_or(0);
+            (total - idle, total)
+        })
+        .collect()
+}
+
+/// Each CPU's busy share (0 to 1) between two [`cpu_ticks`] readings.
+pub fn cpu_busy(before: &[(u64, u64)], after: &[(u64, u64)]) -> Vec<f64> {
+    before
+        .iter()
+        .zip(after)
+        .map(|((b0, t0), (b1, t1))| (b1 - b0) as f64 / (t1 - t0).max(1) as f64)
+        .collect()
+}
+
 /// Bytes in MB, one decimal.
 pub fn mb(b: u64) -> f64 {
     (b as f64 / 1_048_576.0 * 10.0).round() / 10.0

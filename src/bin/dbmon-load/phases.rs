@@ -2,7 +2,7 @@
 //! the M subscribers, the measuring window, fan-out alone, and the memory
 //! of many clusters' latest state.
 
-use crate::measure::{Histogram, http_get, machine, mb, usage};
+use crate::measure::{Histogram, cpu_busy, cpu_ticks, http_get, machine, mb, usage};
 use crate::readers::Readers;
 use crate::report::{PromResults, Results};
 use crate::stack::{Guard, Nodes, authed, channel, open_publisher};
@@ -123,6 +123,7 @@ pub async fn measure(w: Window<'_>, quiet_detection: Option<u64>) -> Result<Resu
         .map(|(p, _)| usage(p.0.id()).map(|u| u.0).unwrap_or(0.0));
     let i0 = ingested(w.http_port).await;
     let share0 = crate::measure::server_fanout(w.http_port).await;
+    let (ticks0, me0) = (cpu_ticks(), usage(std::process::id())?.0);
     let hist = &w.subscribers.polled;
     let d0 = hist.count();
     let started = Instant::now();
@@ -165,6 +166,7 @@ pub async fn measure(w: Window<'_>, quiet_detection: Option<u64>) -> Result<Resu
     let (s1, s_hwm, _) = usage(w.server.0.id())?;
     let i1 = ingested(w.http_port).await;
     let share1 = crate::measure::server_fanout(w.http_port).await;
+    let (ticks1, me1) = (cpu_ticks(), usage(std::process::id())?.0);
     let polls = w.nodes.ports.len() as f64 * elapsed / w.interval.as_secs_f64();
     let mut results = Results {
         machine: machine(),
@@ -191,6 +193,8 @@ pub async fn measure(w: Window<'_>, quiet_detection: Option<u64>) -> Result<Resu
         detection_ms: detection,
         detection_quiet_ms: quiet_detection,
         state_clusters: w.state_clusters,
+        cpu_busy: cpu_busy(&ticks0, &ticks1),
+        load_tool_cpu_s: me1 - me0,
         server_share_ms: (
             crate::measure::share_ms(&share0, &share1, 0.50),
             crate::measure::share_ms(&share0, &share1, 0.99),
@@ -253,6 +257,7 @@ pub async fn fanout(
     eprintln!("dbmon-load: fan-out phase, {rate} reports/s for {fanout_window:?}");
     let (s_f0, _, _) = usage(server.0.id())?;
     let share0 = crate::measure::server_fanout(http_port).await;
+    let (ticks0, me0) = (cpu_ticks(), usage(std::process::id())?.0);
     let fanout_started = Instant::now();
     let fseq = publish_steady(collector_url, pki, "fanout", rate, fanout_window, 0).await?;
     // Until the last deliveries land (or 10 s: what is missing by then is
@@ -264,6 +269,9 @@ pub async fn fanout(
     .await;
     let (s_f1, _, _) = usage(server.0.id())?;
     let share1 = crate::measure::server_fanout(http_port).await;
+    let (ticks1, me1) = (cpu_ticks(), usage(std::process::id())?.0);
+    results.fanout_cpu_busy = cpu_busy(&ticks0, &ticks1);
+    results.fanout_load_tool_cpu_s = me1 - me0;
     results.fanout_server_share_ms = (
         crate::measure::share_ms(&share0, &share1, 0.50),
         crate::measure::share_ms(&share0, &share1, 0.99),

@@ -5,8 +5,7 @@ use crate::measure::Histogram;
 use crate::stack::{authed, channel};
 use anyhow::{Context, Result};
 use dbmon_proto::now_ms;
-use dbmon_proto::v1::monitor_client::MonitorClient;
-use dbmon_proto::v1::{WatchRequest, watch_event};
+use dbmon_proto::v1::WatchRequest;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -14,6 +13,71 @@ use tokio_stream::StreamExt;
 
 /// How many subscribers open their connection and stream at a time.
 const OPENING_AT_ONCE: usize = 32;
+
+/// What a subscriber reads of a `WatchEvent`: the same wire format, only
+/// the fields measured decoded (the rest skipped, nothing allocated for
+/// names and messages), so that the subscribers' decoding takes as little
+/// of the machine as it can and what is measured is the server's delivery.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct LightEvent {
+    #[prost(oneof = "LightKind", tags = "4, 1, 2")]
+    pub event: Option<LightKind>,
+}
+
+#[derive(Clone, PartialEq, prost::Oneof)]
+pub enum LightKind {
+    #[prost(message, tag = "4")]
+    Batch(LightBatch),
+    #[prost(message, tag = "1")]
+    Snapshot(LightSnapshot),
+    #[prost(message, tag = "2")]
+    Report(LightReport),
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct LightBatch {
+    #[prost(message, repeated, tag = "1")]
+    pub reports: Vec<LightReport>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct LightSnapshot {
+    #[prost(message, repeated, tag = "1")]
+    pub latest: Vec<LightReport>,
+    #[prost(bytes = "bytes", tag = "2")]
+    pub reason: bytes::Bytes,
+    #[prost(uint32, tag = "4")]
+    pub part: u32,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct LightReport {
+    #[prost(int64, tag = "8")]
+    pub observed_at_ms: i64,
+    #[prost(bytes = "bytes", tag = "10")]
+    pub collector_id: bytes::Bytes,
+    #[prost(uint64, tag = "11")]
+    pub seq: u64,
+}
+
+impl LightReport {
+    /// Published straight to the server by the load tool.
+    fn published(&self) -> bool {
+        self.collector_id == "state"
+    }
+}
+
+/// `Monitor.Watch`, its events read as [`LightEvent`].
+async fn watch(
+    ch: tonic::transport::Channel,
+    req: tonic::Request<WatchRequest>,
+) -> Result<tonic::Streaming<LightEvent>> {
+    let mut grpc = tonic::client::Grpc::new(ch);
+    grpc.ready().await?;
+    let codec = tonic_prost::ProstCodec::<WatchRequest, LightEvent>::default();
+    let path = http::uri::PathAndQuery::from_static("/dbmon.v1.Monitor/Watch");
+    Ok(grpc.server_streaming(req, path, codec).await?.into_inner())
+}
 
 /// Subscribers of one kind (prompt or slow), with what they counted.
 ///
@@ -68,11 +132,9 @@ impl Readers {
                     let ch = channel(&url, &pki, None)
                         .await
                         .with_context(|| format!("subscriber {i}"))?;
-                    let stream = MonitorClient::new(ch)
-                        .watch(authed(WatchRequest::default(), &token)?)
+                    let stream = watch(ch, authed(WatchRequest::default(), &token)?)
                         .await
-                        .with_context(|| format!("subscriber {i}: Watch"))?
-                        .into_inner();
+                        .with_context(|| format!("subscriber {i}: Watch"))?;
                     anyhow::Ok(stream)
                 });
                 next += 1;
@@ -92,7 +154,7 @@ impl Readers {
     /// One subscriber's reading loop.
     fn read(
         &self,
-        mut stream: tonic::Streaming<dbmon_proto::v1::WatchEvent>,
+        mut stream: tonic::Streaming<LightEvent>,
         newest: Arc<AtomicU64>,
         mut hold: Option<tokio::sync::watch::Receiver<bool>>,
     ) -> impl std::future::Future<Output = ()> + Send + 'static {
@@ -106,19 +168,24 @@ impl Readers {
         async move {
             let mut last: Option<u64> = None;
             while let Some(Ok(e)) = stream.next().await {
-                if let Some(watch_event::Event::Snapshot(s)) = &e.event {
-                    if s.reason != "initial" && s.part == 0 {
-                        resyncs.fetch_add(1, Ordering::Relaxed);
+                let reports = match e.event {
+                    Some(LightKind::Snapshot(s)) => {
+                        if s.reason != "initial" && s.part == 0 {
+                            resyncs.fetch_add(1, Ordering::Relaxed);
+                        }
+                        for r in s.latest.iter().filter(|r| r.published()) {
+                            newest.fetch_max(r.seq, Ordering::Relaxed);
+                        }
+                        last = None;
+                        continue;
                     }
-                    for r in s.latest.iter().filter(|r| r.collector_id == "state") {
-                        newest.fetch_max(r.seq, Ordering::Relaxed);
-                    }
-                    last = None;
-                    continue;
-                }
+                    Some(LightKind::Batch(b)) => b.reports,
+                    Some(LightKind::Report(r)) => vec![r],
+                    None => continue,
+                };
                 let now = now_ms();
-                for r in e.into_reports() {
-                    if r.collector_id != "state" {
+                for r in reports {
+                    if !r.published() {
                         polled.record(now - r.observed_at_ms);
                         continue;
                     }

@@ -40,6 +40,13 @@ pub struct Results {
     /// the subscriber's stream), as bucket bounds in ms: p50, p99.
     pub server_share_ms: (Option<f64>, Option<f64>),
     pub fanout_server_share_ms: (Option<f64>, Option<f64>),
+    /// Each CPU's busy share during the polling window and the fan-out
+    /// phase, and this load tool's own CPU seconds (the simulated nodes,
+    /// the subscribers, the publisher) in each.
+    pub cpu_busy: Vec<f64>,
+    pub fanout_cpu_busy: Vec<f64>,
+    pub load_tool_cpu_s: f64,
+    pub fanout_load_tool_cpu_s: f64,
     /// The server ran on CPU 0, everything else on the others.
     pub pinned: bool,
     /// `/badge/NAME.svg` with a badge token, 32 clients, after the run.
@@ -136,6 +143,24 @@ pub fn write_results(out: &Path, r: &Results) -> Result<()> {
         } else {
             "every process shares every CPU"
         }
+    ));
+    let busy = |b: &[f64]| {
+        b.iter()
+            .enumerate()
+            .map(|(i, f)| format!("CPU {i} {:.0} %", f * 100.0))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    md.push_str(&format!(
+        "\nThe machine, busy: {} during the polling window (CPU seconds: server {:.1}, collector {:.1}, Prometheus {}, this load tool's nodes and subscribers {:.1}); {} in the fan-out phase (server {:.1}, the load tool {:.1}).\n",
+        busy(&r.cpu_busy),
+        r.server_cpu_s,
+        r.collector_cpu_s,
+        opt(p.map(|p| format!("{:.1}", p.cpu_s))),
+        r.load_tool_cpu_s,
+        busy(&r.fanout_cpu_busy),
+        r.fanout_server_cpu_s,
+        r.fanout_load_tool_cpu_s,
     ));
     md.push_str(&format!(
         "\nBadges: {:.0} `/badge/NAME.svg` per second with a badge token (32 HTTPS clients on kept connections, 10 s; each request verifies the token and derives the health), {} failed.\n",
