@@ -176,12 +176,15 @@ fn status_and_watch_clients_see_the_same_cluster() {
         metrics.contains("dbmon_check_value{cluster=\"shop-etcd\",node=\"\",check=\"quorum\",kind=\"etcd\",unit=\"members\"} 3"),
         "{metrics}"
     );
-    // The server's own share of delivery latency, as a histogram.
-    assert!(
-        metrics.contains("# TYPE dbmon_watch_fanout_seconds histogram")
-            && metrics.contains("dbmon_watch_fanout_seconds_bucket{le=\"+Inf\"}"),
-        "{metrics}"
-    );
+    // The server's own share of delivery latency, as histograms: to the
+    // subscriber's stream, and to its queue.
+    for name in ["dbmon_watch_fanout_seconds", "dbmon_watch_dispatch_seconds"] {
+        assert!(
+            metrics.contains(&format!("# TYPE {name} histogram"))
+                && metrics.contains(&format!("{name}_bucket{{le=\"+Inf\"}}")),
+            "{name}: {metrics}"
+        );
+    }
     // Well-formed for Prometheus's own checker.
     let body = metrics
         .split_once("\r\n\r\n")

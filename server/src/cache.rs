@@ -342,6 +342,13 @@ pub struct Cache {
     /// message and subscriber (the oldest report of a batch): the server's
     /// own share of delivery latency.
     pub fanout: Latencies,
+    /// Seconds from a report's arrival to its subscriber's task handing the
+    /// message that carries it to the stream's queue, once per message and
+    /// subscriber (the oldest report of a batch): the server's scheduling
+    /// alone. [`Cache::fanout`] adds the wait for room on the subscriber's
+    /// connection (its HTTP/2 window, its socket), which a subscriber slow
+    /// to read makes longer.
+    pub dispatch: Latencies,
     /// Open `Watch` streams.
     pub watch_streams: Arc<Streams>,
     /// Open dashboard live channels.
@@ -388,7 +395,7 @@ impl Latencies {
     }
 }
 
-/// Buckets of [`Cache::fanout`], in seconds: 0.5 ms to 10 s.
+/// Buckets of [`Cache::fanout`] and [`Cache::dispatch`], in seconds: 0.5 ms to 10 s.
 pub const FANOUT_BUCKETS: [f64; 20] = [
     0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.035, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75,
     1.0, 1.5, 2.0, 5.0, 10.0,
@@ -409,6 +416,7 @@ impl Cache {
             ingested: AtomicU64::new(0),
             duplicates: AtomicU64::new(0),
             fanout: Latencies::default(),
+            dispatch: Latencies::default(),
             watch_streams: Arc::default(),
             live_pages: Arc::default(),
         }

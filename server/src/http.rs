@@ -214,6 +214,12 @@ impl Collector for Scrape {
         )?;
         single(
             &mut enc,
+            "dbmon_watch_dispatch_seconds",
+            "From a report's arrival to its message being handed to a subscriber's stream queue, per message and subscriber (the oldest report of a batch): the server's scheduling, before any wait for room on the subscriber's connection.",
+            &c.dispatch,
+        )?;
+        single(
+            &mut enc,
             "dbmon_collectors_connected",
             "Open collector streams.",
             level(s.collectors.load(Ordering::Relaxed) as i64),

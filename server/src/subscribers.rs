@@ -192,6 +192,9 @@ impl Subscriber {
     /// One message of new reports (one alone, or a batch); false when the
     /// subscriber is gone.
     async fn send_batch(&self, events: Vec<Event>, position: u64) -> bool {
+        if let Some(oldest) = events.first() {
+            self.cache.dispatch.observe(oldest.arrived.elapsed());
+        }
         self.tx
             .send(Ok(Outgoing::Reports { events, position }))
             .await

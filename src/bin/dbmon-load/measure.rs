@@ -176,30 +176,82 @@ pub fn machine() -> String {
     format!("{cpus} CPUs ({model}), {} GiB", mem / 1_048_576)
 }
 
-/// The server's `dbmon_watch_fanout_seconds` buckets (upper bound in
-/// seconds, cumulative count), read from its `/metrics` on `port`.
-pub async fn server_fanout(port: u16) -> Vec<(f64, u64)> {
-    let body = http_get(&format!("http://127.0.0.1:{port}/metrics"))
-        .await
-        .unwrap_or_default();
-    body.lines()
-        .filter_map(|l| l.strip_prefix("dbmon_watch_fanout_seconds_bucket{le=\""))
-        .filter_map(|l| {
-            let (le, rest) = l.split_once("\"}")?;
-            let le = if le == "+Inf" {
-                f64::INFINITY
-            } else {
-                le.parse().ok()?
-            };
-            Some((le, rest.trim().parse().ok()?))
-        })
-        .collect()
+/// The server's two delivery histograms, `dbmon_watch_fanout_seconds`
+/// (to the subscriber's stream) and `dbmon_watch_dispatch_seconds` (to its
+/// queue), as (upper bound in seconds, cumulative count) read from its
+/// `/metrics` at one moment.
+pub struct ServerHists {
+    fanout: Vec<(f64, u64)>,
+    dispatch: Vec<(f64, u64)>,
+}
+
+/// The server's own share of delivery between two readings, p50 and p99
+/// in ms (interpolated in the buckets): to the subscriber's stream, and to
+/// its queue (the server's scheduling alone).
+#[derive(serde::Serialize, Default, Clone, Copy)]
+pub struct Share {
+    pub p50_ms: Option<f64>,
+    pub p99_ms: Option<f64>,
+    pub dispatch_p50_ms: Option<f64>,
+    pub dispatch_p99_ms: Option<f64>,
+}
+
+impl Share {
+    /// "p50 / p99", then the queue's "p50 / p99", in whole ms.
+    pub fn text(&self) -> (String, String) {
+        let ms = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.0}"));
+        (
+            format!("{} / {}", ms(self.p50_ms), ms(self.p99_ms)),
+            format!(
+                "{} / {}",
+                ms(self.dispatch_p50_ms),
+                ms(self.dispatch_p99_ms)
+            ),
+        )
+    }
+}
+
+impl ServerHists {
+    pub async fn read(port: u16) -> ServerHists {
+        let body = http_get(&format!("http://127.0.0.1:{port}/metrics"))
+            .await
+            .unwrap_or_default();
+        let buckets = |name: &str| -> Vec<(f64, u64)> {
+            let prefix = format!("{name}_bucket{{le=\"");
+            body.lines()
+                .filter_map(|l| l.strip_prefix(prefix.as_str()))
+                .filter_map(|l| {
+                    let (le, rest) = l.split_once("\"}")?;
+                    let le = if le == "+Inf" {
+                        f64::INFINITY
+                    } else {
+                        le.parse().ok()?
+                    };
+                    Some((le, rest.trim().parse().ok()?))
+                })
+                .collect()
+        };
+        ServerHists {
+            fanout: buckets("dbmon_watch_fanout_seconds"),
+            dispatch: buckets("dbmon_watch_dispatch_seconds"),
+        }
+    }
+
+    /// What was observed since `before`.
+    pub fn since(&self, before: &ServerHists) -> Share {
+        Share {
+            p50_ms: share_ms(&before.fanout, &self.fanout, 0.50),
+            p99_ms: share_ms(&before.fanout, &self.fanout, 0.99),
+            dispatch_p50_ms: share_ms(&before.dispatch, &self.dispatch, 0.50),
+            dispatch_p99_ms: share_ms(&before.dispatch, &self.dispatch, 0.99),
+        }
+    }
 }
 
 /// The `q` quantile (ms) of what was observed between `before` and
 /// `after`, interpolated within its bucket as Prometheus's
 /// `histogram_quantile` does. None when nothing was observed.
-pub fn share_ms(before: &[(f64, u64)], after: &[(f64, u64)], q: f64) -> Option<f64> {
+fn share_ms(before: &[(f64, u64)], after: &[(f64, u64)], q: f64) -> Option<f64> {
     let counts: Vec<(f64, u64)> = after
         .iter()
         .map(|(le, n)| {

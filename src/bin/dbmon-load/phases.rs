@@ -2,7 +2,7 @@
 //! the M subscribers, the measuring window, fan-out alone, and the memory
 //! of many clusters' latest state.
 
-use crate::measure::{Histogram, cpu_busy, cpu_ticks, http_get, machine, mb, usage};
+use crate::measure::{Histogram, ServerHists, cpu_busy, cpu_ticks, http_get, machine, mb, usage};
 use crate::readers::Readers;
 use crate::report::{PromResults, Results};
 use crate::stack::{Guard, Nodes, authed, channel, open_publisher};
@@ -122,7 +122,7 @@ pub async fn measure(w: Window<'_>, quiet_detection: Option<u64>) -> Result<Resu
         .prometheus
         .map(|(p, _)| usage(p.0.id()).map(|u| u.0).unwrap_or(0.0));
     let i0 = ingested(w.http_port).await;
-    let share0 = crate::measure::server_fanout(w.http_port).await;
+    let share0 = ServerHists::read(w.http_port).await;
     let (ticks0, me0) = (cpu_ticks(), usage(std::process::id())?.0);
     let hist = &w.subscribers.polled;
     let d0 = hist.count();
@@ -165,7 +165,7 @@ pub async fn measure(w: Window<'_>, quiet_detection: Option<u64>) -> Result<Resu
     let (c1, c_hwm, _) = usage(w.collector.0.id())?;
     let (s1, s_hwm, _) = usage(w.server.0.id())?;
     let i1 = ingested(w.http_port).await;
-    let share1 = crate::measure::server_fanout(w.http_port).await;
+    let share = ServerHists::read(w.http_port).await.since(&share0);
     let (ticks1, me1) = (cpu_ticks(), usage(std::process::id())?.0);
     let polls = w.nodes.ports.len() as f64 * elapsed / w.interval.as_secs_f64();
     let mut results = Results {
@@ -195,10 +195,7 @@ pub async fn measure(w: Window<'_>, quiet_detection: Option<u64>) -> Result<Resu
         state_clusters: w.state_clusters,
         cpu_busy: cpu_busy(&ticks0, &ticks1),
         load_tool_cpu_s: me1 - me0,
-        server_share_ms: (
-            crate::measure::share_ms(&share0, &share1, 0.50),
-            crate::measure::share_ms(&share0, &share1, 0.99),
-        ),
+        server_share: share,
         ..Default::default()
     };
     if let (Some((p, prom_port)), Some(p0)) = (w.prometheus, p0) {
@@ -256,7 +253,7 @@ pub async fn fanout(
     let fanout_window = Duration::from_secs(20);
     eprintln!("dbmon-load: fan-out phase, {rate} reports/s for {fanout_window:?}");
     let (s_f0, _, _) = usage(server.0.id())?;
-    let share0 = crate::measure::server_fanout(http_port).await;
+    let share0 = ServerHists::read(http_port).await;
     let (ticks0, me0) = (cpu_ticks(), usage(std::process::id())?.0);
     let fanout_started = Instant::now();
     let fseq = publish_steady(collector_url, pki, "fanout", rate, fanout_window, 0).await?;
@@ -268,14 +265,11 @@ pub async fn fanout(
     })
     .await;
     let (s_f1, _, _) = usage(server.0.id())?;
-    let share1 = crate::measure::server_fanout(http_port).await;
+    let share = ServerHists::read(http_port).await.since(&share0);
     let (ticks1, me1) = (cpu_ticks(), usage(std::process::id())?.0);
     results.fanout_cpu_busy = cpu_busy(&ticks0, &ticks1);
     results.fanout_load_tool_cpu_s = me1 - me0;
-    results.fanout_server_share_ms = (
-        crate::measure::share_ms(&share0, &share1, 0.50),
-        crate::measure::share_ms(&share0, &share1, 0.99),
-    );
+    results.fanout_server_share = share;
     let h = &subs.hist;
     results.fanout_rate = fseq as f64 / fanout_started.elapsed().as_secs_f64();
     results.fanout_deliveries = h.count();

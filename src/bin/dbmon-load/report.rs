@@ -36,10 +36,10 @@ pub struct Results {
     pub fanout_max_ms: u64,
     pub fanout_server_cpu_s: f64,
     pub resyncs_after_fanout: u64,
-    /// The server's own share of delivery (report in to message handed to
-    /// the subscriber's stream), as bucket bounds in ms: p50, p99.
-    pub server_share_ms: (Option<f64>, Option<f64>),
-    pub fanout_server_share_ms: (Option<f64>, Option<f64>),
+    /// The server's own share of delivery in the polling window and the
+    /// fan-out phase.
+    pub server_share: crate::measure::Share,
+    pub fanout_server_share: crate::measure::Share,
     /// Each CPU's busy share during the polling window and the fan-out
     /// phase, and this load tool's own CPU seconds (the simulated nodes,
     /// the subscribers, the publisher) in each.
@@ -131,13 +131,10 @@ pub fn write_results(out: &Path, r: &Results) -> Result<()> {
             None => "\nPrometheus did not return dbmon's own `dbmon_cluster_health` series.\n".to_string(),
         });
     }
-    let bound = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.0}"));
+    let (polling, polling_queue) = r.server_share.text();
+    let (fanout, fanout_queue) = r.fanout_server_share.text();
     md.push_str(&format!(
-        "\nThe server's own share (`dbmon_watch_fanout_seconds`: a report in to its message written to each subscriber's stream), p50 / p99 (interpolated in its buckets): {} / {} ms during the polling run, {} / {} ms in the fan-out phase; {}.\n",
-        bound(r.server_share_ms.0),
-        bound(r.server_share_ms.1),
-        bound(r.fanout_server_share_ms.0),
-        bound(r.fanout_server_share_ms.1),
+        "\nThe server's own share, p50 / p99 in ms (interpolated in its buckets): to each subscriber's stream (`dbmon_watch_fanout_seconds`, a report in to its message written, which waits for room on the subscriber's connection) {polling} during the polling run, {fanout} in the fan-out phase; to each subscriber's queue (`dbmon_watch_dispatch_seconds`, the server's scheduling alone) {polling_queue} and {fanout_queue}; {}.\n",
         if r.pinned {
             "the server pinned to CPU 0, the load generator, collector and Prometheus to the others"
         } else {

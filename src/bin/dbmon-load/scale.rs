@@ -27,8 +27,8 @@ pub struct FanoutRun {
     pub resyncs: u64,
     pub silent_gaps: u64,
     pub ended: u64,
-    /// The server's own share (`dbmon_watch_fanout_seconds`), p50 and p99.
-    pub server_share_ms: (Option<f64>, Option<f64>),
+    /// The server's own share, to the subscribers' streams and queues.
+    pub server_share: crate::measure::Share,
     pub server_cpu_s: f64,
     pub server_rss_mb: f64,
     /// The slow subscribers: reports received, resyncs, silent gaps; how
@@ -85,7 +85,7 @@ impl Fanout<'_> {
         }
         let pid = self.server.0.id();
         let (cpu0, _, _) = usage(pid)?;
-        let share0 = crate::measure::server_fanout(self.http_port).await;
+        let share0 = crate::measure::ServerHists::read(self.http_port).await;
         let started = Instant::now();
         let after = self.seq.load(Ordering::Relaxed);
         let sent = crate::phases::publish_steady(
@@ -106,7 +106,9 @@ impl Fanout<'_> {
         })
         .await;
         let (cpu1, _, rss) = usage(pid)?;
-        let share1 = crate::measure::server_fanout(self.http_port).await;
+        let share = crate::measure::ServerHists::read(self.http_port)
+            .await
+            .since(&share0);
         // The stalled ones read on, through what is queued for them and
         // their resyncs, until each holds the last report (at most 90 s).
         let drain = Instant::now();
@@ -133,10 +135,7 @@ impl Fanout<'_> {
             silent_gaps: prompt.gaps.load(Ordering::Relaxed),
             ended: prompt.ended.load(Ordering::Relaxed)
                 + slow.map_or(0, |s| s.ended.load(Ordering::Relaxed)),
-            server_share_ms: (
-                crate::measure::share_ms(&share0, &share1, 0.50),
-                crate::measure::share_ms(&share0, &share1, 0.99),
-            ),
+            server_share: share,
             server_cpu_s: cpu1 - cpu0,
             server_rss_mb: mb(rss),
             slow_received: slow.map_or(0, |s| s.hist.count()),
@@ -280,10 +279,9 @@ pub async fn poll_scale(
 
 /// This module's phases in the run's Markdown.
 pub fn markdown(r: &crate::report::Results) -> String {
-    let bound = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.0}"));
     let row = |name: &str, f: &FanoutRun| {
         format!(
-            "| {name} | {} | {:.0} | {} of {} | {} / {} / {} | {} / {} | {:.1} | {:.0} | {} | {} |\n",
+            "| {name} | {} | {:.0} | {} of {} | {} / {} / {} | {} | {} | {:.1} | {:.0} | {} | {} |\n",
             f.subscribers,
             f.rate,
             f.deliveries,
@@ -291,8 +289,8 @@ pub fn markdown(r: &crate::report::Results) -> String {
             f.p50_ms,
             f.p99_ms,
             f.max_ms,
-            bound(f.server_share_ms.0),
-            bound(f.server_share_ms.1),
+            f.server_share.text().0,
+            f.server_share.text().1,
             f.server_cpu_s,
             f.server_rss_mb,
             f.resyncs,
@@ -301,7 +299,7 @@ pub fn markdown(r: &crate::report::Results) -> String {
     };
     let mut md = String::new();
     if r.backpressure.is_some() || !r.wide.is_empty() {
-        md.push_str("\n| fan-out on a fresh server (default queue) | prompt subscribers | reports/s | deliveries | end to end p50 / p99 / max, ms | server's own p50 / p99, ms | server CPU s | server RSS MB | resyncs | silent gaps |\n|---|---|---|---|---|---|---|---|---|---|\n");
+        md.push_str("\n| fan-out on a fresh server (default queue) | prompt subscribers | reports/s | deliveries | end to end p50 / p99 / max, ms | server's own to the stream p50 / p99, ms | to the queue p50 / p99, ms | server CPU s | server RSS MB | resyncs | silent gaps |\n|---|---|---|---|---|---|---|---|---|---|---|\n");
     }
     if let Some(b) = &r.backpressure {
         md.push_str(&row("baseline", &b.baseline));
