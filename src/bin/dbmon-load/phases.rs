@@ -1,6 +1,7 @@
 //! The phases of a run: the audit subscriber (sequence gaps, detection),
-//! the M subscribers, the measuring window, fan-out alone, and the memory
-//! of many clusters' latest state.
+//! the measuring window, fan-out alone, the memory of many clusters'
+//! latest state, the viewers and the badges. The M subscribers are
+//! [`crate::readers::Readers`].
 
 use crate::measure::{Histogram, ServerHists, cpu_busy, cpu_ticks, http_get, machine, mb, usage};
 use crate::readers::Readers;
