@@ -88,32 +88,48 @@ pub fn usage(pid: u32) -> Result<(f64, u64, u64)> {
     Ok((cpu, kb("VmHWM:"), kb("VmRSS:")))
 }
 
-/// Each CPU's busy and total time (ticks) since boot, from `/proc/stat`.
-pub fn cpu_ticks() -> Vec<(u64, u64)> {
-    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
-    stat.lines()
-        .filter(|l| l.starts_with("cpu") && l.as_bytes().get(3).is_some_and(u8::is_ascii_digit))
-        .map(|l| {
-            let f: Vec<u64> = l
-                .split_whitespace()
-                .skip(1)
-                .filter_map(|v| v.parse().ok())
-                .collect();
-            let total: u64 = f.iter().sum();
-            // idle and iowait
-            let idle = f.get(3).copied().unwrap_or(0) + f.get(4).copied().unwrap_or(0);
-            (total - idle, total)
-        })
-        .collect()
+/// Where the machine's CPUs were at one moment: each CPU's busy and
+/// total ticks since boot (`/proc/stat`), and this process's CPU seconds.
+pub struct CpuMark {
+    ticks: Vec<(u64, u64)>,
+    own_s: f64,
 }
 
-/// Each CPU's busy share (0 to 1) between two [`cpu_ticks`] readings.
-pub fn cpu_busy(before: &[(u64, u64)], after: &[(u64, u64)]) -> Vec<f64> {
-    before
-        .iter()
-        .zip(after)
-        .map(|((b0, t0), (b1, t1))| (b1 - b0) as f64 / (t1 - t0).max(1) as f64)
-        .collect()
+impl CpuMark {
+    pub fn take() -> CpuMark {
+        let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+        let ticks = stat
+            .lines()
+            .filter(|l| l.starts_with("cpu") && l.as_bytes().get(3).is_some_and(u8::is_ascii_digit))
+            .map(|l| {
+                let f: Vec<u64> = l
+                    .split_whitespace()
+                    .skip(1)
+                    .filter_map(|v| v.parse().ok())
+                    .collect();
+                let total: u64 = f.iter().sum();
+                // idle and iowait
+                let idle = f.get(3).copied().unwrap_or(0) + f.get(4).copied().unwrap_or(0);
+                (total - idle, total)
+            })
+            .collect();
+        let own_s = usage(std::process::id()).map_or(0.0, |u| u.0);
+        CpuMark { ticks, own_s }
+    }
+
+    /// Since `before`: each CPU's busy share (0 to 1), and this process's
+    /// CPU seconds.
+    pub fn since(&self, before: &CpuMark) -> (Vec<f64>, f64) {
+        let busy = before
+            .ticks
+            .iter()
+            .zip(&self.ticks)
+            .map(|((b0, t0), (b1, t1))| {
+                b1.saturating_sub(*b0) as f64 / t1.saturating_sub(*t0).max(1) as f64
+            })
+            .collect();
+        (busy, self.own_s - before.own_s)
+    }
 }
 
 /// Bytes in MB, one decimal.

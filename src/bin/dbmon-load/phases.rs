@@ -3,7 +3,7 @@
 //! latest state, the viewers and the badges. The M subscribers are
 //! [`crate::readers::Readers`].
 
-use crate::measure::{Histogram, ServerHists, cpu_busy, cpu_ticks, http_get, machine, mb, usage};
+use crate::measure::{CpuMark, Histogram, ServerHists, http_get, machine, mb, usage};
 use crate::readers::Readers;
 use crate::report::{PromResults, Results};
 use crate::stack::{Guard, Nodes, authed, channel, open_publisher};
@@ -124,7 +124,7 @@ pub async fn measure(w: Window<'_>, quiet_detection: Option<u64>) -> Result<Resu
         .map(|(p, _)| usage(p.0.id()).map(|u| u.0).unwrap_or(0.0));
     let i0 = ingested(w.http_port).await;
     let share0 = ServerHists::read(w.http_port).await;
-    let (ticks0, me0) = (cpu_ticks(), usage(std::process::id())?.0);
+    let cpus0 = CpuMark::take();
     let hist = &w.subscribers.polled;
     let d0 = hist.count();
     let started = Instant::now();
@@ -167,7 +167,7 @@ pub async fn measure(w: Window<'_>, quiet_detection: Option<u64>) -> Result<Resu
     let (s1, s_hwm, _) = usage(w.server.0.id())?;
     let i1 = ingested(w.http_port).await;
     let share = ServerHists::read(w.http_port).await.since(&share0);
-    let (ticks1, me1) = (cpu_ticks(), usage(std::process::id())?.0);
+    let (cpu_busy, load_tool_cpu_s) = CpuMark::take().since(&cpus0);
     let polls = w.nodes.ports.len() as f64 * elapsed / w.interval.as_secs_f64();
     let mut results = Results {
         machine: machine(),
@@ -194,8 +194,8 @@ pub async fn measure(w: Window<'_>, quiet_detection: Option<u64>) -> Result<Resu
         detection_ms: detection,
         detection_quiet_ms: quiet_detection,
         state_clusters: w.state_clusters,
-        cpu_busy: cpu_busy(&ticks0, &ticks1),
-        load_tool_cpu_s: me1 - me0,
+        cpu_busy,
+        load_tool_cpu_s,
         server_share: share,
         ..Default::default()
     };
@@ -255,7 +255,7 @@ pub async fn fanout(
     eprintln!("dbmon-load: fan-out phase, {rate} reports/s for {fanout_window:?}");
     let (s_f0, _, _) = usage(server.0.id())?;
     let share0 = ServerHists::read(http_port).await;
-    let (ticks0, me0) = (cpu_ticks(), usage(std::process::id())?.0);
+    let cpus0 = CpuMark::take();
     let fanout_started = Instant::now();
     let fseq = publish_steady(collector_url, pki, "fanout", rate, fanout_window, 0).await?;
     // Until the last deliveries land (or 10 s: what is missing by then is
@@ -267,9 +267,9 @@ pub async fn fanout(
     .await;
     let (s_f1, _, _) = usage(server.0.id())?;
     let share = ServerHists::read(http_port).await.since(&share0);
-    let (ticks1, me1) = (cpu_ticks(), usage(std::process::id())?.0);
-    results.fanout_cpu_busy = cpu_busy(&ticks0, &ticks1);
-    results.fanout_load_tool_cpu_s = me1 - me0;
+    let (cpu_busy, load_tool_cpu_s) = CpuMark::take().since(&cpus0);
+    results.fanout_cpu_busy = cpu_busy;
+    results.fanout_load_tool_cpu_s = load_tool_cpu_s;
     results.fanout_server_share = share;
     let h = &subs.hist;
     results.fanout_rate = fseq as f64 / fanout_started.elapsed().as_secs_f64();

@@ -280,6 +280,7 @@ pub async fn poll_scale(
 /// This module's phases in the run's Markdown.
 pub fn markdown(r: &crate::report::Results) -> String {
     let row = |name: &str, f: &FanoutRun| {
+        let (to_stream, to_queue) = f.server_share.text();
         format!(
             "| {name} | {} | {:.0} | {} of {} | {} / {} / {} | {} | {} | {:.1} | {:.0} | {} | {} |\n",
             f.subscribers,
@@ -289,8 +290,8 @@ pub fn markdown(r: &crate::report::Results) -> String {
             f.p50_ms,
             f.p99_ms,
             f.max_ms,
-            f.server_share.text().0,
-            f.server_share.text().1,
+            to_stream,
+            to_queue,
             f.server_cpu_s,
             f.server_rss_mb,
             f.resyncs,
